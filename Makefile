@@ -1,0 +1,36 @@
+# Two commands a fresh machine needs (README quickstart):
+#   make demo   set up, get the default Whisper weights, transcribe the bundled clip
+#   make test   set up (with the PyTorch reference libraries) and run the tests
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+UNAME := $(shell uname -s)
+
+.PHONY: setup setup-test demo test lint blas
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Linux: MLX's CPU wheel needs an optimized BLAS loaded first (DESIGN.md); install Debian's.
+blas:
+ifeq ($(UNAME),Linux)
+	@sh tools/install_blas.sh
+endif
+
+setup: $(BIN)/python blas
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[weights]"
+
+setup-test: setup
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[test]"
+	sh tools/install_refs.sh $(BIN)/pip
+
+demo: setup
+	$(BIN)/mas weights get whisper-tiny.en
+	$(BIN)/mas transcribe --model weights/whisper-tiny.en --format txt
+
+test: setup-test
+	$(BIN)/python -m pytest -q -rs
+
+lint:
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,0 +1,39 @@
+"""mlx-audio-stack: pure-MLX audio models (Whisper, Silero VAD, ECAPA-TDNN, MossFormer2) and
+the multi-speaker transcription pipeline.
+
+The public API is imported lazily (`mlx_audio_stack.transcribe(...)` imports Whisper on first
+use). Importing this package first loads an optimized BLAS on Linux (see `_blas.py`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._blas import load_blas
+
+load_blas()
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute"; one line per name (each model's issue adds its own)
+_API = {
+    "convert": "mlx_audio_stack.convert:convert",
+    "load_audio": "mlx_audio_stack.audio:load_audio",
+    "get_weights": "mlx_audio_stack.weights_get:get_weights",
+    "transcribe": "mlx_audio_stack.models.whisper.transcribe:transcribe",
+    "load_whisper": "mlx_audio_stack.models.whisper.load:load_model",
+}
+
+
+def __getattr__(name: str):
+    target = _API.get(name)
+    if target is None:
+        raise AttributeError(f"module 'mlx_audio_stack' has no attribute {name!r}")
+    module, attr = target.split(":")
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))

