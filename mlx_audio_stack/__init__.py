@@ -22,6 +22,10 @@ _API = {
     "get_weights": "mlx_audio_stack.weights_get:get_weights",
     "transcribe": "mlx_audio_stack.models.whisper.transcribe:transcribe",
     "load_whisper": "mlx_audio_stack.models.whisper.load:load_model",
+    "load_vad": "mlx_audio_stack.models.silero_vad.load:load_vad",
+    "speech_timestamps": "mlx_audio_stack.models.silero_vad.segments:speech_timestamps",
+    "speech_probs": "mlx_audio_stack.models.silero_vad.offline:speech_probs",
+    "VADStream": "mlx_audio_stack.models.silero_vad.streaming:VADStream",
 }
 
 

