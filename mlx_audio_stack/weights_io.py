@@ -45,6 +45,7 @@ def save_model_dir(out: str | Path, weights: Mapping[str, Any], config: dict[str
         raise WeightsError(f"{out}: already exists (pass overwrite=True / --force to replace it)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a weights folder is ordinary data
     try:
         arrays = {k: v if isinstance(v, mx.array) else mx.array(v) for k, v in weights.items()}
         mx.save_safetensors(str(tmp / WEIGHTS_FILE), arrays, metadata={"format": "mlx"})

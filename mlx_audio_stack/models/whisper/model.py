@@ -1,0 +1,211 @@
+"""Whisper (OpenAI) in MLX.
+
+Reference implementation: openai-whisper `whisper/model.py` (PyTorch). Parameter names follow its
+state dict (`encoder.blocks.0.attn.query.weight` ...); the deviations (`mlp.0` -> `mlp1`,
+`mlp.2` -> `mlp2`, the encoder's sinusoidal buffer dropped, Conv1d `(O, I, K)` -> `(O, K, I)`)
+live in `sanitize()`. Tensors are channels-last: mel `(B, T, n_mels)`, hidden `(B, T, C)`.
+The key/value cache is an explicit value: a list with one `((k, v), (cross_k, cross_v))` per
+decoder block, passed in and returned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+
+@dataclass
+class ModelDimensions:
+    """Field names equal openai-whisper's `ModelDimensions` (the `.pt` checkpoint's `dims`)."""
+
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelDimensions:
+        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+# The official sizes (openai-whisper `_MODELS`), n_vocab 51864 for `.en`, 51866 for large-v3*.
+def _dims(n_mels, state, head, enc, dec, vocab=51865) -> ModelDimensions:
+    return ModelDimensions(n_mels, 1500, state, head, enc, vocab, 448, state, head, dec)
+
+
+OFFICIAL_DIMS = {
+    "tiny.en": _dims(80, 384, 6, 4, 4, 51864), "tiny": _dims(80, 384, 6, 4, 4),
+    "base.en": _dims(80, 512, 8, 6, 6, 51864), "base": _dims(80, 512, 8, 6, 6),
+    "small.en": _dims(80, 768, 12, 12, 12, 51864), "small": _dims(80, 768, 12, 12, 12),
+    "medium.en": _dims(80, 1024, 16, 24, 24, 51864), "medium": _dims(80, 1024, 16, 24, 24),
+    "large-v1": _dims(80, 1280, 20, 32, 32), "large-v2": _dims(80, 1280, 20, 32, 32),
+    "large-v3": _dims(128, 1280, 20, 32, 32, 51866),
+    "large-v3-turbo": _dims(128, 1280, 20, 32, 4, 51866),
+}
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000) -> np.ndarray:
+    """The encoder's fixed positional embedding, (length, channels) float32."""
+    log_timescale_increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv_timescales = np.exp(-log_timescale_increment * np.arange(channels // 2))
+    scaled_time = np.arange(length)[:, None] * inv_timescales[None, :]
+    return np.concatenate([np.sin(scaled_time), np.cos(scaled_time)], axis=1).astype(np.float32)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, n_state: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.query = nn.Linear(n_state, n_state)
+        self.key = nn.Linear(n_state, n_state, bias=False)
+        self.value = nn.Linear(n_state, n_state)
+        self.out = nn.Linear(n_state, n_state)
+
+    def __call__(self, x: mx.array, xa: mx.array | None = None, mask: mx.array | None = None,
+                 kv_cache: tuple | None = None) -> tuple[mx.array, tuple]:
+        q = self.query(x)
+        if xa is None:  # self-attention: append this step's keys/values to the cache
+            k, v = self.key(x), self.value(x)
+            if kv_cache is not None:
+                k = mx.concatenate([kv_cache[0], k], axis=1)
+                v = mx.concatenate([kv_cache[1], v], axis=1)
+        elif kv_cache is None:  # cross-attention: computed once per audio, then reused
+            k, v = self.key(xa), self.value(xa)
+        else:
+            k, v = kv_cache
+        return self.out(self._attend(q, k, v, mask)), (k, v)
+
+    def _attend(self, q: mx.array, k: mx.array, v: mx.array, mask: mx.array | None) -> mx.array:
+        B, T, C = q.shape
+        S = k.shape[1]
+        h, d = self.n_head, C // self.n_head
+        q = q.reshape(B, T, h, d).transpose(0, 2, 1, 3)  # (B, h, T, d)
+        k = k.reshape(B, S, h, d).transpose(0, 2, 1, 3)  # (B, h, S, d)
+        v = v.reshape(B, S, h, d).transpose(0, 2, 1, 3)  # (B, h, S, d)
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5, mask=mask)
+        return o.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C)
+
+
+class ResidualAttentionBlock(nn.Module):
+    def __init__(self, n_state: int, n_head: int, cross_attention: bool = False):
+        super().__init__()
+        self.attn = MultiHeadAttention(n_state, n_head)
+        self.attn_ln = nn.LayerNorm(n_state)
+        self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
+        self.cross_attn_ln = nn.LayerNorm(n_state) if cross_attention else None
+        self.mlp1 = nn.Linear(n_state, 4 * n_state)
+        self.mlp2 = nn.Linear(4 * n_state, n_state)
+        self.mlp_ln = nn.LayerNorm(n_state)
+
+    def __call__(self, x, xa=None, mask=None, kv_cache=None):
+        self_kv, cross_kv = kv_cache or (None, None)
+        y, self_kv = self.attn(self.attn_ln(x), mask=mask, kv_cache=self_kv)
+        x = x + y
+        if self.cross_attn is not None:
+            y, cross_kv = self.cross_attn(self.cross_attn_ln(x), xa, kv_cache=cross_kv)
+            x = x + y
+        x = x + self.mlp2(nn.gelu(self.mlp1(self.mlp_ln(x))))
+        return x, (self_kv, cross_kv)
+
+
+class AudioEncoder(nn.Module):
+    def __init__(self, n_mels: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_mels, n_state, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
+        self._positional_embedding = mx.array(sinusoids(n_ctx, n_state))  # buffer, not a param
+        self.blocks = [ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)]
+        self.ln_post = nn.LayerNorm(n_state)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        """x: (B, n_frames, n_mels) log-mel -> (B, n_frames // 2, n_state)."""
+        x = nn.gelu(self.conv1(x))
+        x = nn.gelu(self.conv2(x))
+        x = x + self._positional_embedding[: x.shape[1]].astype(x.dtype)
+        for block in self.blocks:
+            x, _ = block(x)
+        return self.ln_post(x)
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, n_vocab: int, n_ctx: int, n_state: int, n_head: int, n_layer: int):
+        super().__init__()
+        self.token_embedding = nn.Embedding(n_vocab, n_state)
+        self.positional_embedding = mx.zeros((n_ctx, n_state))
+        self.blocks = [ResidualAttentionBlock(n_state, n_head, cross_attention=True)
+                       for _ in range(n_layer)]
+        self.ln = nn.LayerNorm(n_state)
+
+    def __call__(self, tokens: mx.array, xa: mx.array, kv_cache: list | None = None
+                 ) -> tuple[mx.array, list]:
+        """tokens: (B, T) int; xa: (B, n_audio_ctx, C) -> logits (B, T, n_vocab), new cache."""
+        offset = kv_cache[0][0][0].shape[1] if kv_cache else 0
+        T = tokens.shape[-1]
+        x = self.token_embedding(tokens) + self.positional_embedding[offset: offset + T]
+        mask = None
+        if T > 1:  # causal mask over [cache | new tokens]
+            mask = nn.MultiHeadAttention.create_additive_causal_mask(offset + T)[-T:]
+            mask = mask.astype(x.dtype)
+        cache = kv_cache or [None] * len(self.blocks)
+        new_cache = []
+        for block, kv in zip(self.blocks, cache):
+            x, kv = block(x, xa, mask=mask, kv_cache=kv)
+            new_cache.append(kv)
+        x = self.ln(x)
+        return self.token_embedding.as_linear(x), new_cache
+
+
+class Whisper(nn.Module):
+    def __init__(self, dims: ModelDimensions, dtype: mx.Dtype = mx.float32):
+        super().__init__()
+        self.dims = dims
+        self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state,
+                                    dims.n_audio_head, dims.n_audio_layer)
+        self.decoder = TextDecoder(dims.n_vocab, dims.n_text_ctx, dims.n_text_state,
+                                   dims.n_text_head, dims.n_text_layer)
+        self.alignment_heads: list[tuple[int, int]] = []
+        self.dtype = dtype
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self.dims.n_vocab >= 51865
+
+    @property
+    def num_languages(self) -> int:
+        return self.dims.n_vocab - 51765 - int(self.is_multilingual)
+
+    def embed_audio(self, mel: mx.array) -> mx.array:
+        return self.encoder(mel.astype(self.dtype))
+
+    def logits(self, tokens: mx.array, audio_features: mx.array, kv_cache=None):
+        return self.decoder(tokens, audio_features, kv_cache)
+
+    def __call__(self, mel: mx.array, tokens: mx.array) -> mx.array:
+        return self.decoder(tokens, self.embed_audio(mel))[0]
+
+
+def sanitize(weights: dict[str, Any]) -> dict[str, Any]:
+    """openai-whisper state-dict names/layouts -> this module's. Safe to run twice."""
+    out = {}
+    for k, v in weights.items():
+        if k == "encoder.positional_embedding" or k == "alignment_heads":
+            continue  # fixed sinusoids (recomputed) / a buffer kept in config.json
+        k = k.replace(".mlp.0.", ".mlp1.").replace(".mlp.2.", ".mlp2.")
+        if k.endswith(("conv1.weight", "conv2.weight")) and v.shape[1] != 3 and v.shape[2] == 3:
+            v = v.transpose(0, 2, 1) if isinstance(v, np.ndarray) else mx.transpose(v, (0, 2, 1))
+        out[k] = v
+    return out
