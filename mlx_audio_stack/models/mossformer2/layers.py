@@ -1,0 +1,177 @@
+"""Building blocks of MossFormer2 (ClearerVoice-Studio `models/mossformer2_ss`), channels-last.
+
+Attribute names follow the PyTorch reference so its state-dict keys load as they are
+(`mdl.3.sequential.1.conv.weight` ...). Parameter-free slots of the reference's
+`nn.Sequential`s (SiLU, Dropout, Transpose, Tanh) are kept as empty placeholder modules so the
+indices of the weighted ones stay the same.
+
+Depthwise convolutions: MLX's CPU backend has no fast path for `groups == channels`
+(`mx.conv1d(..., groups=C)` ran 11x slower than torch on a (20000, 2048) input), so they are
+written as a sum of shifted slices, fused into one kernel by `mx.compile`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+class Placeholder(nn.Module):
+    """An empty slot of a reference `nn.Sequential` (activation, dropout, transpose)."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x
+
+
+@lru_cache(maxsize=None)
+def _shifted_sum(k: int, g: int, dilation: int):
+    """Compiled y[t, c] = sum_{k, g} xp[t + k * dilation, c, g] * w[k, c, g] for static k, g."""
+
+    def fn(xp: mx.array, w: mx.array) -> mx.array:
+        # xp: (B, T + (k-1)*dilation, C, G) padded input; w: (K, C, G)
+        t = xp.shape[1] - (k - 1) * dilation
+        y = None
+        for i in range(k):
+            s = xp[:, i * dilation : i * dilation + t]  # (B, T, C, G)
+            term = s * w[i]
+            y = term if y is None else y + term
+        return y.sum(axis=-1) if g > 1 else y[..., 0]  # (B, T, C)
+
+    return mx.compile(fn)
+
+
+def depthwise_conv(x: mx.array, w: mx.array, pad_left: int, pad_right: int,
+                   dilation: int = 1) -> mx.array:
+    """Grouped 1-D convolution with one output channel per group, channels-last.
+
+    x: (B, T, C * G) with group c holding input channels [c*G, (c+1)*G) (PyTorch's grouping);
+    w: (C, K, G) (MLX conv layout of a torch (C, G, K) weight). Returns (B, T', C).
+    """
+    c, k, g = w.shape
+    b, t, cg = x.shape
+    xp = mx.pad(x, [(0, 0), (pad_left, pad_right), (0, 0)])
+    xp = xp.reshape(b, t + pad_left + pad_right, c, g)  # (B, Tp, C, G)
+    wk = mx.transpose(w, (1, 0, 2))  # (K, C, G)
+    return _shifted_sum(k, g, dilation)(xp, wk)
+
+
+class Conv1x1(nn.Module):
+    """A kernel-size-1 `nn.Conv1d` as a matmul; weight kept in MLX conv layout (O, 1, I)."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__()
+        self.weight = mx.zeros((out_channels, 1, in_channels))
+        if bias:
+            self.bias = mx.zeros((out_channels,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        w = self.weight[:, 0, :]  # (O, I)
+        if "bias" in self:
+            return mx.addmm(self.bias, x, w.T)
+        return x @ w.T
+
+
+class PReLU(nn.Module):
+    """PyTorch `nn.PReLU(num_parameters)`: one slope, or one per channel (last axis)."""
+
+    def __init__(self, num_parameters: int = 1):
+        super().__init__()
+        self.weight = mx.full((num_parameters,), 0.25)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return mx.where(x >= 0, x, self.weight * x)
+
+
+class ScaleNorm(nn.Module):
+    """x / max(||x|| * dim^-0.5, eps) * g over the last axis (reference eps 1e-5)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.scale = dim**-0.5
+        self.eps = eps
+        self.g = mx.ones((1,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        norm = mx.sqrt(mx.sum(mx.square(x), axis=-1, keepdims=True)) * self.scale
+        return x / mx.maximum(norm, self.eps) * self.g
+
+
+class GlobalNorm(nn.Module):
+    """`nn.GroupNorm(1, C)` on (B, T, C): statistics over time and channels, per-channel affine."""
+
+    def __init__(self, dim: int, eps: float = 1e-8):
+        super().__init__()
+        self.eps = eps
+        self.weight = mx.ones((dim,))
+        self.bias = mx.zeros((dim,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        mean = mx.mean(x, axis=(1, 2), keepdims=True)
+        var = mx.var(x, axis=(1, 2), keepdims=True)
+        return (x - mean) * mx.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class InstanceNorm(nn.Module):
+    """`nn.InstanceNorm2d(C, affine=True)` on (B, T, C) (width 1): statistics over time."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = mx.ones((dim,))
+        self.bias = mx.zeros((dim,))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        mean = mx.mean(x, axis=1, keepdims=True)
+        var = mx.var(x, axis=1, keepdims=True)
+        return (x - mean) * mx.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class DepthwiseConv1d(nn.Module):
+    """Depthwise `nn.Conv1d(C, C, K, groups=C, padding=(K-1)//2, bias=False)`."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        self.weight = mx.zeros((channels, kernel_size, 1))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        pad = (self.weight.shape[1] - 1) // 2
+        return depthwise_conv(x, self.weight, pad, pad)
+
+
+class _DepthwiseHolder(nn.Module):
+    """The reference's `DepthwiseConv1d` wrapper: its conv sits at `.conv`."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        self.conv = DepthwiseConv1d(channels, kernel_size)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.conv(x)
+
+
+class ConvModule(nn.Module):
+    """x + depthwise_conv(x) (kernel 17, 'same' padding); `sequential.1.conv.weight`."""
+
+    def __init__(self, channels: int, kernel_size: int = 17):
+        super().__init__()
+        self.sequential = [Placeholder(), _DepthwiseHolder(channels, kernel_size)]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x + self.sequential[1](x)
+
+
+class FFConvM(nn.Module):
+    """norm -> Linear -> SiLU -> ConvModule (-> Dropout, identity at inference)."""
+
+    def __init__(self, dim_in: int, dim_out: int, norm: str = "layernorm",
+                 kernel_size: int = 17):
+        super().__init__()
+        norm_layer = ScaleNorm(dim_in) if norm == "scalenorm" else nn.LayerNorm(dim_in, eps=1e-5)
+        self.mdl = [norm_layer, nn.Linear(dim_in, dim_out), Placeholder(),
+                    ConvModule(dim_out, kernel_size), Placeholder()]
+
+    def __call__(self, x: mx.array) -> mx.array:
+        x = self.mdl[1](self.mdl[0](x))
+        return self.mdl[3](nn.silu(x))
