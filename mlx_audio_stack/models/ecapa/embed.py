@@ -1,0 +1,201 @@
+"""Speaker embeddings from audio: the spkrec-ecapa-voxceleb pipeline
+(`EncoderClassifier.encode_batch`: Fbank -> sentence mean norm -> ECAPA_TDNN [-> global
+embedding norm]) for any number of variable-length utterances.
+
+Two batch semantics:
+- `mode="exact"` (default): each utterance is computed as if it were alone (its own frame
+  count, its own peak for the dB floor, masks in every statistic, reflection padding at its own
+  end). Batched output equals unbatched output.
+- `mode="speechbrain"`: SpeechBrain's batched computation with relative lengths `wav_lens`
+  (zero-padded batch, masks from `wav_lens * frames`, convolutions padded at the batch end).
+  Short utterances in a batch then differ slightly from their unbatched embedding, as in
+  SpeechBrain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from ...audio import as_audio
+from ...errors import AudioError, WeightsError
+from ...weights_io import load_model_dir, load_strict
+from .fbank import Fbank, FbankArgs, num_frames, sentence_mean_norm
+from .model import ECAPA_TDNN, EcapaArgs
+
+
+@dataclass
+class EmbedConfig:
+    """What a converted folder's config.json says about the pipeline around the model."""
+
+    sentence_norm: bool = True  # mean_var_norm (sentence, std_norm False in spkrec-ecapa)
+    sentence_std: bool = False
+    emb_norm_std: bool = False
+
+
+class SpeakerEncoder:
+    """ECAPA-TDNN speaker embedding model with its front end.
+
+    >>> enc = SpeakerEncoder.load("weights/ecapa-voxceleb")
+    >>> e = enc.embed(["a.wav", "b.wav"])          # (2, 192) numpy float32
+    """
+
+    def __init__(
+        self,
+        model: ECAPA_TDNN,
+        fbank_args: FbankArgs,
+        cfg: EmbedConfig | None = None,
+        emb_mean: mx.array | None = None,
+        emb_std: mx.array | None = None,
+    ):
+        self.model = model
+        self.fbank = Fbank(fbank_args)
+        self.cfg = cfg or EmbedConfig()
+        self.emb_mean, self.emb_std = emb_mean, emb_std
+        self.sample_rate = fbank_args.sample_rate
+        # convolutions reflect-pad by up to max_pad frames: a shorter input cannot be computed
+        self.min_frames = model.args.max_pad + 1
+        self.min_samples = (self.min_frames - 1) * self.fbank.args.hop_samples
+
+    @classmethod
+    def load(cls, path: str | Path) -> SpeakerEncoder:
+        """Load a folder written by `mas convert` (model_type 'ecapa')."""
+        config, weights = load_model_dir(path)
+        if config.get("model_type") != "ecapa":
+            raise WeightsError(
+                f"{path}: model_type is {config.get('model_type')!r}, expected 'ecapa'"
+            )
+        model = ECAPA_TDNN(EcapaArgs(**config["args"]))
+        emb_mean = weights.pop("emb_norm.glob_mean", None)
+        emb_std = weights.pop("emb_norm.glob_std", None)
+        load_strict(model, {k: v.astype(mx.float32) for k, v in weights.items()}, str(path))
+        model.eval()
+        norm = config.get("mean_var_norm", {})
+        cfg = EmbedConfig(
+            sentence_norm=norm.get("enabled", True),
+            sentence_std=norm.get("std_norm", False),
+            emb_norm_std=config.get("emb_norm_std", False),
+        )
+        fb = FbankArgs(**config.get("fbank", {"n_mels": model.args.input_size}))
+        if fb.n_mels != model.args.input_size:
+            raise WeightsError(
+                f"{path}: fbank n_mels {fb.n_mels} != model input_size {model.args.input_size}"
+            )
+        return cls(model, fb, cfg, emb_mean, emb_std)
+
+    # --- features ------------------------------------------------------------------------------
+
+    def features(
+        self,
+        wavs: mx.array,
+        n_samples: np.ndarray | None = None,
+        wav_lens: np.ndarray | None = None,
+    ) -> tuple[mx.array, mx.array, np.ndarray]:
+        """(B, T) waveforms -> (normalized feats (B, F, n_mels), mask (B, F), frames (B,)).
+
+        `n_samples` (absolute, exact mode) or `wav_lens` (relative, SpeechBrain mode).
+        """
+        b, t = wavs.shape
+        n_fr = int(num_frames(t, self.fbank.args.hop_samples))
+        if wav_lens is not None:
+            rel = np.asarray(wav_lens, np.float32)
+            frames = np.full(b, n_fr)
+            # SpeechBrain: InputNormalization masks `arange < rel * F - 1e-6`, the model's
+            # SE/pooling masks `arange < rel * F` (both in float32)
+            ar = np.arange(n_fr, dtype=np.float32)[None]
+            norm_mask = mx.array(ar < (rel * np.float32(n_fr) - np.float32(1e-6))[:, None])
+            mask = mx.array(ar < (rel * np.float32(n_fr))[:, None])
+            feats = self.fbank(wavs)
+        else:
+            n = np.full(b, t) if n_samples is None else np.asarray(n_samples)
+            frames = num_frames(n, self.fbank.args.hop_samples)
+            mask = norm_mask = mx.array(np.arange(n_fr)[None] < frames[:, None])
+            feats = self.fbank(wavs, None if n_samples is None else mx.array(frames))
+        if self.cfg.sentence_norm:
+            feats = sentence_mean_norm(feats, norm_mask, self.cfg.sentence_std)
+        return feats, mask, frames
+
+    # --- embeddings ----------------------------------------------------------------------------
+
+    def embed_batch(
+        self,
+        wavs: mx.array,
+        n_samples: Sequence[int] | None = None,
+        wav_lens: Sequence[float] | None = None,
+        normalize: bool = False,
+    ) -> mx.array:
+        """(B, T) zero-padded waveforms at the model rate -> (B, lin_neurons) embeddings.
+
+        Give `n_samples` (valid samples per row; exact per-utterance results) or `wav_lens`
+        (SpeechBrain's relative lengths in (0, 1]; SpeechBrain's batched results), not both.
+        """
+        if n_samples is not None and wav_lens is not None:
+            raise ValueError("pass n_samples or wav_lens, not both")
+        if wavs.ndim == 1:
+            wavs = wavs[None]
+        feats, mask, frames = self.features(wavs, n_samples, wav_lens)
+        exact = wav_lens is None
+        if bool(np.any(frames < self.min_frames)):
+            raise AudioError(
+                f"audio too short: {int(frames.min())} frames, the model needs at "
+                f"least {self.min_frames} ({self.min_samples} samples)"
+            )
+        emb = self.model(feats, mask, frames if exact else None)
+        if normalize:
+            if self.emb_mean is None:
+                raise WeightsError(
+                    "normalize=True needs mean_var_norm_emb statistics; this "
+                    "folder was converted without mean_var_norm_emb.ckpt"
+                )
+            emb = emb - self.emb_mean
+            if self.cfg.emb_norm_std and self.emb_std is not None:
+                emb = emb / mx.maximum(self.emb_std, 1e-10)
+        return emb
+
+    def embed(
+        self,
+        audio: str | Path | np.ndarray | Sequence,
+        input_sr: int | None = None,
+        batch_size: int = 8,
+        normalize: bool = False,
+    ) -> np.ndarray:
+        """Embed one utterance (path or array) or a list of them -> (N, lin_neurons) float32.
+
+        Arrays are at `input_sr` (default: the model's 16 kHz) and resampled if needed.
+        Utterances are batched by similar length; results equal one-at-a-time embedding.
+        """
+        single = isinstance(audio, (str, Path)) or (
+            isinstance(audio, np.ndarray) and audio.ndim == 1
+        )
+        items = [audio] if single else list(audio)
+        if not items:
+            return np.zeros((0, self.model.args.lin_neurons), np.float32)
+        wavs = [as_audio(a, self.sample_rate, input_sr) for a in items]
+        for i, w in enumerate(wavs):
+            if w.size < self.min_samples:
+                name = items[i] if isinstance(items[i], (str, Path)) else f"audio #{i}"
+                raise AudioError(
+                    f"{name}: {w.size} samples, shorter than the model's minimum "
+                    f"of {self.min_samples} ({self.min_samples / self.sample_rate:.3f}"
+                    f" s at {self.sample_rate} Hz)"
+                )
+        out = np.zeros((len(wavs), self.model.args.lin_neurons), np.float32)
+        order = np.argsort([w.size for w in wavs])  # similar lengths share a batch
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            n = np.array([wavs[i].size for i in idx])
+            batch = np.zeros((len(idx), int(n.max())), np.float32)  # (B, T) zero padded
+            for r, i in enumerate(idx):
+                batch[r, : n[r]] = wavs[i]
+            emb = self.embed_batch(mx.array(batch), n, normalize=normalize)
+            out[idx] = np.array(emb)
+        return out
+
+
+def load_ecapa(path: str | Path) -> SpeakerEncoder:
+    """Load converted ECAPA weights (`mas convert ... --out weights/ecapa-voxceleb`)."""
+    return SpeakerEncoder.load(path)

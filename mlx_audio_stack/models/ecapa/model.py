@@ -1,0 +1,402 @@
+"""ECAPA-TDNN speaker embeddings, a port of SpeechBrain's
+`speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN` (spkrec-ecapa-voxceleb layout).
+
+Attribute names follow SpeechBrain's so the checkpoint keys load as they are
+(`blocks.1.res2net_block.blocks.0.conv.conv.weight`, `asp_bn.norm.running_mean`, ...); the only
+deviations (Conv1d weight layout, `num_batches_tracked`) live in `sanitize`.
+
+Layout: channels-last. Input features (B, T, n_mels) -> embeddings (B, lin_neurons).
+Conv weights are stored (out, kernel, in/groups) as MLX convs expect.
+
+Lengths: SpeechBrain's convolutions pad "same" by *reflection* at the tensor's ends, so in a
+zero-padded batch the frames near a short utterance's end see padding. `frames` (absolute valid
+frame counts) makes every convolution reflect at each utterance's own end instead, and masks
+the SE and pooling statistics, so a batched utterance gets the embedding it gets alone.
+`mask` alone (without `frames`) reproduces SpeechBrain's batched computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+BN_EPS = 1e-5  # torch.nn.BatchNorm1d default, used by SpeechBrain's BatchNorm1d
+
+
+@dataclass
+class EcapaArgs:
+    """ECAPA_TDNN constructor arguments, with SpeechBrain's names and defaults."""
+
+    input_size: int = 80
+    channels: list[int] = field(default_factory=lambda: [512, 512, 512, 512, 1536])
+    kernel_sizes: list[int] = field(default_factory=lambda: [5, 3, 3, 3, 1])
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 1])
+    attention_channels: int = 128
+    res2net_scale: int = 8
+    se_channels: int = 128
+    global_context: bool = True
+    groups: list[int] = field(default_factory=lambda: [1, 1, 1, 1, 1])
+    lin_neurons: int = 192
+
+    def check(self) -> None:
+        n = len(self.channels)
+        for name in ("kernel_sizes", "dilations", "groups"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"ECAPA args: {name} has {len(getattr(self, name))} entries, channels has {n}"
+                )
+        for k in self.kernel_sizes:
+            if k % 2 == 0:
+                raise ValueError(f"ECAPA args: kernel sizes must be odd ('same' padding), got {k}")
+        for c in self.channels[1:-1]:
+            if c % self.res2net_scale:
+                raise ValueError(
+                    f"ECAPA args: channels {c} not divisible by res2net_scale {self.res2net_scale}"
+                )
+
+    @property
+    def max_pad(self) -> int:
+        """Largest 'same' reflection pad: an utterance needs more frames than this."""
+        return max(d * (k - 1) // 2 for k, d in zip(self.kernel_sizes, self.dilations))
+
+
+# --- masks and padding -------------------------------------------------------------------------
+
+
+def reflect_index(frames: np.ndarray, t: int, pad: int) -> mx.array:
+    """(B, t + 2 pad) int32 gather index: reflection at 0 and at each row's own length.
+
+    Positions past length + pad are clipped (their outputs are padding, never read).
+    """
+    j = np.arange(-pad, t + pad)[None, :]  # (1, t + 2 pad)
+    n = np.asarray(frames).reshape(-1, 1)  # (B, 1)
+    idx = np.abs(j)
+    idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)
+    return mx.array(np.clip(idx, 0, t - 1).astype(np.int32))
+
+
+class Lengths:
+    """Per-batch length information shared by every layer of one forward pass.
+
+    mask (B, T) bool: frames that count in SE/pooling statistics (None: all).
+    frames: valid frame counts for per-utterance reflection padding (None: pad at the tensor end).
+    """
+
+    def __init__(self, t: int, mask: mx.array | None = None, frames: np.ndarray | None = None):
+        self.t, self.mask, self.frames = t, mask, frames
+        self._index: dict[int, mx.array] = {}
+
+    def pad(self, x: mx.array, pad: int) -> mx.array:
+        """(B, T, C) -> (B, T + 2 pad, C) reflection-padded along time."""
+        if pad == 0:
+            return x
+        if self.frames is None or bool(np.all(self.frames == x.shape[1])):
+            # reflect at the tensor ends: x[pad..1] + x + x[-2..-pad-1]
+            left = x[:, pad:0:-1]
+            right = x[:, -2 : -pad - 2 : -1]
+            return mx.concatenate([left, x, right], axis=1)
+        if pad not in self._index:
+            self._index[pad] = reflect_index(self.frames, x.shape[1], pad)
+        return mx.take_along_axis(x, self._index[pad][:, :, None], axis=1)
+
+    def weights(self, dtype) -> mx.array | None:
+        """(B, T, 1) mask / count (mean weights), or None when every frame counts."""
+        if self.mask is None:
+            return None
+        m = self.mask[:, :, None].astype(dtype)
+        return m / m.sum(axis=1, keepdims=True)
+
+
+# --- layers (bottom-up) ------------------------------------------------------------------------
+
+
+class _Params(nn.Module):
+    """Holds `weight`/`bias` under SpeechBrain's inner name (`conv.conv.weight`)."""
+
+    def __init__(self, shape: tuple[int, ...], bias: bool = True):
+        super().__init__()
+        self.weight = mx.zeros(shape)
+        if bias:
+            self.bias = mx.zeros((shape[0],))
+
+
+class Conv1d(nn.Module):
+    """SpeechBrain Conv1d: 'same' reflection padding, stride 1. Weight (out, k, in/groups).
+
+    `prepare()` caches the weight as a contiguous (k*in, out) matrix: every conv with
+    groups=1 runs as one BLAS matmul (im2col for k > 1), faster than MLX's CPU conv here.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel_size: int, dilation: int = 1, groups: int = 1):
+        super().__init__()
+        self.kernel_size, self.dilation, self.groups = kernel_size, dilation, groups
+        self.conv = _Params((cout, kernel_size, cin // groups))
+
+    def prepare(self) -> None:
+        w = self.conv.weight
+        self._wmat = mx.contiguous(w.reshape(w.shape[0], -1).T)  # (k*in, out)
+
+    def matrix(self) -> mx.array:
+        """The (k*in, out) weight matrix (cached by `prepare`)."""
+        if "_wmat" in self:
+            return self["_wmat"]
+        w = self.conv.weight
+        return w.reshape(w.shape[0], -1).T
+
+    def __call__(self, x: mx.array, lens: Lengths | None = None) -> mx.array:
+        k, d = self.kernel_size, self.dilation
+        if self.groups == 1:
+            if k > 1:
+                pad = d * (k - 1) // 2
+                xp = (lens or Lengths(x.shape[1])).pad(x, pad)  # (B, T + 2 pad, C)
+                t = x.shape[1]
+                x = mx.concatenate([xp[:, i * d : i * d + t] for i in range(k)], axis=-1)
+            return _linear(x, self.matrix(), self.conv.bias)
+        pad = d * (k - 1) // 2
+        xp = (lens or Lengths(x.shape[1])).pad(x, pad)
+        return mx.conv1d(xp, self.conv.weight, dilation=d, groups=self.groups) + self.conv.bias
+
+
+def _linear(x: mx.array, w: mx.array, b: mx.array) -> mx.array:
+    """(..., in) @ (in, out) + b as one 2-D BLAS call with the bias fused (addmm)."""
+    lead = x.shape[:-1]
+    y = mx.addmm(b, x.reshape(-1, x.shape[-1]), w)  # (N, out)
+    return y.reshape(*lead, w.shape[1])
+
+
+class BatchNorm1d(nn.Module):
+    """Inference BatchNorm (running statistics), keys `norm.{weight,bias,running_*}`."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.norm = _Params((n,))
+        self.norm.running_mean = mx.zeros((n,))
+        self.norm.running_var = mx.ones((n,))
+
+    def prepare(self) -> None:
+        self._affine = list(self._compute_affine())
+
+    def _compute_affine(self) -> tuple[mx.array, mx.array]:
+        p = self.norm
+        scale = p.weight * mx.rsqrt(p.running_var + BN_EPS)
+        return scale, p.bias - p.running_mean * scale
+
+    def affine(self) -> tuple[mx.array, mx.array]:
+        """(scale, shift) with y = x * scale + shift (cached by `prepare`)."""
+        if "_affine" in self:
+            return tuple(self["_affine"])
+        return self._compute_affine()
+
+    def __call__(self, x: mx.array) -> mx.array:
+        scale, shift = self.affine()
+        return x * scale + shift
+
+
+@mx.compile
+def _relu_affine(x: mx.array, scale: mx.array, shift: mx.array) -> mx.array:
+    return mx.maximum(x, 0) * scale + shift
+
+
+class TDNNBlock(nn.Module):
+    """Conv1d -> ReLU -> BatchNorm (dropout is identity at inference)."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int, dilation: int, groups: int = 1):
+        super().__init__()
+        self.conv = Conv1d(cin, cout, kernel_size, dilation, groups)
+        self.norm = BatchNorm1d(cout)
+
+    def __call__(self, x: mx.array, lens: Lengths | None = None) -> mx.array:
+        return _relu_affine(self.conv(x, lens), *self.norm.affine())
+
+
+class Res2NetBlock(nn.Module):
+    """Channels split in `scale` chunks; chunk i>0 goes through a TDNN with the previous
+    chunk's output added (chunk 1 without), chunk 0 passes through."""
+
+    def __init__(self, channels: int, scale: int, kernel_size: int, dilation: int):
+        super().__init__()
+        c = channels // scale
+        self.scale = scale
+        self.blocks = [TDNNBlock(c, c, kernel_size, dilation) for _ in range(scale - 1)]
+
+    def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
+        chunks = mx.split(x, self.scale, axis=-1)  # scale x (B, T, C/scale)
+        ys = [chunks[0]]
+        for i in range(1, self.scale):
+            inp = chunks[i] if i == 1 else chunks[i] + ys[-1]
+            ys.append(self.blocks[i - 1](inp, lens))
+        return mx.concatenate(ys, axis=-1)
+
+
+class SEBlock(nn.Module):
+    """Squeeze-excitation: (masked) mean over time -> 1x1 conv, ReLU, 1x1 conv, sigmoid -> scale."""
+
+    def __init__(self, cin: int, se_channels: int, cout: int):
+        super().__init__()
+        self.conv1 = Conv1d(cin, se_channels, 1)
+        self.conv2 = Conv1d(se_channels, cout, 1)
+
+    def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
+        w = lens.weights(x.dtype)
+        s = x.mean(axis=1, keepdims=True) if w is None else (x * w).sum(axis=1, keepdims=True)
+        s = mx.sigmoid(self.conv2(nn.relu(self.conv1(s))))  # (B, 1, C)
+        return s * x
+
+
+class SERes2NetBlock(nn.Module):
+    """TDNN (1x1) -> Res2Net -> TDNN (1x1) -> SE, plus a (1x1 conv) residual."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        res2net_scale: int,
+        se_channels: int,
+        kernel_size: int,
+        dilation: int,
+        groups: int,
+    ):
+        super().__init__()
+        self.tdnn1 = TDNNBlock(cin, cout, 1, 1, groups)
+        self.res2net_block = Res2NetBlock(cout, res2net_scale, kernel_size, dilation)
+        self.tdnn2 = TDNNBlock(cout, cout, 1, 1, groups)
+        self.se_block = SEBlock(cout, se_channels, cout)
+        if cin != cout:
+            self.shortcut = Conv1d(cin, cout, 1)
+
+    def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
+        residual = self.shortcut(x) if "shortcut" in self else x
+        x = self.tdnn2(self.res2net_block(self.tdnn1(x), lens))
+        return self.se_block(x, lens) + residual
+
+
+def _stats(x: mx.array, w: mx.array, eps: float = 1e-12) -> tuple[mx.array, mx.array]:
+    """Weighted mean and std over time: x (B, T, C), w (B, T, C or 1) summing to 1."""
+    mean = (w * x).sum(axis=1)  # (B, C)
+    var = (w * mx.square(x - mean[:, None])).sum(axis=1)
+    return mean, mx.sqrt(mx.maximum(var, eps))
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Attention over time (with global mean/std context) -> weighted mean and std."""
+
+    def __init__(self, channels: int, attention_channels: int, global_context: bool):
+        super().__init__()
+        self.global_context = global_context
+        self.tdnn = TDNNBlock(channels * (3 if global_context else 1), attention_channels, 1, 1)
+        self.conv = Conv1d(attention_channels, channels, 1)
+
+    def prepare(self) -> None:
+        self._split = list(self._split_weights())
+
+    def _split_weights(self) -> tuple[mx.array, mx.array, mx.array]:
+        """The attention TDNN's (3C, A) matrix split into its x / mean / std parts."""
+        w = self.tdnn.conv.matrix()  # (3C, A)
+        c = w.shape[0] // 3
+        return mx.contiguous(w[:c]), mx.contiguous(w[c : 2 * c]), mx.contiguous(w[2 * c :])
+
+    def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
+        b, t, c = x.shape
+        w = lens.weights(x.dtype)
+        if self.global_context:
+            mean, std = _stats(x, w if w is not None else mx.full((b, t, 1), 1.0 / t))
+            # cat([x, mean, std]) @ W == x @ Wx + (mean @ Wm + std @ Ws): no (B, T, 3C) tensor
+            wx, wm, ws = self["_split"] if "_split" in self else self._split_weights()
+            ctx = mx.addmm(self.tdnn.conv.conv.bias, mean, wm) + std @ ws  # (B, A)
+            h = (x.reshape(b * t, c) @ wx).reshape(b, t, -1) + ctx[:, None]  # (B, T, A)
+            h = _relu_affine(h, *self.tdnn.norm.affine())
+        else:
+            h = self.tdnn(x, lens)
+        attn = self.conv(mx.tanh(h))  # (B, T, C)
+        if lens.mask is not None:
+            attn = mx.where(lens.mask[:, :, None], attn, -mx.inf)
+        attn = mx.softmax(attn, axis=1, precise=True)
+        mean, std = _stats(x, attn)
+        return mx.concatenate([mean, std], axis=-1)  # (B, 2C)
+
+
+class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
+    """The embedding model: features (B, T, input_size) -> embeddings (B, lin_neurons)."""
+
+    def __init__(self, args: EcapaArgs):
+        super().__init__()
+        args.check()
+        self.args = args
+        ch, ks, dl, gr = args.channels, args.kernel_sizes, args.dilations, args.groups
+        self.blocks = [TDNNBlock(args.input_size, ch[0], ks[0], dl[0], gr[0])]
+        for i in range(1, len(ch) - 1):
+            self.blocks.append(
+                SERes2NetBlock(
+                    ch[i - 1], ch[i], args.res2net_scale, args.se_channels, ks[i], dl[i], gr[i]
+                )
+            )
+        self.mfa = TDNNBlock(ch[-2] * (len(ch) - 2), ch[-1], ks[-1], dl[-1], gr[-1])
+        self.asp = AttentiveStatisticsPooling(ch[-1], args.attention_channels, args.global_context)
+        self.asp_bn = BatchNorm1d(ch[-1] * 2)
+        self.fc = Conv1d(ch[-1] * 2, args.lin_neurons, 1)
+
+    def prepare(self) -> ECAPA_TDNN:
+        """Cache inference forms of the weights (matmul layouts, BatchNorm scale/shift).
+        Called by `load_weights`; call it again after changing weights by hand."""
+        for _, m in self.named_modules():
+            if isinstance(m, (Conv1d, BatchNorm1d)):
+                m.prepare()
+        for _, m in self.named_modules():
+            if isinstance(m, AttentiveStatisticsPooling):
+                m.prepare()
+        mx.eval(self.state)
+        return self
+
+    def load_weights(self, *args, **kwargs) -> ECAPA_TDNN:
+        super().load_weights(*args, **kwargs)
+        return self.prepare()
+
+    def __call__(
+        self, feats: mx.array, mask: mx.array | None = None, frames: np.ndarray | None = None
+    ) -> mx.array:
+        """feats (B, T, F); mask (B, T) valid frames for statistics; frames (B,) valid counts
+        for per-utterance reflection (see module docstring). Returns (B, lin_neurons)."""
+        lens = Lengths(feats.shape[1], mask, None if frames is None else np.asarray(frames))
+        x = self.blocks[0](feats, lens)
+        xl = []
+        for layer in self.blocks[1:]:
+            x = layer(x, lens)
+            xl.append(x)
+        x = self.mfa(mx.concatenate(xl, axis=-1), lens)  # (B, T, ch[-2] * n_blocks)
+        x = self.asp_bn(self.asp(x, lens))  # (B, 2C)
+        return self.fc(x)  # (B, lin_neurons)
+
+
+def sanitize(
+    weights: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """SpeechBrain state dict -> MLX names/layouts. Safe to run twice.
+
+    Drops BatchNorm `num_batches_tracked`; Conv1d weights (out, in, k) -> (out, k, in) when
+    the model (`expected`: name -> shape) wants that and the weight is not already so.
+    """
+    out = {}
+    for k, v in weights.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        v = np.asarray(v)
+        want = expected.get(k)
+        if (
+            want is not None
+            and v.ndim == 3
+            and tuple(v.shape) != tuple(want)
+            and tuple(v.shape[i] for i in (0, 2, 1)) == tuple(want)
+        ):
+            v = np.ascontiguousarray(v.transpose(0, 2, 1))
+        out[k] = v
+    return out
+
+
+def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every weight the model loads."""
+    from mlx.utils import tree_flatten
+
+    return {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}

@@ -1,0 +1,349 @@
+"""ECAPA-TDNN tier 1: tiny random-config smoke tests, bad input, hyperparams.yaml reading,
+conversion errors, scoring and verification metrics with known answers (no SpeechBrain)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import require
+from mlx.utils import tree_flatten
+
+from mlx_audio_stack.convert import convert, detect
+from mlx_audio_stack.convert.ecapa import ecapa_config, read_hyperparams
+from mlx_audio_stack.errors import AudioError, ConversionError, WeightsError
+from mlx_audio_stack.models.ecapa import ECAPA_TDNN, EcapaArgs, SpeakerEncoder, sanitize
+from mlx_audio_stack.models.ecapa.fbank import Fbank, FbankArgs
+from mlx_audio_stack.models.ecapa.model import expected_shapes
+from mlx_audio_stack.models.ecapa.scoring import (
+    compute_eer,
+    compute_min_dcf,
+    cosine_score,
+    make_trials,
+    normalize_scores,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_HPARAMS = Path("/work/shared/reference/spkrec-ecapa-voxceleb/hyperparams.yaml")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        "make_ecapa_fixtures", ROOT / "tools" / "make_ecapa_fixtures.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+TOOL = _tool()
+TINY = EcapaArgs(**TOOL.TINY_ARGS)
+
+
+def _random_model(args: EcapaArgs = TINY, seed: int = 0) -> ECAPA_TDNN:
+    rng = np.random.default_rng(seed)
+    model = ECAPA_TDNN(args)
+    w = {}
+    for k, v in tree_flatten(model.parameters()):
+        a = rng.standard_normal(v.shape).astype(np.float32) * 0.2
+        if k.endswith("running_var"):
+            a = rng.uniform(0.5, 2.0, v.shape).astype(np.float32)
+        w[k] = mx.array(a)
+    model.load_weights(list(w.items()))
+    return model
+
+
+def _encoder(seed: int = 0) -> SpeakerEncoder:
+    return SpeakerEncoder(_random_model(seed=seed), FbankArgs(n_mels=80))
+
+
+def _speechlike(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 16000
+    x = np.sin(2 * np.pi * (150 + 50 * rng.random()) * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    return (0.1 * x + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+def test_tiny_model_shapes_and_batch_equals_single():
+    enc = _encoder()
+    wavs = [_speechlike(n, i) for i, n in enumerate([4000, 16000, 9100, 23456])]
+    single = np.stack([enc.embed(w)[0] for w in wavs])
+    batched = enc.embed(wavs, batch_size=4)
+    assert batched.shape == (4, TINY.lin_neurons)
+    assert np.isfinite(batched).all()
+    np.testing.assert_allclose(batched, single, atol=2e-5, rtol=1e-5)
+    # the lengths matter: a zero-padded row without them is a different (SpeechBrain) result
+    pad = np.zeros((1, 23456), np.float32)
+    pad[0, :4000] = wavs[0]
+    naive = np.array(enc.embed_batch(mx.array(pad)))[0]
+    assert np.abs(naive - single[0]).max() > 1e-3
+
+
+def test_speechbrain_batch_mode_full_lengths_equals_exact():
+    enc = _encoder()
+    w = np.stack([_speechlike(8000, s) for s in range(3)])
+    a = np.array(enc.embed_batch(mx.array(w), wav_lens=[1.0, 1.0, 1.0]))
+    b = np.array(enc.embed_batch(mx.array(w), n_samples=[8000] * 3))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        enc.embed_batch(mx.array(w), n_samples=[8000] * 3, wav_lens=[1.0] * 3)
+
+
+def test_sanitize_is_idempotent_and_transposes_torch_layout():
+    model = _random_model()
+    exp = expected_shapes(model)
+    torch_like = {
+        k: np.array(v).transpose(0, 2, 1) if v.ndim == 3 else np.array(v)
+        for k, v in tree_flatten(model.parameters())
+    }
+    torch_like["blocks.0.norm.norm.num_batches_tracked"] = np.array(3)
+    once = sanitize(torch_like, exp)
+    twice = sanitize(once, exp)
+    assert "blocks.0.norm.norm.num_batches_tracked" not in once
+    for k, v in tree_flatten(model.parameters()):
+        np.testing.assert_array_equal(once[k], np.array(v))
+        np.testing.assert_array_equal(twice[k], np.array(v))
+
+
+def test_fbank_frames_and_floor():
+    fb = Fbank(FbankArgs(n_mels=80))
+    x = mx.array(_speechlike(16000))
+    f = np.array(fb(x[None]))
+    assert f.shape == (1, 1 + 16000 // 160, 80)
+    assert f.min() >= f.max() - 80.0 - 1e-4  # top_db floor
+    silent = np.array(fb(mx.zeros((1, 1600))))
+    np.testing.assert_allclose(silent, -100.0)  # 10 log10(amin)
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def test_short_audio_is_refused_with_the_minimum():
+    enc = _encoder()
+    with pytest.raises(AudioError, match=r"shorter than the model's minimum of 640"):
+        enc.embed(np.zeros(500, np.float32))
+    assert np.isfinite(enc.embed(_speechlike(640))).all()
+
+
+def test_silence_gives_a_finite_embedding():
+    e = _encoder().embed(np.zeros(16000, np.float32))
+    assert np.isfinite(e).all()
+
+
+def test_nan_is_refused():
+    x = _speechlike(16000)
+    x[100] = np.nan
+    with pytest.raises(AudioError, match="NaN"):
+        _encoder().embed(x)
+
+
+def test_8khz_input_is_resampled():
+    from mlx_audio_stack.audio import resample
+
+    enc = _encoder()
+    x8 = _speechlike(8000)
+    a = enc.embed(x8, input_sr=8000)
+    b = enc.embed(resample(x8, 8000, 16000))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.abs(a - enc.embed(x8)).max() > 1e-3  # not silently read as 16 kHz
+
+
+# --- hyperparams.yaml and conversion -----------------------------------------------------------
+
+
+def test_embedded_hyperparams_equal_the_real_file():
+    if not REAL_HPARAMS.exists():
+        pytest.skip(f"{REAL_HPARAMS} not present (shared reference files)")
+    real = [ln.rstrip() for ln in REAL_HPARAMS.read_text().splitlines()]
+    assert real == [ln.rstrip() for ln in TOOL.HYPERPARAMS_YAML.splitlines()]
+
+
+def test_real_hyperparams_are_read_without_executing(tmp_path):
+    p = tmp_path / "hyperparams.yaml"
+    p.write_text(TOOL.HYPERPARAMS_YAML)
+    cfg = ecapa_config(p)
+    assert cfg["args"] == {k: v for k, v in TOOL.FULL_ARGS.items()}
+    assert cfg["fbank"] == {"n_mels": 80}
+    assert cfg["mean_var_norm"] == {"norm_type": "sentence", "std_norm": False, "enabled": True}
+    assert cfg["emb_norm_std"] is False
+    hp = read_hyperparams(p)
+    assert hp["pretrainer"].args["paths"]["embedding_model"] == (
+        "speechbrain/spkrec-ecapa-voxceleb/embedding_model.ckpt"
+    )
+
+
+def test_other_models_hyperparams_are_refused(tmp_path):
+    p = tmp_path / "hyperparams.yaml"
+    p.write_text(
+        TOOL.HYPERPARAMS_YAML.replace(
+            "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN\n    input_size: !ref <n_mels>\n"
+            "    channels: [1024, 1024, 1024, 1024, 3072]\n    kernel_sizes: [5, 3, 3, 3, 1]\n"
+            "    dilations: [1, 2, 3, 4, 1]\n    attention_channels: 128\n",
+            "speechbrain.lobes.models.Xvector.Xvector\n    in_channels: !ref <n_mels>\n",
+        )
+    )
+    with pytest.raises(ConversionError, match=r"Xvector\.Xvector, expected .*ECAPA_TDNN"):
+        ecapa_config(p)
+    (tmp_path / "embedding_model.ckpt").write_bytes(b"PK")
+    from mlx_audio_stack.convert.ecapa import detect as ecapa_detect
+
+    assert not ecapa_detect(tmp_path)
+    p.write_text("asr_model: !new:speechbrain.lobes.models.transformer.TransformerASR\n")
+    with pytest.raises(ConversionError, match="no `embedding_model"):
+        ecapa_config(p)
+
+
+def test_unsupported_knobs_are_named(tmp_path):
+    p = tmp_path / "hyperparams.yaml"
+    p.write_text(
+        TOOL.HYPERPARAMS_YAML.replace(
+            "    lin_neurons: 192\n",
+            "    lin_neurons: 192\n    activation: !name:torch.nn.LeakyReLU\n",
+        )
+    )
+    with pytest.raises(ConversionError, match="LeakyReLU"):
+        ecapa_config(p)
+
+
+def _torch_folder(tmp_path: Path, drop: str | None = None) -> Path:
+    """A tiny checkpoint folder in SpeechBrain's layout, written by torch.save."""
+    require("torch", "pip install -c requirements/constraints.txt torch==2.13.0")
+    import torch
+
+    model = _random_model()
+    state = {}
+    for k, v in tree_flatten(model.parameters()):
+        a = np.array(v)
+        state[k] = torch.from_numpy(a.transpose(0, 2, 1).copy() if a.ndim == 3 else a)
+        if k.endswith("running_var"):
+            state[k[: -len("running_var")] + "num_batches_tracked"] = torch.tensor(5)
+    if drop:
+        state = {k: v for k, v in state.items() if drop not in k}
+    d = tmp_path / "src"
+    d.mkdir()
+    torch.save(state, d / "embedding_model.ckpt")
+    torch.save(
+        {"count": 3, "glob_mean": torch.arange(24.0), "glob_std": torch.ones(24)},
+        d / "mean_var_norm_emb.ckpt",
+    )
+    (d / "hyperparams.yaml").write_text(TOOL.tiny_hyperparams())
+    return d
+
+
+def test_convert_roundtrip_and_cli_embed(tmp_path, capsys):
+    from mlx_audio_stack.cli import main
+
+    src = _torch_folder(tmp_path)
+    assert detect(src).model_type == "ecapa"
+    out = convert(src, tmp_path / "mlx")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "ecapa" and cfg["args"]["res2net_scale"] == 4
+    enc = SpeakerEncoder.load(out)
+    ref = SpeakerEncoder(_random_model(), FbankArgs(n_mels=80))
+    x = _speechlike(12000)
+    np.testing.assert_allclose(enc.embed(x), ref.embed(x), atol=1e-6)
+    np.testing.assert_allclose(
+        enc.embed(x, normalize=True), ref.embed(x) - np.arange(24.0), atol=1e-5
+    )
+    import soundfile as sf
+
+    wav = tmp_path / "a.wav"
+    sf.write(wav, x, 16000, subtype="FLOAT")
+    assert main(["embed", str(wav), "--model", str(out)]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[0])
+    np.testing.assert_allclose(line["embedding"], enc.embed(x)[0], atol=1e-5)
+    assert main(["verify", str(wav), str(wav), "--model", str(out), "--format", "json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["same_speaker"] and r["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_missing_keys_are_listed(tmp_path):
+    src = _torch_folder(tmp_path, drop="asp_bn")
+    with pytest.raises(
+        WeightsError,
+        match=r"missing 4 keys: asp_bn\.norm\.bias, "
+        r"asp_bn\.norm\.running_mean",
+    ):
+        convert(src, tmp_path / "mlx")
+
+
+def test_load_refuses_other_model_type(tmp_path):
+    from mlx_audio_stack.weights_io import save_model_dir
+
+    save_model_dir(tmp_path / "m", {"x": mx.zeros(1)}, {"model_type": "silero_vad", "args": {}})
+    with pytest.raises(WeightsError, match="expected 'ecapa'"):
+        SpeakerEncoder.load(tmp_path / "m")
+
+
+# --- scoring and metrics -----------------------------------------------------------------------
+
+
+def test_cosine_and_cohort_normalization():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 5, 16))
+    np.testing.assert_allclose(cosine_score(a, a), 1.0)
+    np.testing.assert_allclose(cosine_score(a, -a), -1.0)
+    cohort = rng.standard_normal((50, 16))
+    s = cosine_score(a, b)
+    z = normalize_scores(s, a, b, cohort, "z-norm")
+    ce = (
+        a
+        / np.linalg.norm(a, axis=1, keepdims=True)
+        @ (cohort / np.linalg.norm(cohort, axis=1, keepdims=True)).T
+    )
+    np.testing.assert_allclose(z, (s - ce.mean(1)) / ce.std(1))
+    sn = normalize_scores(s, a, b, cohort, "s-norm")
+    t = normalize_scores(s, a, b, cohort, "t-norm")
+    np.testing.assert_allclose(sn, (z + t) / 2)
+    top = normalize_scores(s, a, b, cohort, "s-norm", top_k=10)
+    assert not np.allclose(top, sn)
+
+
+def test_eer_and_min_dcf_known_answers():
+    # perfectly separated
+    assert compute_eer([0.9, 0.8], [0.1, 0.2])[0] == 0.0
+    assert compute_min_dcf([0.9, 0.8], [0.1, 0.2])[0] == 0.0
+    # 4 targets, 4 non-targets, one of each on the wrong side: EER 1/4
+    eer, thr = compute_eer([0.9, 0.8, 0.7, 0.2], [0.1, 0.3, 0.4, 0.75])
+    assert eer == pytest.approx(0.25)
+    # identical distributions: EER 0.5
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(20000)
+    assert compute_eer(x[:10000], x[10000:])[0] == pytest.approx(0.5, abs=0.02)
+    # Gaussian targets N(2, 1) vs non-targets N(0, 1): EER = Phi(-1) = 0.1587
+    t, n = rng.normal(2, 1, 50000), rng.normal(0, 1, 50000)
+    assert compute_eer(t, n)[0] == pytest.approx(0.1587, abs=0.005)
+    # minDCF never exceeds the trivial system (1.0)
+    assert compute_min_dcf(t, n, p_target=0.01)[0] <= 1.0
+
+
+def test_metrics_agree_with_speechbrain():
+    require("speechbrain", "sh tools/install_refs.sh")
+    TOOL.import_speechbrain()
+    import torch
+    from speechbrain.utils.metric_stats import EER, minDCF
+
+    rng = np.random.default_rng(1)
+    t, n = rng.normal(1.5, 1, 3000), rng.normal(0, 1, 3000)
+    eer_sb, _ = EER(torch.tensor(t), torch.tensor(n))
+    dcf_sb, _ = minDCF(torch.tensor(t), torch.tensor(n), p_target=0.01)
+    assert compute_eer(t, n)[0] == pytest.approx(float(eer_sb), abs=1e-3)
+    # SpeechBrain returns the raw cost; ours is normalized by the trivial system's (0.01 here)
+    assert compute_min_dcf(t, n, p_target=0.01)[0] == pytest.approx(float(dcf_sb) / 0.01, abs=2e-3)
+
+
+def test_trials_are_reproducible():
+    spk = ["a"] * 3 + ["b"] * 3 + ["c"]
+    t1 = make_trials(spk, n_nontarget=8, seed=3, impostor_only=[False] * 6 + [True])
+    t2 = make_trials(spk, n_nontarget=8, seed=3, impostor_only=[False] * 6 + [True])
+    assert [(t.enroll, t.test, t.target) for t in t1] == [(t.enroll, t.test, t.target) for t in t2]
+    targets = [t for t in t1 if t.target]
+    assert len(targets) == 6 and all(spk[t.enroll] == spk[t.test] for t in targets)
+    assert all(spk[t.enroll] != spk[t.test] for t in t1 if not t.target)
