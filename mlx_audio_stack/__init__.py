@@ -26,6 +26,9 @@ _API = {
     "speech_timestamps": "mlx_audio_stack.models.silero_vad.segments:speech_timestamps",
     "speech_probs": "mlx_audio_stack.models.silero_vad.offline:speech_probs",
     "VADStream": "mlx_audio_stack.models.silero_vad.streaming:VADStream",
+    "load_ecapa": "mlx_audio_stack.models.ecapa.embed:load_ecapa",
+    "SpeakerEncoder": "mlx_audio_stack.models.ecapa.embed:SpeakerEncoder",
+    "cosine_score": "mlx_audio_stack.models.ecapa.scoring:cosine_score",
 }
 
 
