@@ -40,6 +40,7 @@ def register(sub) -> None:
         metavar="REPORT_DIR",
         help="(shared) also run the QA suite on each and write reports there",
     )
+    m.add_argument("--deep", action="store_true", help="(shared, with --qa) deep QA mode")
     m.add_argument("--split", help="put every record in this split")
     m.add_argument(
         "--auto-split",
@@ -115,18 +116,20 @@ def _run_shared(args) -> int:
         if args.qa:
             from ..data import run_qa
 
+            deep = " --deep" if args.deep else ""
             r = run_qa(
                 path,
                 build.task,
+                deep=args.deep,
                 report_dir=args.qa,
                 progress=False,
-                command=f"mas qa run {path} --task {build.task} --report-dir {args.qa}",
+                command=f"mas qa run {path} --task {build.task}{deep} --report-dir {args.qa}",
             )
             line += f" -> QA {build.task}: {'passed' if r.passed else 'FAILED'}"
             failed += not r.passed
         print(line)
     print("run `mas data index` to refresh DATA_INDEX.md")
-    return 0
+    return 0 if not failed else 1
 
 
 def run_index(args) -> int:

@@ -76,7 +76,9 @@ class Manifest:
 
 def resolve_audio(manifest_path: str | Path, audio: str) -> Path:
     p = Path(audio)
-    return p if p.is_absolute() else Path(manifest_path).resolve().parent / p
+    if p.is_absolute():
+        return p
+    return Path(os.path.normpath(Path(manifest_path).resolve().parent / p))
 
 
 def manifest_hash(path: str | Path) -> str:

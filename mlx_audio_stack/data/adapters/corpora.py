@@ -62,7 +62,7 @@ def build_librispeech(
             uid, _, text = line.partition(" ")
             texts[uid] = text.strip()
     records = []
-    for flac in sorted(root.rglob("*.flac")):
+    for flac in sorted(p for p in root.rglob("*") if p.suffix in (".flac", ".wav")):
         uid = flac.stem
         m = re.fullmatch(r"(\d+)-(\d+)-(\d+)", uid)
         if not m:

@@ -77,6 +77,8 @@ def activity(
 
 
 def _match_audio(audio_dir: Path, uris: list[str]) -> dict[str, Path]:
+    if not audio_dir.is_dir():
+        raise ManifestError(f"{audio_dir}: no audio folder for RTTM uris {uris[:5]}")
     files = [p for p in sorted(audio_dir.iterdir()) if p.suffix.lower() in AUDIO_EXTS]
     by_stem = {p.stem: p for p in files}
     by_fold = {fold(p.stem): p for p in files}
