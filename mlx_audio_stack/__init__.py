@@ -29,6 +29,12 @@ _API = {
     "load_ecapa": "mlx_audio_stack.models.ecapa.embed:load_ecapa",
     "SpeakerEncoder": "mlx_audio_stack.models.ecapa.embed:SpeakerEncoder",
     "cosine_score": "mlx_audio_stack.models.ecapa.scoring:cosine_score",
+    "build_manifest": "mlx_audio_stack.data:build_manifest",
+    "read_manifest": "mlx_audio_stack.data.manifest:read_manifest",
+    "run_qa": "mlx_audio_stack.data.qa:run_qa",
+    "require_qa": "mlx_audio_stack.data.gate:require_qa",
+    "qa_status": "mlx_audio_stack.data.gate:qa_status",
+    "QAGateError": "mlx_audio_stack.data.gate:QAGateError",
 }
 
 

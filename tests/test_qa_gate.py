@@ -156,3 +156,10 @@ def test_pytest_face(tmp_path):
     r = _pytest_face("--manifest", str(bad), "--task", "emotion")
     assert r.returncode == 1 and "test_check[labels]" in r.stdout, r.stdout[-2000:]
     assert qa_status(bad, "emotion").state == "failed"  # the pytest run stored the verdict
+
+
+def test_public_api_names():
+    import mlx_audio_stack as mas
+
+    assert mas.require_qa is require_qa and mas.run_qa is run_qa
+    assert issubclass(mas.QAGateError, Exception)

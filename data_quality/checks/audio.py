@@ -61,7 +61,7 @@ def audio_cheap(ctx: Context) -> list[Finding]:
     by_file: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(ctx.records):
         if isinstance(rec.get("audio"), str):
-            by_file[str(ctx.manifest.audio_path(rec))].append(i)
+            by_file[ctx.manifest.audio_file(rec)].append(i)
     headers, fps, out = {}, {}, []
     items = by_file.items()
     if ctx.progress and len(by_file) > 2000:
@@ -175,7 +175,7 @@ def audio_deep(ctx: Context) -> list[Finding]:
         (
             i
             for i, r in enumerate(ctx.records)
-            if isinstance(r.get("audio"), str) and str(ctx.manifest.audio_path(r)) in headers
+            if isinstance(r.get("audio"), str) and ctx.manifest.audio_file(r) in headers
         ),
         key=lambda i: (str(ctx.records[i]["audio"]), num(ctx.records[i], "start") or 0),
     )
@@ -184,7 +184,7 @@ def audio_deep(ctx: Context) -> list[Finding]:
     out, fps = [], {}
     for i in tqdm(order, desc="qa: decoding", unit="rec", disable=not ctx.progress):
         rec = ctx.records[i]
-        item, path = rid(rec, i), str(ctx.manifest.audio_path(rec))
+        item, path = rid(rec, i), ctx.manifest.audio_file(rec)
         start = num(rec, "start") or 0.0
         end, dur = num(rec, "end"), num(rec, "duration")
         stop = end if end is not None else (None if dur is None else start + dur)

@@ -49,7 +49,7 @@ def splits(ctx: Context) -> list[Finding]:
         if isinstance(t, str) and len(t.split()) >= MIN_TEXT_WORDS:
             text[norm_text(t)][s] += 1
         if isinstance(r.get("audio"), str):
-            path = str(ctx.manifest.audio_path(r))
+            path = ctx.manifest.audio_file(r)
             segs[file_fp.get(path, path)].append((num(r, "start") or 0.0, seg_end(r), s, i))
         if rid(r, i) in pcm_fp:
             fp[pcm_fp[rid(r, i)]][s] += 1
@@ -125,7 +125,7 @@ def duplicates(ctx: Context) -> list[Finding]:
     for i, r in enumerate(ctx.records):
         item = rid(r, i)
         if isinstance(r.get("audio"), str):
-            path = str(ctx.manifest.audio_path(r))
+            path = ctx.manifest.audio_file(r)
             start, end = num(r, "start") or 0.0, seg_end(r)
             exact[
                 (file_fp.get(path, path), round(start, 3), None if end is None else round(end, 3))
