@@ -19,6 +19,8 @@ def model_from_weights(weights: dict, args: ModelArgs, where: str = "weights") -
     load_strict(model, weights, where)
     model.eval()
     mx.eval(model.parameters())
+    for sr in args.sample_rates:
+        model.branch(sr).stft.prepare()
     return model
 
 

@@ -82,7 +82,7 @@ def branch_name(sr: int) -> str:
 
 
 class STFT(nn.Module):
-    """Magnitude STFT as one matmul: framing by a fixed gather, then the (2F, K, 1) basis."""
+    """Magnitude STFT: framing by a fixed gather, then the (2F, K, 1) basis (or an FFT)."""
 
     def __init__(self, args: BranchArgs):
         super().__init__()
@@ -96,13 +96,30 @@ class STFT(nn.Module):
         starts = np.arange(n_frames)[:, None] * args.hop_length
         self._frame_index = mx.array(padded[starts + np.arange(args.filter_length)])
 
-    def __call__(self, x: mx.array) -> mx.array:
-        """(B, ctx + n) samples -> (B, 4, n_bins) magnitudes."""
-        frames = x[:, self._frame_index]  # (B, 4, filter)
-        basis = self.forward_basis_buffer[..., 0]  # (2F, filter)
-        spec = frames @ basis.T  # (B, 4, 2F)
+    def prepare(self) -> None:
+        """After loading weights: if the basis is the periodic-Hann DFT (silero's is, to 1e-7),
+        `magnitude` uses an FFT (measured 2.4x faster than the basis matmul for a whole file)."""
+        basis = np.array(self.forward_basis_buffer[..., 0], dtype=np.float64)  # (2F, L)
+        length, f = self.args.filter_length, self.args.n_bins
+        n = np.arange(length)
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / length)
+        angle = 2 * np.pi * np.arange(f)[:, None] * n / length
+        dft = np.concatenate([window * np.cos(angle), -window * np.sin(angle)])
+        is_dft = basis.shape == dft.shape and np.abs(basis - dft).max() < 1e-6
+        object.__setattr__(self, "_window", mx.array(window.astype(np.float32)) if is_dft else None)
+
+    def magnitude(self, frames: mx.array) -> mx.array:
+        """(..., filter) frames -> (..., n_bins) magnitude spectrum."""
+        window = self.__dict__.get("_window")
+        if window is not None:
+            return mx.abs(mx.fft.rfft(frames * window))
+        spec = frames @ self.forward_basis_buffer[..., 0].T  # (..., 2F)
         f = self.args.n_bins
         return mx.sqrt(spec[..., :f] ** 2 + spec[..., f:] ** 2)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        """(B, ctx + n) samples -> (B, 4, n_bins) magnitudes."""
+        return self.magnitude(x[:, self._frame_index])  # frames (B, 4, filter)
 
 
 class SileroVadBlock(nn.Module):
@@ -166,7 +183,10 @@ class VADBranch(nn.Module):
 
     def features(self, x: mx.array) -> mx.array:
         """(B, ctx + n) chunks with context -> (B, H) LSTM inputs (all chunks independent)."""
-        y = self.stft(x)  # (B, 4, n_bins)
+        return self.encode(self.stft(x))
+
+    def encode(self, y: mx.array) -> mx.array:
+        """(B, 4, n_bins) magnitudes -> (B, H) LSTM inputs."""
         for block in self.encoder:
             y = block(y)  # (B, 4|2|1|1, C)
         return y[:, -1, :]  # time is 1 after the strides: (B, H)

@@ -18,6 +18,7 @@ from ...errors import AudioError
 from .model import SileroVAD, VADBranch
 
 FRAMES_PER_CHUNK = 4  # STFT frames in one chunk (chunk = 4 hops)
+BATCH_CHUNKS = 2048  # chunks per front-end batch (65 s at 16 kHz): bounded memory
 
 
 def chunk_blocks(audio: np.ndarray, branch: VADBranch) -> tuple[np.ndarray, int]:
@@ -39,27 +40,19 @@ def _frontend(branch: VADBranch, blocks: mx.array, n_chunks: int) -> mx.array:
 
     Frame f < 3 of chunk i is blocks (4i + f, 4i + f + 1); frame 3 is block 4i + 3 followed
     by the chunk's right reflect padding (first half of block 4i + 4, mirrored around the
-    chunk's last sample). The framing is folded into the matmuls: each block is projected
-    once by each half of the basis.
+    chunk's last sample), as torch's reflect pad builds it.
     """
-    a = branch.args
-    hop, f = a.hop_length, a.n_bins
-    basis = branch.stft.forward_basis_buffer[..., 0]  # (2F, filter)
-    b_lo, b_hi = basis[:, :hop].T, basis[:, hop:].T  # (hop, 2F) each
-    lo = blocks @ b_lo  # (4N + 1, 2F)
-    hi = blocks @ b_hi
+    hop = branch.args.hop_length
+    half = hop // 2  # == context == reflect pad
     last = blocks[4::4]  # (N, hop): block 4i + 4
-    half = hop // 2
-    # padded chunk tail: c[n : n + ctx] then c[n + ctx - 2], ..., c[n - 1] (torch reflect)
+    # padded chunk tail: c[n : n + ctx] then c[n + ctx - 2], ..., c[n - 1]
     tail = mx.concatenate([last[:, :half], last[:, half - 2 :: -1], blocks[3:-1:4, -1:]], axis=1)
-    lo4 = lo[:-1].reshape(n_chunks, FRAMES_PER_CHUNK, -1)  # (N, 4, 2F)
-    hi4 = hi[1:].reshape(n_chunks, FRAMES_PER_CHUNK, -1)  # (N, 4, 2F): block j + 1
-    hi_tail = (tail @ b_hi)[:, None, :]  # (N, 1, 2F)
-    spec = lo4 + mx.concatenate([hi4[:, :3], hi_tail], axis=1)  # (N, 4, 2F)
-    y = mx.sqrt(spec[..., :f] ** 2 + spec[..., f:] ** 2)  # (N, 4, F)
-    for block in branch.encoder:
-        y = block(y)  # (N, 4|2|1|1, C)
-    return branch.decoder.rnn.input_gates(y[:, -1, :])  # (N, 4H)
+    first = blocks[:-1].reshape(n_chunks, FRAMES_PER_CHUNK, hop)  # block 4i + f
+    second = blocks[1:].reshape(n_chunks, FRAMES_PER_CHUNK, hop)  # block 4i + f + 1
+    second = mx.concatenate([second[:, :3], tail[:, None]], axis=1)
+    frames = mx.concatenate([first, second], axis=-1)  # (N, 4, filter)
+    y = branch.stft.magnitude(frames)  # (N, 4, F)
+    return branch.decoder.rnn.input_gates(branch.encode(y))  # (N, 4H)
 
 
 def lstm_scan(
@@ -90,10 +83,25 @@ def branch_probs(branch: VADBranch, audio: np.ndarray) -> np.ndarray:
     if audio.size == 0:
         return np.zeros(0, np.float32)
     blocks, n_chunks = chunk_blocks(audio, branch)
-    gx = _frontend(branch, mx.array(blocks), n_chunks)
     w_hh = np.array(branch.decoder.rnn.weight_hh)
-    hs, _, _ = lstm_scan(np.array(gx), w_hh)
-    return np.array(branch.decoder.head(mx.array(hs)))
+    spans = [(s, min(n_chunks, s + BATCH_CHUNKS)) for s in range(0, n_chunks, BATCH_CHUNKS)]
+
+    def gates(span):  # lazily built; evaluated asynchronously
+        s, e = span
+        g = _frontend(branch, mx.array(blocks[4 * s : 4 * e + 1]), e - s)
+        mx.async_eval(g)
+        return g
+
+    # the next batch's front end runs in MLX while numpy scans the current one
+    hs, h, c = [], None, None
+    pending = gates(spans[0])
+    for k in range(len(spans)):
+        gx = pending
+        if k + 1 < len(spans):
+            pending = gates(spans[k + 1])
+        out, h, c = lstm_scan(np.array(gx), w_hh, h, c)
+        hs.append(out)
+    return np.array(branch.decoder.head(mx.array(np.concatenate(hs))))
 
 
 def speech_probs(

@@ -23,7 +23,7 @@ class VADState:
 
     h: mx.array  # (B, H) LSTM hidden state
     c: mx.array  # (B, H) LSTM cell state
-    context: np.ndarray  # (B, ctx) last samples of the previous chunk (zeros at the start)
+    context: mx.array  # (B, ctx) last samples of the previous chunk (zeros at the start)
     sample_rate: int
 
 
@@ -35,7 +35,7 @@ def initial_state(model: SileroVAD, sample_rate: int = 16000, batch_size: int = 
     return VADState(
         mx.zeros((batch_size, hd)),
         mx.zeros((batch_size, hd)),
-        np.zeros((batch_size, ctx), np.float32),
+        mx.zeros((batch_size, ctx)),
         sample_rate,
     )
 
@@ -50,10 +50,18 @@ def _streaming_branch(model: SileroVAD, sample_rate: int) -> VADBranch:
 
 
 def _step_fn(branch: VADBranch):
-    """The branch's compiled chunk step (built once, kept on the branch, not a parameter)."""
+    """The branch's compiled chunk step (built once, kept on the branch, not a parameter):
+    (chunk (B, n), context (B, ctx), h, c) -> (probs (B,), h, c, next context)."""
     fn = branch.__dict__.get("_compiled_step")
     if fn is None:
-        fn = mx.compile(branch.__call__)
+        ctx = branch.args.context_size_samples
+
+        def step(chunk, context, h, c):
+            full = mx.concatenate([context, chunk], axis=1)  # (B, ctx + n)
+            prob, h, c = branch(full, h, c)
+            return prob, h, c, full[:, -ctx:]
+
+        fn = mx.compile(step)
         object.__setattr__(branch, "_compiled_step", fn)
     return fn
 
@@ -64,6 +72,11 @@ def vad_step(model: SileroVAD, chunk: np.ndarray, state: VADState) -> tuple[np.n
     Returns (probabilities (B,), new state). Raises AudioError for a chunk of the wrong size,
     a batch size that differs from the state's, or NaN/inf samples.
     """
+    prob, state = _step(model, chunk, state)
+    return np.array(prob), state
+
+
+def _step(model: SileroVAD, chunk: np.ndarray, state: VADState) -> tuple[mx.array, VADState]:
     branch = model.branch(state.sample_rate)
     n = branch.args.num_samples
     x = np.asarray(chunk, dtype=np.float32)
@@ -83,10 +96,8 @@ def vad_step(model: SileroVAD, chunk: np.ndarray, state: VADState) -> tuple[np.n
         raise AudioError(
             f"chunk: {int((~np.isfinite(x)).sum())} of {x.size} samples are NaN or inf"
         )
-    full = np.concatenate([state.context, x], axis=1)  # (B, ctx + n)
-    prob, h, c = _step_fn(branch)(mx.array(full), state.h, state.c)
-    ctx = branch.args.context_size_samples
-    return np.array(prob), VADState(h, c, full[:, -ctx:].copy(), state.sample_rate)
+    prob, h, c, context = _step_fn(branch)(mx.array(x), state.context, state.h, state.c)
+    return prob, VADState(h, c, context, state.sample_rate)
 
 
 class VADStream:
@@ -108,8 +119,8 @@ class VADStream:
         self.state = initial_state(self.model, self.sample_rate)
 
     def __call__(self, chunk: np.ndarray) -> float:
-        prob, self.state = vad_step(self.model, chunk, self.state)
-        return float(prob[0])
+        prob, self.state = _step(self.model, chunk, self.state)
+        return prob.item()
 
 
 class VADEvents:
