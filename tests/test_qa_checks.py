@@ -116,6 +116,9 @@ def test_limits_45s_clip_and_tokens(tmp_path, clean):
 
 def test_token_estimate_is_conservative(shared_data):
     pytest.importorskip("whisper", reason="openai-whisper not installed (requirements/ref-whisper)")
+    from mlx_audio_stack.data.gate import suite
+
+    suite()  # importable from a source checkout even under plain `pytest`
     from data_quality.checks.limits import estimate_tokens, whisper_token_counter
 
     exact = whisper_token_counter(multilingual=True)

@@ -64,6 +64,9 @@ def run_run(args) -> int:
 
     count = None
     if args.tokenizer != "estimate":
+        from ..data.gate import suite
+
+        suite()
         from data_quality.checks.limits import whisper_token_counter
 
         count = whisper_token_counter(multilingual=args.tokenizer == "whisper")
