@@ -13,6 +13,7 @@ archive's `code/` is never evaluated) so their parameters can be read.
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -110,6 +111,10 @@ class SafeUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str):
+        # protocol-2 pickles (torch.save's default) use Python 2 names: '__builtin__.set'
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in ALLOWED:
             return ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:

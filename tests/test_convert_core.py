@@ -1,0 +1,129 @@
+"""The shared conversion machinery: safe torch reader, registry, atomic strict weights folders."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections import OrderedDict
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from mlx_audio_stack.convert import convert, detect, model_types
+from mlx_audio_stack.convert.torch_pickle import load_torch_checkpoint
+from mlx_audio_stack.errors import ConversionError, UnsafePickleError, WeightsError
+from mlx_audio_stack.weights_io import load_model_dir, load_strict, save_model_dir
+
+from conftest import require
+
+
+def _zip_pickle(path, payload: bytes):
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", payload)
+        zf.writestr("archive/version", "3\n")
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > /tmp/mas-pwned",))
+
+
+def test_malicious_pickle_is_refused_and_names_the_global(tmp_path):
+    p = tmp_path / "evil.pt"
+    _zip_pickle(p, pickle.dumps({"model": _Evil()}, protocol=2))
+    with pytest.raises(UnsafePickleError, match=r"posix\.system|nt\.system"):
+        load_torch_checkpoint(p)
+
+
+def test_builtin_eval_is_refused(tmp_path):
+    class E:
+        def __reduce__(self):
+            return (eval, ("1+1",))
+
+    p = tmp_path / "eval.pt"
+    _zip_pickle(p, pickle.dumps(E(), protocol=2))  # as torch.save writes
+    with pytest.raises(UnsafePickleError, match="builtins.eval"):
+        load_torch_checkpoint(p)
+
+
+def test_non_checkpoints_give_clear_errors(tmp_path):
+    txt = tmp_path / "notes.pt"
+    txt.write_text("hello")
+    with pytest.raises(ConversionError, match="not a PyTorch checkpoint"):
+        load_torch_checkpoint(txt)
+    legacy = tmp_path / "old.pt"
+    legacy.write_bytes(pickle.dumps({"a": 1}, protocol=2))
+    with pytest.raises(ConversionError, match="legacy"):
+        load_torch_checkpoint(legacy)
+    with pytest.raises(ConversionError, match="no such file"):
+        load_torch_checkpoint(tmp_path / "missing.pt")
+
+
+def test_torch_checkpoint_roundtrip_without_torch_at_read_time(tmp_path):
+    require("torch", "pip install torch==2.13.0")
+    import torch
+
+    sd = OrderedDict(
+        w=torch.randn(3, 4), t=torch.randn(4, 3).t(), i=torch.arange(5),
+        h=torch.randn(2, 2).half(), b=torch.randn(3).bfloat16(), s=torch.randn(8)[2:5],
+    )
+    torch.save({"model": sd, "epoch": 3, "nested": {"x": [torch.ones(2)]}}, tmp_path / "c.pt")
+    got = load_torch_checkpoint(tmp_path / "c.pt")
+    assert got["epoch"] == 3
+    for k, v in sd.items():
+        np.testing.assert_array_equal(got["model"][k], v.float().numpy() if v.is_floating_point()
+                                      else v.numpy())
+    np.testing.assert_array_equal(got["nested"]["x"][0], np.ones(2, np.float32))
+
+
+def test_registry_detection_errors(tmp_path):
+    assert "whisper" in model_types()
+    with pytest.raises(ConversionError, match="cannot tell which model"):
+        detect(tmp_path)
+    with pytest.raises(ConversionError, match="unknown"):
+        convert(tmp_path, tmp_path / "out", model="no-such-model")
+    with pytest.raises(ConversionError, match="no such file"):
+        convert(tmp_path / "nope" / "x.pt", tmp_path / "out")
+
+
+def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    out = tmp_path / "w"
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mx, "save_safetensors", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_model_dir(out, {"a": mx.zeros(2)}, {"model_type": "x"})
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a temp folder is left
+
+
+def test_save_refuses_overwrite_and_replaces_when_asked(tmp_path):
+    out = tmp_path / "w"
+    save_model_dir(out, {"a": mx.zeros(2)}, {"model_type": "x"})
+    with pytest.raises(WeightsError, match="already exists"):
+        save_model_dir(out, {"a": mx.zeros(2)}, {"model_type": "x"})
+    save_model_dir(out, {"a": mx.ones(3)}, {"model_type": "y"}, overwrite=True)
+    cfg, w = load_model_dir(out)
+    assert cfg["model_type"] == "y" and w["a"].shape == (3,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+
+
+def test_strict_load_names_every_difference():
+    m = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    good = {"layers.0.weight": mx.zeros((3, 4)), "layers.0.bias": mx.zeros(3),
+            "layers.1.weight": mx.zeros((2, 3)), "layers.1.bias": mx.zeros(2)}
+    load_strict(m, good, "ok")
+    bad = dict(good)
+    del bad["layers.1.bias"]
+    bad["extra.weight"] = mx.zeros(1)
+    bad["layers.0.weight"] = mx.zeros((4, 4))
+    with pytest.raises(WeightsError) as e:
+        load_strict(m, bad, "ckpt")
+    msg = str(e.value)
+    assert "layers.1.bias" in msg and "extra.weight" in msg
+    assert "layers.0.weight: expected (3, 4), got (4, 4)" in msg
