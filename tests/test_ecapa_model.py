@@ -347,3 +347,42 @@ def test_trials_are_reproducible():
     targets = [t for t in t1 if t.target]
     assert len(targets) == 6 and all(spk[t.enroll] == spk[t.test] for t in targets)
     assert all(spk[t.enroll] != spk[t.test] for t in t1 if not t.target)
+
+
+def test_eval_harness_on_embeddings_with_known_answers():
+    spec = importlib.util.spec_from_file_location(
+        "eval_verification", ROOT / "tools" / "eval_verification.py"
+    )
+    ev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ev)
+    rng = np.random.default_rng(0)
+    speakers = [s for s in "abcdef" for _ in range(5)] + ["x", "y", "z"]
+    centers = {s: rng.standard_normal(32) for s in set(speakers)}
+    # tight clusters around distinct centers: a perfect system
+    emb = np.stack([centers[s] + 0.05 * rng.standard_normal(32) for s in speakers])
+    imp = [False] * 30 + [True] * 3
+    cohort = rng.standard_normal((20, 32))
+    r = ev.evaluate(emb, speakers, imp, cohort, seed=0, n_nontarget=200)
+    assert r["targets"] == 6 * 10 and r["trials"] == 260
+    for scoring in ("cosine", "AS-norm"):
+        assert r[scoring]["EER"] == 0.0 and r[scoring]["minDCF(0.01)"] == 0.0
+    # embeddings unrelated to the speaker: chance level
+    noise = rng.standard_normal((33, 32))
+    r = ev.evaluate(noise, speakers, imp, cohort, seed=0, n_nontarget=200)
+    assert 0.3 < r["cosine"]["EER"] < 0.7
+
+
+def test_fast_exp_and_masked_softmax():
+    from mlx_audio_stack.models.ecapa.model import fast_exp, softmax_time
+
+    x = np.concatenate([np.linspace(-87, 88, 20001), np.random.default_rng(0).normal(0, 5, 999)])
+    got = np.array(fast_exp(mx.array(x.astype(np.float32)))).astype(np.float64)
+    want = np.exp(x.astype(np.float32).astype(np.float64))
+    assert np.abs(got / want - 1).max() < 3e-7
+    logits = np.random.default_rng(1).normal(0, 3, (2, 7, 5)).astype(np.float32)
+    mask = np.array([[True] * 7, [True] * 4 + [False] * 3])
+    sm = np.array(softmax_time(mx.array(logits), mx.array(mask)))
+    e = np.exp(logits[1, :4] - logits[1, :4].max(0))
+    np.testing.assert_allclose(sm[1, :4], e / e.sum(0), rtol=1e-5)
+    assert (sm[1, 4:] == 0).all()
+    np.testing.assert_allclose(sm.sum(1), 1.0, rtol=1e-6)

@@ -17,7 +17,9 @@ the SE and pooling statistics, so a batched utterance gets the embedding it gets
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -195,9 +197,44 @@ class BatchNorm1d(nn.Module):
         return x * scale + shift
 
 
-@mx.compile
+@partial(mx.compile, shapeless=True)
 def _relu_affine(x: mx.array, scale: mx.array, shift: mx.array) -> mx.array:
     return mx.maximum(x, 0) * scale + shift
+
+
+# exp(x) = 2^n * e^r, n = round(x / ln 2), r = x - n ln 2 (split in two constants, Cody-Waite)
+# and a degree-7 Taylor polynomial for e^r on [-ln2/2, ln2/2]: about 1e-7 relative error.
+# MLX's CPU exp is scalar (~15 ms for one utterance's (301, 3072) attention logits); this
+# fused elementwise form is ~4x faster and more accurate.
+_EXP_C = [1.0 / math.factorial(k) for k in range(8)]
+_LN2_HI, _LN2_LO, _LOG2E = 0.693359375, -2.12194440e-4, 1.4426950408889634
+
+
+@partial(mx.compile, shapeless=True)
+def _exp_parts(x: mx.array, shift: mx.array) -> tuple[mx.array, mx.array]:
+    x = mx.clip(x - shift, -87.0, 88.0)
+    n = mx.floor(x * _LOG2E + 0.5)
+    r = x - n * _LN2_HI - n * _LN2_LO
+    p = r * _EXP_C[7] + _EXP_C[6]
+    for c in _EXP_C[5::-1]:
+        p = p * r + c
+    return p, (n.astype(mx.int32) + 127) << 23  # float32 bits of 2^n
+
+
+def fast_exp(x: mx.array, shift: mx.array | float = 0.0) -> mx.array:
+    """exp(x - shift) for float32 x (inputs below -87 give ~1e-38, not 0)."""
+    p, bits = _exp_parts(x, mx.array(shift, mx.float32))
+    return p * mx.view(bits, mx.float32)
+
+
+def softmax_time(logits: mx.array, mask: mx.array | None) -> mx.array:
+    """Softmax over axis 1 of (B, T, C); frames where mask (B, T) is False get weight 0."""
+    if mask is not None:
+        logits = mx.where(mask[:, :, None], logits, -mx.inf)
+    e = fast_exp(logits, logits.max(axis=1, keepdims=True))
+    if mask is not None:
+        e = mx.where(mask[:, :, None], e, 0.0)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 class TDNNBlock(nn.Module):
@@ -310,10 +347,7 @@ class AttentiveStatisticsPooling(nn.Module):
             h = _relu_affine(h, *self.tdnn.norm.affine())
         else:
             h = self.tdnn(x, lens)
-        attn = self.conv(mx.tanh(h))  # (B, T, C)
-        if lens.mask is not None:
-            attn = mx.where(lens.mask[:, :, None], attn, -mx.inf)
-        attn = mx.softmax(attn, axis=1, precise=True)
+        attn = softmax_time(self.conv(mx.tanh(h)), lens.mask)  # (B, T, C)
         mean, std = _stats(x, attn)
         return mx.concatenate([mean, std], axis=-1)  # (B, 2C)
 

@@ -1,0 +1,157 @@
+"""Speed of the MLX ECAPA-TDNN embedding pipeline beside SpeechBrain's (torch, 2 threads), in
+one process, interleaved run by run, on the full-size spkrec-ecapa-voxceleb model (random
+weights: speed does not depend on them). Writes reports/ecapa.md.
+
+    python tools/bench_ecapa.py [--reps 10] [--out reports/ecapa.md]
+
+Both sides run the whole `encode_batch` path: Fbank -> sentence mean norm -> ECAPA_TDNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlx_audio_stack  # noqa: F401  (fast BLAS before mlx)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        "make_ecapa_fixtures", ROOT / "tools" / "make_ecapa_fixtures.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import mlx.core as mx
+    import numpy as np
+    import torch
+
+    from mlx_audio_stack.audio import load_audio
+    from mlx_audio_stack.convert import convert
+    from mlx_audio_stack.models.ecapa import SpeakerEncoder
+    from mlx_audio_stack.paths import data_dir
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--out", default=str(ROOT / "reports" / "ecapa.md"))
+    a = p.parse_args(argv)
+    torch.set_num_threads(2)
+
+    tool = _tool()
+    ref = tool.build_reference(tiny=False, seed=0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ecapa-"))
+    enc = SpeakerEncoder.load(convert(tool.save_folder(ref, tmp / "sb"), tmp / "mlx"))
+
+    d = data_dir()
+    if d is None:
+        print("shared data not found (MAS_DATA_DIR): using noise", file=sys.stderr)
+        wavs = [
+            np.random.default_rng(i).standard_normal(48000).astype(np.float32) * 0.1
+            for i in range(8)
+        ]
+    else:
+        files = sorted((d / "librispeech" / "test-other").rglob("*.flac"))[::5]
+        wavs = [w[:48000] for w in map(load_audio, files) if w.size >= 48000][:8]
+    rows = []
+    for b in (1, 8):
+        batch = np.stack(wavs[:b])  # (B, 48000): 3 s each
+
+        def run_sb(batch=batch):
+            with torch.no_grad():
+                x = torch.from_numpy(batch)
+                lens = torch.ones(x.shape[0])
+                return ref.model(ref.norm(ref.fbank(x), lens), lens)
+
+        def run_mlx(batch=batch):
+            e = enc.embed_batch(mx.array(batch))
+            mx.eval(e)
+            return e
+
+        for f in (run_sb, run_mlx, run_sb, run_mlx):  # warm-up
+            f()
+        times = {"sb": [], "mlx": []}
+        for _ in range(a.reps):
+            for name, f in (("sb", run_sb), ("mlx", run_mlx)):
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+        sb_ms, mlx_ms = (1000 * float(np.median(times[k])) for k in ("sb", "mlx"))
+        sb_min, mlx_min = (1000 * min(times[k]) for k in ("sb", "mlx"))
+        rows.append((b, sb_ms, mlx_ms, sb_min, mlx_min))
+        print(
+            f"batch {b} x 3 s: SpeechBrain {sb_ms:.1f} ms, MLX {mlx_ms:.1f} ms, "
+            f"ratio {mlx_ms / sb_ms:.2f} (min {mlx_min / sb_min:.2f})"
+        )
+
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    lines = [
+        "# ECAPA-TDNN speed: MLX vs SpeechBrain",
+        "",
+        "Full-size spkrec-ecapa-voxceleb ECAPA_TDNN (20.8 M parameters, random weights), whole",
+        "`encode_batch` path (Fbank, sentence mean norm, ECAPA_TDNN), float32, CPU.",
+        f"SpeechBrain {_version('speechbrain')} on torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads) beside mlx {mx.__version__} (OpenBLAS loaded), "
+        f"same process, runs interleaved, median of {a.reps} (min in brackets).",
+        "",
+        "| input | SpeechBrain ms | MLX ms | MLX / SpeechBrain |",
+        "|---|---:|---:|---:|",
+    ]
+    for b, s, m, smin, mmin in rows:
+        lines.append(
+            f"| {b} x 3 s | {s:.1f} ({smin:.1f}) | {m:.1f} ({mmin:.1f}) | "
+            f"{m / s:.2f} ({mmin / smin:.2f}) |"
+        )
+    lines += [
+        "",
+        "Target: at most 0.8x SpeechBrain's time.",
+        "",
+        f"Machine: {_cpu()}, {_ncpu()} cores, {platform.system()} {platform.release()}; "
+        f"load average at the end {' '.join(load)} (other jobs share the cores; both sides "
+        f"see the same load because runs alternate).",
+        "",
+        "Reproduce: `python tools/bench_ecapa.py` (needs requirements/ref-ecapa*.txt, "
+        "`sh tools/install_refs.sh`).",
+        "",
+    ]
+    Path(a.out).write_text("\n".join(lines))
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _version(mod: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(mod)
+    except Exception:
+        return "?"
+
+
+def _ncpu() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
