@@ -242,3 +242,22 @@ def test_events_follow_probabilities(model):
     ev = VADEvents(model, threshold=0.0)  # everything is speech: one start at 0
     out = [ev(x[i : i + 512]) for i in range(0, 20 * 512, 512)]
     assert out[0] == {"start": 0} and all(o is None for o in out[1:])
+
+
+def test_fast_paths_equal_the_plain_network(model):
+    """`prepare()` (FFT STFT, tail convs as matmuls) changes nothing but speed."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from mlx_audio_stack.models.silero_vad import SileroVAD
+
+    plain = SileroVAD(model.args)
+    plain.load_weights(tree_flatten(model.parameters()))
+    x = mx.array(noise(0.2, 16000)[: 3 * 576].reshape(3, 576))
+    h = mx.zeros((3, 128))
+    for sr, n in ((16000, 576), (8000, 288)):
+        fast, slow = model.branch(sr), plain.branch(sr)
+        assert fast.__dict__.get("_tail") is not None and slow.__dict__.get("_tail") is None
+        a = fast(x[:, :n], h, h)[0]
+        b = slow(x[:, :n], h, h)[0]
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6)

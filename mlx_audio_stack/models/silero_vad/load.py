@@ -20,7 +20,7 @@ def model_from_weights(weights: dict, args: ModelArgs, where: str = "weights") -
     model.eval()
     mx.eval(model.parameters())
     for sr in args.sample_rates:
-        model.branch(sr).stft.prepare()
+        model.branch(sr).prepare()
     return model
 
 

@@ -119,7 +119,7 @@ class STFT(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         """(B, ctx + n) samples -> (B, 4, n_bins) magnitudes."""
-        return self.magnitude(x[:, self._frame_index])  # frames (B, 4, filter)
+        return self.magnitude(mx.take(x, self._frame_index, axis=1))  # frames (B, 4, filter)
 
 
 class SileroVadBlock(nn.Module):
@@ -185,11 +185,26 @@ class VADBranch(nn.Module):
         """(B, ctx + n) chunks with context -> (B, H) LSTM inputs (all chunks independent)."""
         return self.encode(self.stft(x))
 
+    def prepare(self) -> None:
+        """After loading weights: precompute the fast paths (FFT STFT, tail matmuls)."""
+        self.stft.prepare()
+        # blocks 2 and 3 see 2 frames and 1 frame: with padding 1, only taps (1, 2) and 1
+        # touch data, so each conv is one matmul: (B, 2 * 64) @ (128, 64), (B, 64) @ (64, 128)
+        w2 = np.array(self.encoder[2].reparam_conv.weight)  # (O, K, I)
+        w3 = np.array(self.encoder[3].reparam_conv.weight)
+        tail = (mx.array(np.concatenate([w2[:, 1].T, w2[:, 2].T])), mx.array(w3[:, 1].T.copy()))
+        object.__setattr__(self, "_tail", tail)
+
     def encode(self, y: mx.array) -> mx.array:
         """(B, 4, n_bins) magnitudes -> (B, H) LSTM inputs."""
-        for block in self.encoder:
-            y = block(y)  # (B, 4|2|1|1, C)
-        return y[:, -1, :]  # time is 1 after the strides: (B, H)
+        tail = self.__dict__.get("_tail")
+        if tail is None:
+            for block in self.encoder:
+                y = block(y)  # (B, 4|2|1|1, C)
+            return y[:, -1, :]  # time is 1 after the strides: (B, H)
+        y = self.encoder[1](self.encoder[0](y))  # (B, 2, 64)
+        y = nn.relu(y.reshape(y.shape[0], -1) @ tail[0] + self.encoder[2].reparam_conv.bias)
+        return nn.relu(y @ tail[1] + self.encoder[3].reparam_conv.bias)  # (B, H)
 
     def __call__(
         self, x: mx.array, h: mx.array, c: mx.array
