@@ -129,7 +129,7 @@ def convert(src: Path, **_options: Any) -> Converted:
     config = {
         "model_type": "silero_vad",
         "args": {"sample_rates": rates, "hidden_size": args.hidden_size},
-        "source_format": "torchscript" if path.suffix == ".jit" else "safetensors",
+        "source_format": "torchscript" if _is_silero_jit(path) else "safetensors",
     }
     return Converted(weights=weights, config=config, source_files=[path])
 
