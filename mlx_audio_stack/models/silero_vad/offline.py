@@ -1,10 +1,11 @@
 """Whole-file speech probabilities, fast: the front end batched over every chunk at once.
 
-The STFT and the 4 conv blocks see one chunk at a time and carry no state, so all chunks go
-through them as one batch (a few large matmuls in MLX). Only the LSTM is sequential; its
-input projection is batched too, and the recurrence runs as a tight loop over (H,) vectors in
-numpy, which measured 4x faster on CPU than stepping MLX for 128-wide ops (per-op overhead
-dominates). The output head is batched again. Results equal chunk-by-chunk streaming
+The STFT and the 4 conv blocks see one chunk at a time and carry no state, so chunks go
+through them in batches of `BATCH_CHUNKS` (framing by reshapes, an FFT, convs and matmuls in
+MLX). Only the LSTM is sequential; its input projection is batched too, and the recurrence
+runs as a tight loop over (H,) vectors in numpy, which measured 4x faster on CPU than stepping
+MLX for 128-wide ops (per-op overhead dominates); MLX computes the next batch's front end
+meanwhile (`mx.async_eval`). The output head is batched again. Results equal chunk-by-chunk streaming
 (`VADStream`) and silero's per-chunk loop: context, zero-padding of the last chunk and state
 all follow the reference.
 """
