@@ -14,6 +14,7 @@ both float32 FFTs are ~1e-3 dB from a float64 computation, SpeechBrain's own inc
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import mlx.core as mx
@@ -149,3 +150,57 @@ def test_8khz_file_end_to_end(ref, shared_data):
     f = sorted((shared_data / "fsdd" / "recordings").glob("*.wav"))[0]
     w16 = load_audio(f, 16000)
     _check(ref.encoder.embed(str(f)), _sb_embed(ref, w16), f"{f.name} (8 kHz)")
+
+
+def test_cli_embed_and_verify_on_real_files(ref, shared_data, tmp_path, capsys):
+    from mlx_audio_stack.cli import main
+    from mlx_audio_stack.models.ecapa.scoring import cosine_score
+
+    files = sorted((shared_data / "librispeech" / "test-other").rglob("*.flac"))[:2]
+    cohort = sorted((shared_data / "librispeech_untranscribed").rglob("*.flac"))[:4]
+    npy = tmp_path / "e.npy"
+    assert (
+        main(
+            [
+                "embed",
+                *map(str, files),
+                "--model",
+                str(ref.out),
+                "--format",
+                "npy",
+                "--out",
+                str(npy),
+            ]
+        )
+        == 0
+    )
+    emb = np.load(npy)
+    assert emb.shape == (2, 192)
+    np.testing.assert_allclose(emb, ref.encoder.embed(files), atol=1e-6)
+    capsys.readouterr()
+    assert (
+        main(["verify", str(files[0]), str(files[1]), "--model", str(ref.out), "--format", "json"])
+        == 0
+    )
+    r = json.loads(capsys.readouterr().out)
+    assert r["score"] == pytest.approx(float(cosine_score(emb[0], emb[1])), abs=1e-6)
+    assert r["same_speaker"] == (r["score"] > 0.25) and not r["normalized"]
+    assert (
+        main(
+            [
+                "verify",
+                str(files[0]),
+                str(files[1]),
+                "--model",
+                str(ref.out),
+                "--cohort",
+                *map(str, cohort),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    r = json.loads(capsys.readouterr().out)
+    assert r["normalized"] and r["threshold"] == 2.0 and np.isfinite(r["score"])
+    assert main(["embed", str(shared_data / "no-such.wav"), "--model", str(ref.out)]) == 1
