@@ -18,6 +18,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from .cpu_ops import gelu_, softmax_, use_cpu_path
+
 
 @dataclass
 class ModelDimensions:
@@ -96,7 +98,11 @@ class MultiHeadAttention(nn.Module):
         q = q.reshape(B, T, h, d).transpose(0, 2, 1, 3)  # (B, h, T, d)
         k = k.reshape(B, S, h, d).transpose(0, 2, 1, 3)  # (B, h, S, d)
         v = v.reshape(B, S, h, d).transpose(0, 2, 1, 3)  # (B, h, S, d)
-        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5, mask=mask)
+        if mask is None and T * S >= 1 << 16 and use_cpu_path(q):
+            # encoder: softmax over (B, h, T, S) is the CPU bottleneck (see cpu_ops)
+            o = softmax_((q * d**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
+        else:
+            o = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5, mask=mask)
         return o.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C)
 
 
@@ -118,7 +124,7 @@ class ResidualAttentionBlock(nn.Module):
         if self.cross_attn is not None:
             y, cross_kv = self.cross_attn(self.cross_attn_ln(x), xa, kv_cache=cross_kv)
             x = x + y
-        x = x + self.mlp2(nn.gelu(self.mlp1(self.mlp_ln(x))))
+        x = x + self.mlp2(gelu_(self.mlp1(self.mlp_ln(x))))
         return x, (self_kv, cross_kv)
 
 
@@ -133,8 +139,8 @@ class AudioEncoder(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         """x: (B, n_frames, n_mels) log-mel -> (B, n_frames // 2, n_state)."""
-        x = nn.gelu(self.conv1(x))
-        x = nn.gelu(self.conv2(x))
+        x = gelu_(self.conv1(x))
+        x = gelu_(self.conv2(x))
         x = x + self._positional_embedding[: x.shape[1]].astype(x.dtype)
         for block in self.blocks:
             x, _ = block(x)

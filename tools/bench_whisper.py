@@ -1,0 +1,180 @@
+"""Whisper speed benchmark: full transcription of ~60 s of real LibriSpeech speech, greedy and
+beam 5, tiny.en and base, ours (MLX) beside openai-whisper (torch), faster-whisper (CTranslate2
+fp32 and int8) and mlx-whisper, each in its own subprocess of this one run (so peak memory is
+per implementation). Writes reports/whisper_speed.md.
+
+    python tools/bench_whisper.py [--repeats 3] [--models tiny.en base] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+IMPLS = ["ours", "openai-whisper", "faster-whisper-fp32", "faster-whisper-int8", "mlx-whisper"]
+WEIGHTS = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}
+
+
+def bench_audio(seconds: float):
+    """Concatenated LibriSpeech utterances (sorted paths) up to `seconds`, and their text."""
+    import numpy as np
+
+    import mlx_audio_stack  # noqa: F401
+    from mlx_audio_stack.audio import load_audio
+    from mlx_audio_stack.paths import data_dir
+
+    d = data_dir()
+    if d is None:
+        raise SystemExit("shared data not found: set MAS_DATA_DIR")
+    parts, total = [], 0.0
+    for f in sorted((d / "librispeech").glob("test-*/*/*/*.flac")):
+        x = load_audio(f)
+        parts.append(x)
+        total += len(x) / 16000
+        if total >= seconds:
+            break
+    return np.concatenate(parts)
+
+
+def ct2_folder(name: str, tmp: Path) -> Path:
+    from mlx_audio_stack.weights_get import SOURCES
+
+    src = SOURCES[WEIGHTS[name]].local(tmp)
+    if not (src / "model.bin").exists():  # faster-whisper wants one model.bin
+        parts = sorted(src.glob("model.bin.part*"))
+        with open(src / "model.bin", "wb") as out:
+            for p in parts:
+                out.write(p.read_bytes())
+    return src
+
+
+def worker(impl: str, name: str, beam: int, seconds: float, repeats: int) -> dict:
+    import mlx_audio_stack  # noqa: F401  (fast BLAS before any MLX import)
+
+    audio = bench_audio(seconds)
+    weights = ROOT / "weights" / WEIGHTS[name]
+    opts = {"language": "en", "temperature": 0.0}
+    if beam > 1:
+        opts["beam_size"] = beam
+    tmp = Path(tempfile.mkdtemp())
+    if impl == "ours":
+        from mlx_audio_stack.models.whisper import load_model, transcribe
+
+        model = load_model(weights, "float32")
+        run = lambda: transcribe(audio, model, **opts)["text"]  # noqa: E731
+    elif impl == "openai-whisper":
+        import torch
+        import whisper
+        from _refs import openai_whisper_from_converted
+
+        torch.set_num_threads(2)
+        model = openai_whisper_from_converted(weights)
+        run = lambda: whisper.transcribe(model, audio, fp16=False, **opts)["text"]  # noqa: E731
+    elif impl.startswith("faster-whisper"):
+        from faster_whisper import WhisperModel
+
+        model = WhisperModel(str(ct2_folder(name, tmp)), device="cpu", cpu_threads=2,
+                             compute_type="float32" if impl.endswith("fp32") else "int8")
+
+        def run():
+            segs, _ = model.transcribe(audio, beam_size=beam, language="en", temperature=0.0,
+                                       vad_filter=False)
+            return "".join(s.text for s in segs)
+    elif impl == "mlx-whisper":
+        import mlx_whisper
+
+        folder = tmp / "mlxw"
+        folder.mkdir()
+        cfg = json.loads((weights / "config.json").read_text())["args"]
+        (folder / "config.json").write_text(json.dumps(cfg))
+        os.symlink(weights / "model.safetensors", folder / "weights.safetensors")
+        run = lambda: mlx_whisper.transcribe(  # noqa: E731
+            audio, path_or_hf_repo=str(folder), fp16=False, **opts)["text"]
+    else:
+        raise SystemExit(f"unknown impl {impl}")
+    text = run()  # warm-up (and load)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        text = run()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return {"impl": impl, "model": name, "beam": beam, "median_s": times[len(times) // 2],
+            "rtf": times[len(times) // 2] / (len(audio) / 16000), "audio_s": len(audio) / 16000,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "text": text.strip()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", nargs=3, metavar=("IMPL", "MODEL", "BEAM"))
+    ap.add_argument("--models", nargs="+", default=["tiny.en", "base"])
+    ap.add_argument("--impls", nargs="+", default=IMPLS)
+    ap.add_argument("--beams", nargs="+", type=int, default=[1, 5])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(ROOT / "reports" / "whisper_speed.md"))
+    args = ap.parse_args()
+    if args.worker:
+        impl, name, beam = args.worker
+        print(json.dumps(worker(impl, name, int(beam), args.seconds, args.repeats)))
+        return
+    rows = []
+    for name in args.models:
+        for beam in args.beams:
+            for impl in args.impls:
+                cmd = [sys.executable, __file__, "--worker", impl, name, str(beam),
+                       "--seconds", str(args.seconds), "--repeats", str(args.repeats)]
+                p = subprocess.run(cmd, capture_output=True, text=True)
+                if p.returncode != 0:
+                    print(f"{impl} {name} beam {beam}: failed\n{p.stderr[-2000:]}",
+                          file=sys.stderr)
+                    continue
+                r = json.loads(p.stdout.strip().splitlines()[-1])
+                rows.append(r)
+                print(f"{name:8s} beam {beam} {impl:22s} RTF {r['rtf']:.3f} "
+                      f"peak {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    write_report(rows, args)
+
+
+def write_report(rows: list[dict], args) -> None:
+    lines = ["# Whisper transcription speed", "",
+             f"Reproduce: `python tools/bench_whisper.py --repeats {args.repeats} "
+             f"--seconds {args.seconds:g}`", "",
+             f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
+             f"{rows[0]['audio_s']:.1f} s of LibriSpeech (concatenated test utterances), "
+             f"language en, temperature 0 (no fallback), median of {args.repeats} after a "
+             f"warm-up. Each implementation runs in its own subprocess of one run; torch and "
+             f"CTranslate2 use 2 threads; ours and mlx-whisper use MLX's CPU backend in "
+             f"float32 with OpenBLAS loaded. RTF = seconds of compute per second of audio.", ""]
+    for name in args.models:
+        for beam in args.beams:
+            sel = [r for r in rows if r["model"] == name and r["beam"] == beam]
+            if not sel:
+                continue
+            ours = next((r for r in sel if r["impl"] == "ours"), None)
+            lines += [f"## {name}, {'greedy' if beam == 1 else f'beam {beam}'}", "",
+                      "| implementation | RTF | time / ours | peak RSS (MB) | same text as ours |",
+                      "|---|---:|---:|---:|---|"]
+            for r in sel:
+                rel = r["median_s"] / ours["median_s"] if ours else float("nan")
+                same = "yes" if ours and r["text"] == ours["text"] else "no"
+                lines.append(f"| {r['impl']} | {r['rtf']:.3f} | {rel:.2f} | "
+                             f"{r['peak_rss_mb']:.0f} | {same} |")
+            lines.append("")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
