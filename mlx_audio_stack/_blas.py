@@ -38,8 +38,11 @@ def load_blas() -> str | None:
     if override.lower() == "none":
         return None
     if "mlx.core" in sys.modules:
-        warnings.warn("mlx.core was imported before mlx_audio_stack; the fast BLAS cannot be "
-                      "loaded in this process (import mlx_audio_stack first)", stacklevel=2)
+        warnings.warn(
+            "mlx.core was imported before mlx_audio_stack; the fast BLAS cannot be "
+            "loaded in this process (import mlx_audio_stack first)",
+            stacklevel=2,
+        )
         return None
     paths = (override,) if override else CANDIDATES
     for path in paths:
@@ -52,6 +55,5 @@ def load_blas() -> str | None:
             loaded = path
             return path
     where = f"MAS_BLAS={override} does not exist" if override else "no optimized BLAS found"
-    print(f"mlx-audio-stack: {where}; MLX CPU matmuls will be ~30x slower: {FIX}",
-          file=sys.stderr)
+    print(f"mlx-audio-stack: {where}; MLX CPU matmuls will be ~30x slower: {FIX}", file=sys.stderr)
     return None

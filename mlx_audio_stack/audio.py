@@ -73,8 +73,12 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, nonfinite: str = "error"
     return resample(x, file_sr, sr)
 
 
-def as_audio(audio: str | Path | np.ndarray, sr: int = SAMPLE_RATE, input_sr: int | None = None,
-             nonfinite: str = "error") -> np.ndarray:
+def as_audio(
+    audio: str | Path | np.ndarray,
+    sr: int = SAMPLE_RATE,
+    input_sr: int | None = None,
+    nonfinite: str = "error",
+) -> np.ndarray:
     """A path or an array -> mono float32 at `sr`. Arrays are at `input_sr` (default: `sr`)."""
     if isinstance(audio, (str, Path)):
         return load_audio(audio, sr, nonfinite)
@@ -89,8 +93,9 @@ def as_audio(audio: str | Path | np.ndarray, sr: int = SAMPLE_RATE, input_sr: in
     return resample(x, input_sr or sr, sr)
 
 
-def stream_audio(path: str | Path, block_s: float = 60.0, sr: int = SAMPLE_RATE
-                 ) -> Iterator[np.ndarray]:
+def stream_audio(
+    path: str | Path, block_s: float = 60.0, sr: int = SAMPLE_RATE
+) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of about `block_s` seconds at `sr`: bounded memory for long files.
 
     Each block is resampled on its own; a block boundary costs a negligible edge effect at

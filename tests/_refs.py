@@ -35,6 +35,7 @@ def openai_whisper_from_converted(folder: str | Path):
         heads = np.zeros((dims.n_text_layer, dims.n_text_head), dtype=bool)
         for layer, head in cfg["alignment_heads"]:
             heads[layer, head] = True
-        model.register_buffer("alignment_heads", torch.from_numpy(heads).to_sparse(),
-                              persistent=False)
+        model.register_buffer(
+            "alignment_heads", torch.from_numpy(heads).to_sparse(), persistent=False
+        )
     return model.eval()

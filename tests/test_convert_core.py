@@ -10,13 +10,12 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
+from conftest import require
 
 from mlx_audio_stack.convert import convert, detect, model_types
 from mlx_audio_stack.convert.torch_pickle import load_torch_checkpoint
 from mlx_audio_stack.errors import ConversionError, UnsafePickleError, WeightsError
 from mlx_audio_stack.weights_io import load_model_dir, load_strict, save_model_dir
-
-from conftest import require
 
 
 def _zip_pickle(path, payload: bytes):
@@ -68,15 +67,20 @@ def test_torch_checkpoint_roundtrip_without_torch_at_read_time(tmp_path):
     import torch
 
     sd = OrderedDict(
-        w=torch.randn(3, 4), t=torch.randn(4, 3).t(), i=torch.arange(5),
-        h=torch.randn(2, 2).half(), b=torch.randn(3).bfloat16(), s=torch.randn(8)[2:5],
+        w=torch.randn(3, 4),
+        t=torch.randn(4, 3).t(),
+        i=torch.arange(5),
+        h=torch.randn(2, 2).half(),
+        b=torch.randn(3).bfloat16(),
+        s=torch.randn(8)[2:5],
     )
     torch.save({"model": sd, "epoch": 3, "nested": {"x": [torch.ones(2)]}}, tmp_path / "c.pt")
     got = load_torch_checkpoint(tmp_path / "c.pt")
     assert got["epoch"] == 3
     for k, v in sd.items():
-        np.testing.assert_array_equal(got["model"][k], v.float().numpy() if v.is_floating_point()
-                                      else v.numpy())
+        np.testing.assert_array_equal(
+            got["model"][k], v.float().numpy() if v.is_floating_point() else v.numpy()
+        )
     np.testing.assert_array_equal(got["nested"]["x"][0], np.ones(2, np.float32))
 
 
@@ -115,8 +119,12 @@ def test_save_refuses_overwrite_and_replaces_when_asked(tmp_path):
 
 def test_strict_load_names_every_difference():
     m = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
-    good = {"layers.0.weight": mx.zeros((3, 4)), "layers.0.bias": mx.zeros(3),
-            "layers.1.weight": mx.zeros((2, 3)), "layers.1.bias": mx.zeros(2)}
+    good = {
+        "layers.0.weight": mx.zeros((3, 4)),
+        "layers.0.bias": mx.zeros(3),
+        "layers.1.weight": mx.zeros((2, 3)),
+        "layers.1.bias": mx.zeros(2),
+    }
     load_strict(m, good, "ok")
     bad = dict(good)
     del bad["layers.1.bias"]

@@ -59,8 +59,14 @@ def test_official_sizes_build_with_expected_parameter_counts():
 
     # published sizes (openai-whisper README): tiny 39M, base 74M, small 244M, medium 769M,
     # large 1550M, turbo 809M; arrays are lazy, so nothing is allocated here
-    expected = {"tiny": 39, "base": 74, "small": 244, "medium": 769, "large-v3": 1550,
-                "large-v3-turbo": 809}
+    expected = {
+        "tiny": 39,
+        "base": 74,
+        "small": 244,
+        "medium": 769,
+        "large-v3": 1550,
+        "large-v3-turbo": 809,
+    }
     for name, millions in expected.items():
         m = Whisper(OFFICIAL_DIMS[name])
         n = sum(v.size for _, v in tree_flatten(m.parameters())) / 1e6
@@ -79,10 +85,18 @@ def _random_openai_checkpoint(whisper, path: Path, n_mels=80, n_vocab=51865, see
     import torch
 
     torch.manual_seed(seed)
-    dims = whisper.model.ModelDimensions(n_mels=n_mels, n_audio_ctx=1500, n_audio_state=64,
-                                         n_audio_head=4, n_audio_layer=2, n_vocab=n_vocab,
-                                         n_text_ctx=448, n_text_state=64, n_text_head=4,
-                                         n_text_layer=2)
+    dims = whisper.model.ModelDimensions(
+        n_mels=n_mels,
+        n_audio_ctx=1500,
+        n_audio_state=64,
+        n_audio_head=4,
+        n_audio_layer=2,
+        n_vocab=n_vocab,
+        n_text_ctx=448,
+        n_text_state=64,
+        n_text_head=4,
+        n_text_layer=2,
+    )
     model = whisper.model.Whisper(dims)
     with torch.no_grad():  # non-trivial LayerNorm affine parameters
         for name, p in model.named_parameters():
@@ -119,9 +133,12 @@ def test_dtypes_and_quantization_load_and_stay_close(torch_whisper, tmp_path):
     mel = mx.array(np.random.default_rng(1).standard_normal((1, 3000, 80)).astype(np.float32))
     tokens = mx.array([[50258, 50259, 50359, 400]])
     want = np.array(base(mel, tokens)).ravel()
-    for name, kw, min_cos in [("f16", {"dtype": "float16"}, 0.999),
-                              ("bf16", {"dtype": "bfloat16"}, 0.99),
-                              ("q8", {"quantize": 8}, 0.99), ("q4", {"quantize": 4}, 0.9)]:
+    for name, kw, min_cos in [
+        ("f16", {"dtype": "float16"}, 0.999),
+        ("bf16", {"dtype": "bfloat16"}, 0.99),
+        ("q8", {"quantize": 8}, 0.99),
+        ("q4", {"quantize": 4}, 0.9),
+    ]:
         out = convert(tmp_path / "m.pt", tmp_path / name, **kw)
         cfg = json.loads((out / "config.json").read_text())
         assert ("quantization" in cfg) == ("quantize" in kw)
@@ -131,13 +148,19 @@ def test_dtypes_and_quantization_load_and_stay_close(torch_whisper, tmp_path):
 
 
 def test_tokenizer_matches_openai_whisper(torch_whisper, real_weights):
-    from whisper.tokenizer import LANGUAGES, get_tokenizer as ref_tokenizer
+    from whisper.tokenizer import LANGUAGES
+    from whisper.tokenizer import get_tokenizer as ref_tokenizer
 
     from mlx_audio_stack.models.whisper.tokenizer import LANGUAGES as OURS
 
     assert tuple(LANGUAGES) == tuple(OURS)
-    texts = ["Hello world, it's 3.14 o'clock!", " HE HOPED THERE WOULD BE STEW", "日本語のテキスト",
-             "naïve café ½ ♪♪ «quoted»  \n  spaces_under", " -'s  "]
+    texts = [
+        "Hello world, it's 3.14 o'clock!",
+        " HE HOPED THERE WOULD BE STEW",
+        "日本語のテキスト",
+        "naïve café ½ ♪♪ «quoted»  \n  spaces_under",
+        " -'s  ",
+    ]
     for name, multi in (("whisper-tiny.en", False), ("whisper-base", True)):
         ours = get_tokenizer(load_model(real_weights[name]))
         ref = ref_tokenizer(multi, num_languages=ours.num_languages)
@@ -152,8 +175,9 @@ def test_tokenizer_matches_openai_whisper(torch_whisper, real_weights):
 # ---------------------------------------------------------------- tier 2: real weights
 def _librispeech(shared: Path) -> list[tuple[Path, str]]:
     out = []
-    for trans in sorted(glob.glob(str(shared / "librispeech" / "**" / "*.trans.txt"),
-                                  recursive=True)):
+    for trans in sorted(
+        glob.glob(str(shared / "librispeech" / "**" / "*.trans.txt"), recursive=True)
+    ):
         for line in Path(trans).read_text().splitlines():
             utt, text = line.split(" ", 1)
             out.append((Path(trans).parent / f"{utt}.flac", text))
@@ -192,7 +216,7 @@ def test_real_weights_logit_parity(torch_whisper, real_weights, shared_data, nam
 def _decode_all(model, tk, mels, **options):
     out = []
     for i in range(0, len(mels), 16):
-        batch = mx.array(np.stack(mels[i: i + 16]))
+        batch = mx.array(np.stack(mels[i : i + 16]))
         task = DecodingTask(model, tk, DecodingOptions(language="en", **options))
         out += [r.tokens for r in task.run(batch)]
     return out
@@ -203,24 +227,29 @@ def _ref_decode_all(torch_whisper, ref, mels, **options):
 
     out = []
     for i in range(0, len(mels), 16):
-        batch = torch.from_numpy(np.stack(mels[i: i + 16]).transpose(0, 2, 1).copy())
-        res = torch_whisper.decode(ref, batch, torch_whisper.DecodingOptions(
-            language="en", fp16=False, **options))
+        batch = torch.from_numpy(np.stack(mels[i : i + 16]).transpose(0, 2, 1).copy())
+        res = torch_whisper.decode(
+            ref, batch, torch_whisper.DecodingOptions(language="en", fp16=False, **options)
+        )
         out += [r.tokens for r in res]
     return out
 
 
 @pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base"])
-def test_greedy_tokens_identical_on_all_librispeech(torch_whisper, real_weights, shared_data,
-                                                    name):
+def test_greedy_tokens_identical_on_all_librispeech(torch_whisper, real_weights, shared_data, name):
     import torch
     from _refs import openai_whisper_from_converted
 
     utts = _librispeech(shared_data)
     assert len(utts) >= 100
-    mels = [torch_whisper.log_mel_spectrogram(torch.from_numpy(load_audio(p)), 80,
-                                              padding=480000)[:, :3000].numpy().T
-            for p, _ in utts]
+    mels = [
+        torch_whisper.log_mel_spectrogram(torch.from_numpy(load_audio(p)), 80, padding=480000)[
+            :, :3000
+        ]
+        .numpy()
+        .T
+        for p, _ in utts
+    ]
     ref = openai_whisper_from_converted(real_weights[name])
     model = load_model(real_weights[name], "float32")
     tk = get_tokenizer(model)
@@ -236,9 +265,14 @@ def test_beam_search_equals_openai_whisper(torch_whisper, real_weights, shared_d
     from _refs import openai_whisper_from_converted
 
     utts = _librispeech(shared_data)[::10]  # every 10th utterance; tools/eval_whisper.py: all
-    mels = [torch_whisper.log_mel_spectrogram(torch.from_numpy(load_audio(p)), 80,
-                                              padding=480000)[:, :3000].numpy().T
-            for p, _ in utts]
+    mels = [
+        torch_whisper.log_mel_spectrogram(torch.from_numpy(load_audio(p)), 80, padding=480000)[
+            :, :3000
+        ]
+        .numpy()
+        .T
+        for p, _ in utts
+    ]
     ref = openai_whisper_from_converted(real_weights[name])
     model = load_model(real_weights[name], "float32")
     ours = _decode_all(model, get_tokenizer(model), mels, beam_size=5)
@@ -261,8 +295,10 @@ def _wer(ref: str, hyp: str) -> float:
 
 
 def test_transcribe_demo_clip_end_to_end(real_weights):
-    truth = ("HE HOPED THERE WOULD BE STEW FOR DINNER TURNIPS AND CARROTS AND BRUISED POTATOES "
-             "AND FAT MUTTON PIECES TO BE LADLED OUT IN THICK PEPPERED FLOUR FATTENED SAUCE")
+    truth = (
+        "HE HOPED THERE WOULD BE STEW FOR DINNER TURNIPS AND CARROTS AND BRUISED POTATOES "
+        "AND FAT MUTTON PIECES TO BE LADLED OUT IN THICK PEPPERED FLOUR FATTENED SAUCE"
+    )
     for name in real_weights:
         r = transcribe(DEMO_CLIP, real_weights[name])
         assert r["language"] == "en"
@@ -278,8 +314,9 @@ def test_multilingual_detects_language_and_translates(real_weights, shared_data)
     assert r["language"] == "en"
     t = transcribe(DEMO_CLIP, model, task="translate", beam_size=2)
     assert _wer(r["text"], t["text"]) < 0.5  # English "translated" to English
-    p = transcribe(DEMO_CLIP, model, initial_prompt="Turnips, carrots, mutton.",
-                   without_timestamps=True)
+    p = transcribe(
+        DEMO_CLIP, model, initial_prompt="Turnips, carrots, mutton.", without_timestamps=True
+    )
     assert "mutton" in p["text"].lower()
 
 
@@ -323,8 +360,9 @@ def test_bad_input(real_weights, tmp_path):
 def test_streamed_mel_equals_in_memory(monkeypatch, tmp_path, shared_data):
     from mlx_audio_stack.models.whisper import mel_source
 
-    x = np.concatenate([load_audio(p) for p in sorted(
-        (shared_data / "ami_meeting_clips").glob("trn0[0-3].wav"))])  # 120 s
+    x = np.concatenate(
+        [load_audio(p) for p in sorted((shared_data / "ami_meeting_clips").glob("trn0[0-3].wav"))]
+    )  # 120 s
     sf.write(tmp_path / "long.flac", x, 16000)
     full = mel_source.MelSource.from_input(x, 80)
     monkeypatch.setattr(mel_source, "STREAM_SECONDS", 60)
@@ -332,16 +370,18 @@ def test_streamed_mel_equals_in_memory(monkeypatch, tmp_path, shared_data):
     streamed = mel_source.MelSource.from_input(tmp_path / "long.flac", 80)
     assert streamed._cache is None and streamed.content_frames == full.content_frames
     for seek in (0, 2999, 6000, full.content_frames - 100):
-        np.testing.assert_allclose(np.array(streamed.window(seek, 3000)),
-                                   np.array(full.window(seek, 3000)), atol=2e-4)
+        np.testing.assert_allclose(
+            np.array(streamed.window(seek, 3000)), np.array(full.window(seek, 3000)), atol=2e-4
+        )
 
 
 def test_cli_transcribe_formats_and_errors(real_weights, tmp_path, capsys):
     from mlx_audio_stack.cli import main
 
     m = str(real_weights["whisper-tiny.en"])
-    assert main(["transcribe", "--model", m, "--format", "json", "-o",
-                 str(tmp_path / "o.json")]) == 0
+    assert (
+        main(["transcribe", "--model", m, "--format", "json", "-o", str(tmp_path / "o.json")]) == 0
+    )
     d = json.loads((tmp_path / "o.json").read_text())
     assert {"text", "segments", "language"} <= set(d) and "turnips" in d["text"].lower()
     assert main(["transcribe", "--model", m, "--format", "srt"]) == 0

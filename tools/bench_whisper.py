@@ -83,12 +83,17 @@ def worker(impl: str, name: str, beam: int, seconds: float, repeats: int) -> dic
     elif impl.startswith("faster-whisper"):
         from faster_whisper import WhisperModel
 
-        model = WhisperModel(str(ct2_folder(name, tmp)), device="cpu", cpu_threads=2,
-                             compute_type="float32" if impl.endswith("fp32") else "int8")
+        model = WhisperModel(
+            str(ct2_folder(name, tmp)),
+            device="cpu",
+            cpu_threads=2,
+            compute_type="float32" if impl.endswith("fp32") else "int8",
+        )
 
         def run():
-            segs, _ = model.transcribe(audio, beam_size=beam, language="en", temperature=0.0,
-                                       vad_filter=False)
+            segs, _ = model.transcribe(
+                audio, beam_size=beam, language="en", temperature=0.0, vad_filter=False
+            )
             return "".join(s.text for s in segs)
     elif impl == "mlx-whisper":
         import mlx_whisper
@@ -99,7 +104,8 @@ def worker(impl: str, name: str, beam: int, seconds: float, repeats: int) -> dic
         (folder / "config.json").write_text(json.dumps(cfg))
         os.symlink(weights / "model.safetensors", folder / "weights.safetensors")
         run = lambda: mlx_whisper.transcribe(  # noqa: E731
-            audio, path_or_hf_repo=str(folder), fp16=False, **opts)["text"]
+            audio, path_or_hf_repo=str(folder), fp16=False, **opts
+        )["text"]
     else:
         raise SystemExit(f"unknown impl {impl}")
     text = run()  # warm-up (and load)
@@ -109,10 +115,16 @@ def worker(impl: str, name: str, beam: int, seconds: float, repeats: int) -> dic
         text = run()
         times.append(time.perf_counter() - t)
     times.sort()
-    return {"impl": impl, "model": name, "beam": beam, "median_s": times[len(times) // 2],
-            "rtf": times[len(times) // 2] / (len(audio) / 16000), "audio_s": len(audio) / 16000,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "text": text.strip()}
+    return {
+        "impl": impl,
+        "model": name,
+        "beam": beam,
+        "median_s": times[len(times) // 2],
+        "rtf": times[len(times) // 2] / (len(audio) / 16000),
+        "audio_s": len(audio) / 16000,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "text": text.strip(),
+    }
 
 
 def main() -> None:
@@ -133,44 +145,66 @@ def main() -> None:
     for name in args.models:
         for beam in args.beams:
             for impl in args.impls:
-                cmd = [sys.executable, __file__, "--worker", impl, name, str(beam),
-                       "--seconds", str(args.seconds), "--repeats", str(args.repeats)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    impl,
+                    name,
+                    str(beam),
+                    "--seconds",
+                    str(args.seconds),
+                    "--repeats",
+                    str(args.repeats),
+                ]
                 p = subprocess.run(cmd, capture_output=True, text=True)
                 if p.returncode != 0:
-                    print(f"{impl} {name} beam {beam}: failed\n{p.stderr[-2000:]}",
-                          file=sys.stderr)
+                    print(f"{impl} {name} beam {beam}: failed\n{p.stderr[-2000:]}", file=sys.stderr)
                     continue
                 r = json.loads(p.stdout.strip().splitlines()[-1])
                 rows.append(r)
-                print(f"{name:8s} beam {beam} {impl:22s} RTF {r['rtf']:.3f} "
-                      f"peak {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+                print(
+                    f"{name:8s} beam {beam} {impl:22s} RTF {r['rtf']:.3f} "
+                    f"peak {r['peak_rss_mb']:.0f} MB",
+                    file=sys.stderr,
+                )
     write_report(rows, args)
 
 
 def write_report(rows: list[dict], args) -> None:
-    lines = ["# Whisper transcription speed", "",
-             f"Reproduce: `python tools/bench_whisper.py --repeats {args.repeats} "
-             f"--seconds {args.seconds:g}`", "",
-             f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
-             f"{rows[0]['audio_s']:.1f} s of LibriSpeech (concatenated test utterances), "
-             f"language en, temperature 0 (no fallback), median of {args.repeats} after a "
-             f"warm-up. Each implementation runs in its own subprocess of one run; torch and "
-             f"CTranslate2 use 2 threads; ours and mlx-whisper use MLX's CPU backend in "
-             f"float32 with OpenBLAS loaded. RTF = seconds of compute per second of audio.", ""]
+    lines = [
+        "# Whisper transcription speed",
+        "",
+        f"Reproduce: `python tools/bench_whisper.py --repeats {args.repeats} "
+        f"--seconds {args.seconds:g}`",
+        "",
+        f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
+        f"{rows[0]['audio_s']:.1f} s of LibriSpeech (concatenated test utterances), "
+        f"language en, temperature 0 (no fallback), median of {args.repeats} after a "
+        f"warm-up. Each implementation runs in its own subprocess of one run; torch and "
+        f"CTranslate2 use 2 threads; ours and mlx-whisper use MLX's CPU backend in "
+        f"float32 with OpenBLAS loaded. RTF = seconds of compute per second of audio.",
+        "",
+    ]
     for name in args.models:
         for beam in args.beams:
             sel = [r for r in rows if r["model"] == name and r["beam"] == beam]
             if not sel:
                 continue
             ours = next((r for r in sel if r["impl"] == "ours"), None)
-            lines += [f"## {name}, {'greedy' if beam == 1 else f'beam {beam}'}", "",
-                      "| implementation | RTF | time / ours | peak RSS (MB) | same text as ours |",
-                      "|---|---:|---:|---:|---|"]
+            lines += [
+                f"## {name}, {'greedy' if beam == 1 else f'beam {beam}'}",
+                "",
+                "| implementation | RTF | time / ours | peak RSS (MB) | same text as ours |",
+                "|---|---:|---:|---:|---|",
+            ]
             for r in sel:
                 rel = r["median_s"] / ours["median_s"] if ours else float("nan")
                 same = "yes" if ours and r["text"] == ours["text"] else "no"
-                lines.append(f"| {r['impl']} | {r['rtf']:.3f} | {rel:.2f} | "
-                             f"{r['peak_rss_mb']:.0f} | {same} |")
+                lines.append(
+                    f"| {r['impl']} | {r['rtf']:.3f} | {rel:.2f} | "
+                    f"{r['peak_rss_mb']:.0f} | {same} |"
+                )
             lines.append("")
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

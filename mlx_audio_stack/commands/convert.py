@@ -4,10 +4,13 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="convert a checkpoint (path or hub repo id) to MLX",
-                       description="Convert a PyTorch/CTranslate2/TorchScript/safetensors "
-                                   "checkpoint into weights/<name>/ (model.safetensors + "
-                                   "config.json). The model type is auto-detected.")
+    p = sub.add_parser(
+        "convert",
+        help="convert a checkpoint (path or hub repo id) to MLX",
+        description="Convert a PyTorch/CTranslate2/TorchScript/safetensors "
+        "checkpoint into weights/<name>/ (model.safetensors + "
+        "config.json). The model type is auto-detected.",
+    )
     p.add_argument("src", help="checkpoint file or folder, or a Hugging Face repo id")
     p.add_argument("--out", required=True, help="output folder, e.g. weights/whisper-tiny.en")
     p.add_argument("--model", help="force the model type (see --list)")
@@ -21,7 +24,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..convert import convert
 
-    out = convert(args.src, args.out, model=args.model, dtype=args.dtype,
-                  quantize=args.quantize, group_size=args.group_size, force=args.force)
+    out = convert(
+        args.src,
+        args.out,
+        model=args.model,
+        dtype=args.dtype,
+        quantize=args.quantize,
+        group_size=args.group_size,
+        force=args.force,
+    )
     print(f"wrote {out}")
     return 0

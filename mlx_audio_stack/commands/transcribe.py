@@ -6,12 +6,16 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("transcribe", help="transcribe audio files with Whisper",
-                       description="Transcribe audio with a converted Whisper model. With no "
-                                   "file, transcribes the bundled LibriSpeech demo clip.")
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe audio files with Whisper",
+        description="Transcribe audio with a converted Whisper model. With no "
+        "file, transcribes the bundled LibriSpeech demo clip.",
+    )
     p.add_argument("files", nargs="*", help="audio files (wav/flac/ogg/mp3, any rate/channels)")
-    p.add_argument("--model", default=None,
-                   help="converted weights folder (default weights/whisper-tiny.en)")
+    p.add_argument(
+        "--model", default=None, help="converted weights folder (default weights/whisper-tiny.en)"
+    )
     p.add_argument("--format", default="txt", choices=["json", "txt", "srt", "vtt"])
     p.add_argument("--output", "-o", help="output file (one input) instead of stdout")
     p.add_argument("--output-dir", help="write <stem>.<format> per input into this folder")
@@ -25,10 +29,16 @@ def register(sub) -> None:
     p.add_argument("--initial-prompt")
     p.add_argument("--no-condition-on-previous-text", action="store_true")
     p.add_argument("--without-timestamps", action="store_true")
-    p.add_argument("--word-timestamps", action="store_true",
-                   help="word-level times from the alignment heads (json output)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
-                   help="compute dtype (default: float16 on a GPU, float32 on CPU)")
+    p.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="word-level times from the alignment heads (json output)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        help="compute dtype (default: float16 on a GPU, float32 on CPU)",
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=run)
 
@@ -46,24 +56,39 @@ def run(args) -> int:
         raise MasError("--output takes one input file; use --output-dir for several")
     model_dir = Path(args.model) if args.model else weights_dir() / "whisper-tiny.en"
     if not model_dir.exists():
-        raise MasError(f"{model_dir}: no converted model; run `mas weights get whisper-tiny.en` "
-                       f"or `mas convert <checkpoint> --out {model_dir}`")
+        raise MasError(
+            f"{model_dir}: no converted model; run `mas weights get whisper-tiny.en` "
+            f"or `mas convert <checkpoint> --out {model_dir}`"
+        )
     model = load_model(model_dir, args.dtype)
-    options = {k: v for k, v in {
-        "language": args.language, "task": args.task, "beam_size": args.beam_size,
-        "patience": args.patience, "length_penalty": args.length_penalty,
-        "best_of": args.best_of, "without_timestamps": args.without_timestamps or None,
-    }.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {
+            "language": args.language,
+            "task": args.task,
+            "beam_size": args.beam_size,
+            "patience": args.patience,
+            "length_penalty": args.length_penalty,
+            "best_of": args.best_of,
+            "without_timestamps": args.without_timestamps or None,
+        }.items()
+        if v is not None
+    }
     if args.temperature is not None:
         options["temperature"] = args.temperature
     from ..models.whisper.transcribe import transcribe
 
     for f in files:
         try:
-            result = transcribe(f, model, initial_prompt=args.initial_prompt,
-                                condition_on_previous_text=not args.no_condition_on_previous_text,
-                                word_timestamps=args.word_timestamps, progress=args.progress,
-                                **options)
+            result = transcribe(
+                f,
+                model,
+                initial_prompt=args.initial_prompt,
+                condition_on_previous_text=not args.no_condition_on_previous_text,
+                word_timestamps=args.word_timestamps,
+                progress=args.progress,
+                **options,
+            )
         except ValueError as exc:  # invalid decoding options
             raise MasError(f"{f}: {exc}") from exc
         text = render(result, args.format)

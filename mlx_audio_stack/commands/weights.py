@@ -25,8 +25,7 @@ def run_get(args) -> int:
     if args.out and len(args.names) > 1:
         raise WeightsError("--out takes a single name")
     for name in args.names:
-        out = get_weights(name, args.out, force=args.force, offline=args.offline,
-                          dtype=args.dtype)
+        out = get_weights(name, args.out, force=args.force, offline=args.offline, dtype=args.dtype)
         print(f"{name}: {out}")
     return 0
 

@@ -40,8 +40,16 @@ class Converter:
     description: str
     detect: Callable[[Path], bool]  # does this local source look like ours?
     convert: Callable[..., Converted]  # (src: Path, **options) -> Converted
-    hub_patterns: tuple[str, ...] = ("*.json", "*.safetensors", "*.bin", "*.pt", "*.ckpt",
-                                     "*.yaml", "*.txt", "*.model")
+    hub_patterns: tuple[str, ...] = (
+        "*.json",
+        "*.safetensors",
+        "*.bin",
+        "*.pt",
+        "*.ckpt",
+        "*.yaml",
+        "*.txt",
+        "*.model",
+    )
     quantize: Callable[[Converted, int, int], Converted] | None = None
     # weights whose dtype must stay float32 whatever --dtype says (e.g. running statistics)
     keep_float32: Callable[[str], bool] = lambda name: False
@@ -123,9 +131,16 @@ def cast_weights(weights: dict[str, Any], dtype: str, keep_float32=lambda n: Fal
     return out
 
 
-def convert(src: str | Path, out: str | Path, model: str | None = None,
-            dtype: str = "float32", quantize: int | None = None, group_size: int = 64,
-            force: bool = False, **options: Any) -> Path:
+def convert(
+    src: str | Path,
+    out: str | Path,
+    model: str | None = None,
+    dtype: str = "float32",
+    quantize: int | None = None,
+    group_size: int = 64,
+    force: bool = False,
+    **options: Any,
+) -> Path:
     """Convert a checkpoint (path or hub repo id) to an MLX weights folder at `out`.
 
     Returns the output folder. `model` forces the model type (see `model_types()`).
@@ -157,5 +172,4 @@ def convert(src: str | Path, out: str | Path, model: str | None = None,
     result.config = config
     if quantize is not None:
         result = conv.quantize(result, quantize, group_size)
-    return save_model_dir(out, result.weights, result.config, result.extra_files,
-                          overwrite=force)
+    return save_model_dir(out, result.weights, result.config, result.extra_files, overwrite=force)

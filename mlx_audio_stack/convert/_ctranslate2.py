@@ -18,8 +18,15 @@ import numpy as np
 from ..errors import ConversionError
 
 # ctranslate2 DataType enum
-DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16",
-          6: np.float64}
+DTYPES = {
+    0: np.float32,
+    1: np.int8,
+    2: np.int16,
+    3: np.int32,
+    4: np.float16,
+    5: "bfloat16",
+    6: np.float64,
+}
 
 
 def model_bin_parts(folder: Path) -> list[Path]:
@@ -30,8 +37,10 @@ def model_bin_parts(folder: Path) -> list[Path]:
     parts = sorted(folder.glob("model.bin.part*"), key=lambda p: int(p.suffix[5:] or 0))
     expected = [f"model.bin.part{i}" for i in range(1, len(parts) + 1)]
     if [p.name for p in parts] != expected:
-        raise ConversionError(f"{folder}: model.bin parts are not consecutive: "
-                              f"expected {expected}, found {[p.name for p in parts]}")
+        raise ConversionError(
+            f"{folder}: model.bin parts are not consecutive: "
+            f"expected {expected}, found {[p.name for p in parts]}"
+        )
     return parts
 
 
@@ -76,8 +85,9 @@ def read_model_bin(folder: Path) -> tuple[str, dict[str, np.ndarray]]:
     r = _Reader(data, str(folder / "model.bin"))
     (version,) = r.read("I")
     if not 1 <= version <= 6:
-        raise ConversionError(f"{folder}/model.bin: unsupported CTranslate2 binary version "
-                              f"{version} (expected 1..6)")
+        raise ConversionError(
+            f"{folder}/model.bin: unsupported CTranslate2 binary version {version} (expected 1..6)"
+        )
     spec = r.string() if version >= 2 else ""
     if version >= 3:
         r.read("I")  # revision

@@ -21,8 +21,14 @@ from . import Converted, Converter, register
 from ._ctranslate2 import model_bin_parts, read_model_bin, read_spec_name
 from .torch_pickle import load_torch_checkpoint
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "added_tokens.json",
-                   "special_tokens_map.json", "tokenizer_config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+)
 
 
 # ---------------------------------------------------------------- detection
@@ -61,8 +67,9 @@ def detect(p: Path) -> bool:
 def _from_openai(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     ckpt = load_torch_checkpoint(path)
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
-        raise ConversionError(f"{path}: not an OpenAI Whisper checkpoint "
-                              f"(no dims / model_state_dict)")
+        raise ConversionError(
+            f"{path}: not an OpenAI Whisper checkpoint (no dims / model_state_dict)"
+        )
     return dict(ckpt["dims"]), dict(ckpt["model_state_dict"])
 
 
@@ -80,8 +87,12 @@ HF_RENAMES = [
     (r"\.final_layer_norm\.", ".mlp_ln."),
     (r"\.self_attn\.", ".attn."),
     (r"\.encoder_attn\.", ".cross_attn."),
-    (r"\.q_proj\.", ".query."), (r"\.k_proj\.", ".key."), (r"\.v_proj\.", ".value."),
-    (r"\.out_proj\.", ".out."), (r"\.fc1\.", ".mlp.0."), (r"\.fc2\.", ".mlp.2."),
+    (r"\.q_proj\.", ".query."),
+    (r"\.k_proj\.", ".key."),
+    (r"\.v_proj\.", ".value."),
+    (r"\.out_proj\.", ".out."),
+    (r"\.fc1\.", ".mlp.0."),
+    (r"\.fc2\.", ".mlp.2."),
 ]
 
 
@@ -94,19 +105,27 @@ def _load_hf_weights(folder: Path) -> tuple[dict[str, Any], list[Path]]:
             files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
             break
     else:
-        files = ["model.safetensors"] if (folder / "model.safetensors").exists() else (
-            ["pytorch_model.bin"] if (folder / "pytorch_model.bin").exists() else [])
+        files = (
+            ["model.safetensors"]
+            if (folder / "model.safetensors").exists()
+            else (["pytorch_model.bin"] if (folder / "pytorch_model.bin").exists() else [])
+        )
     if not files:
-        raise ConversionError(f"{folder}: Hugging Face Whisper folder without model.safetensors "
-                              f"or pytorch_model.bin")
+        raise ConversionError(
+            f"{folder}: Hugging Face Whisper folder without model.safetensors or pytorch_model.bin"
+        )
     weights: dict[str, Any] = {}
     paths = [folder / f for f in files]
     for p in paths:
         if not p.exists():
             raise ConversionError(f"{folder}: shard {p.name} listed in the index is missing")
         if p.suffix == ".safetensors":
-            weights.update({k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating)
-                            else v for k, v in mx.load(str(p)).items()})
+            weights.update(
+                {
+                    k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v
+                    for k, v in mx.load(str(p)).items()
+                }
+            )
         else:
             weights.update(load_torch_checkpoint(p))
     return weights, paths
@@ -122,11 +141,16 @@ def _from_hf(folder: Path, cfg: dict) -> tuple[dict, dict[str, Any], list[Path]]
             k = re.sub(pat, rep, k)
         sd[k] = v
     dims = {
-        "n_mels": cfg["num_mel_bins"], "n_audio_ctx": cfg["max_source_positions"],
-        "n_audio_state": cfg["d_model"], "n_audio_head": cfg["encoder_attention_heads"],
-        "n_audio_layer": cfg["encoder_layers"], "n_vocab": cfg["vocab_size"],
-        "n_text_ctx": cfg["max_target_positions"], "n_text_state": cfg["d_model"],
-        "n_text_head": cfg["decoder_attention_heads"], "n_text_layer": cfg["decoder_layers"],
+        "n_mels": cfg["num_mel_bins"],
+        "n_audio_ctx": cfg["max_source_positions"],
+        "n_audio_state": cfg["d_model"],
+        "n_audio_head": cfg["encoder_attention_heads"],
+        "n_audio_layer": cfg["encoder_layers"],
+        "n_vocab": cfg["vocab_size"],
+        "n_text_ctx": cfg["max_target_positions"],
+        "n_text_state": cfg["d_model"],
+        "n_text_head": cfg["decoder_attention_heads"],
+        "n_text_layer": cfg["decoder_layers"],
     }
     return dims, sd, paths
 
@@ -164,8 +188,9 @@ def _from_ct2(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     for i in range(n_enc):
         s, d = f"encoder/layer_{i}", f"encoder.blocks.{i}"
         ln(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-        fused(f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key",
-                                                f"{d}.attn.value"])
+        fused(
+            f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key", f"{d}.attn.value"]
+        )
         lin(f"{s}/self_attention/linear_1", f"{d}.attn.out")
         ln(f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
         lin(f"{s}/ffn/linear_0", f"{d}.mlp.0")
@@ -176,8 +201,9 @@ def _from_ct2(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     for i in range(n_dec):
         s, d = f"decoder/layer_{i}", f"decoder.blocks.{i}"
         ln(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-        fused(f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key",
-                                                f"{d}.attn.value"])
+        fused(
+            f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key", f"{d}.attn.value"]
+        )
         lin(f"{s}/self_attention/linear_1", f"{d}.attn.out")
         ln(f"{s}/attention/layer_norm", f"{d}.cross_attn_ln")
         lin(f"{s}/attention/linear_0", f"{d}.cross_attn.query")
@@ -190,11 +216,15 @@ def _from_ct2(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     emb = v["decoder/embeddings/weight"]
     conv1 = v["encoder/conv1/weight"]
     dims = {
-        "n_mels": conv1.shape[1], "n_audio_ctx": v["encoder/position_encodings/encodings"].shape[0],
-        "n_audio_state": conv1.shape[0], "n_audio_head": int(v["encoder/num_heads"]),
-        "n_audio_layer": n_enc, "n_vocab": emb.shape[0],
+        "n_mels": conv1.shape[1],
+        "n_audio_ctx": v["encoder/position_encodings/encodings"].shape[0],
+        "n_audio_state": conv1.shape[0],
+        "n_audio_head": int(v["encoder/num_heads"]),
+        "n_audio_layer": n_enc,
+        "n_vocab": emb.shape[0],
         "n_text_ctx": sd["decoder.positional_embedding"].shape[0],
-        "n_text_state": emb.shape[1], "n_text_head": int(v["decoder/num_heads"]),
+        "n_text_state": emb.shape[1],
+        "n_text_head": int(v["decoder/num_heads"]),
         "n_text_layer": n_dec,
     }
     return dims, sd
@@ -210,8 +240,9 @@ def _openai_tiktoken(n_vocab: int) -> Path | None:
     return p if p.exists() else None
 
 
-def _tokenizer_files(folder: Path | None, tokenizer: str | None, n_vocab: int,
-                     src: Path) -> dict[str, Path]:
+def _tokenizer_files(
+    folder: Path | None, tokenizer: str | None, n_vocab: int, src: Path
+) -> dict[str, Path]:
     if tokenizer:
         t = Path(tokenizer)
         if t.is_dir():
@@ -250,12 +281,15 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
     elif _is_ct2(src):
         dims, sd = _from_ct2(src)
         sources = model_bin_parts(src)
-        ct2cfg = json.loads((src / "config.json").read_text()) if (src / "config.json"
-                                                                     ).exists() else {}
+        ct2cfg = (
+            json.loads((src / "config.json").read_text()) if (src / "config.json").exists() else {}
+        )
         alignment_heads = ct2cfg.get("alignment_heads") or []
     else:
-        raise ConversionError(f"{src}: not a Whisper checkpoint (OpenAI .pt, Hugging Face "
-                              f"folder, or CTranslate2 folder)")
+        raise ConversionError(
+            f"{src}: not a Whisper checkpoint (OpenAI .pt, Hugging Face "
+            f"folder, or CTranslate2 folder)"
+        )
     dims = ModelDimensions.from_dict(dims)
     extra = _tokenizer_files(folder, tokenizer, dims.n_vocab, src)
     tok_name = next(iter(extra)) if len(extra) == 1 else "vocab.json"
@@ -282,11 +316,13 @@ def quantize(result: Converted, bits: int, group_size: int) -> Converted:
     return result
 
 
-register(Converter(
-    model_type="whisper",
-    description="OpenAI Whisper: .pt, Hugging Face folder, CTranslate2/faster-whisper folder",
-    detect=detect,
-    convert=convert,
-    hub_patterns=("*.json", "*.safetensors", "*.txt", "model.bin*", "pytorch_model*.bin"),
-    quantize=quantize,
-))
+register(
+    Converter(
+        model_type="whisper",
+        description="OpenAI Whisper: .pt, Hugging Face folder, CTranslate2/faster-whisper folder",
+        detect=detect,
+        convert=convert,
+        hub_patterns=("*.json", "*.safetensors", "*.txt", "model.bin*", "pytorch_model*.bin"),
+        quantize=quantize,
+    )
+)

@@ -5,5 +5,15 @@ from .load import load_model
 from .model import OFFICIAL_DIMS, ModelDimensions, Whisper
 from .transcribe import get_tokenizer, transcribe
 
-__all__ = ["DecodingOptions", "DecodingResult", "ModelDimensions", "OFFICIAL_DIMS", "Whisper",
-           "decode", "detect_language", "get_tokenizer", "load_model", "transcribe"]
+__all__ = [
+    "DecodingOptions",
+    "DecodingResult",
+    "ModelDimensions",
+    "OFFICIAL_DIMS",
+    "Whisper",
+    "decode",
+    "detect_language",
+    "get_tokenizer",
+    "load_model",
+    "transcribe",
+]

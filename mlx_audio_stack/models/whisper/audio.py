@@ -42,15 +42,19 @@ def stft_power(audio: mx.array) -> mx.array:
     n = audio.shape[0]
     if n <= pad:
         raise ValueError(f"audio: need more than {pad} samples for the STFT, got {n}")
-    x = mx.concatenate([audio[1: pad + 1][::-1], audio, audio[-pad - 1: -1][::-1]])
+    x = mx.concatenate([audio[1 : pad + 1][::-1], audio, audio[-pad - 1 : -1][::-1]])
     n_frames = 1 + (x.shape[0] - N_FFT) // HOP_LENGTH
     frames = mx.as_strided(x, shape=(n_frames, N_FFT), strides=(HOP_LENGTH, 1))
     spec = mx.fft.rfft(frames * hann_window(), axis=-1)  # (n_frames, 201)
     return mx.square(mx.abs(spec[:-1]))
 
 
-def log_mel_spectrogram(audio: np.ndarray | mx.array, n_mels: int = 80, padding: int = 0,
-                        max_value: mx.array | None = None) -> mx.array:
+def log_mel_spectrogram(
+    audio: np.ndarray | mx.array,
+    n_mels: int = 80,
+    padding: int = 0,
+    max_value: mx.array | None = None,
+) -> mx.array:
     """(n_frames, n_mels) log-mel, normalised as openai-whisper: log10, floor at (max - 8),
     then (x + 4) / 4. `padding` zeros are appended first. `max_value` overrides the global
     maximum of the log spectrum (used when a long file is processed block by block)."""

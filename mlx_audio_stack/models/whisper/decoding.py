@@ -87,7 +87,7 @@ class ApplyTimestampRules:
         tb, eot = self.tk.timestamp_begin, self.tk.eot
         logits[:, self.tk.no_timestamps] = -np.inf
         for k in range(tokens.shape[0]):
-            seq = tokens[k, self.sample_begin:]
+            seq = tokens[k, self.sample_begin :]
             last_ts = len(seq) >= 1 and seq[-1] >= tb
             penult_ts = len(seq) < 2 or seq[-2] >= tb
             if last_ts:
@@ -103,7 +103,7 @@ class ApplyTimestampRules:
         if tokens.shape[1] == self.sample_begin:
             logits[:, :tb] = -np.inf  # the first sampled token is a timestamp
             if self.max_initial_index is not None:
-                logits[:, tb + self.max_initial_index + 1:] = -np.inf
+                logits[:, tb + self.max_initial_index + 1 :] = -np.inf
         logprobs = _log_softmax(logits.astype(np.float32))
         for k in range(tokens.shape[0]):
             ts_lp = logprobs[k, tb:]
@@ -124,7 +124,7 @@ class Inference:
         self.n_seen = 0
 
     def logits(self, tokens: np.ndarray) -> mx.array:
-        new = tokens[:, self.n_seen:] if self.cache is not None else tokens
+        new = tokens[:, self.n_seen :] if self.cache is not None else tokens
         logits, self.cache = self.model.decoder(mx.array(new), self.audio_features, self.cache)
         self.n_seen = tokens.shape[1]
         return logits
@@ -223,8 +223,10 @@ class BeamSearchDecoder:
                     seqs[tuple(tokens[i, j].tolist()) + (self.eot,)] = float(sum_logprobs[i][j])
                     if len(seqs) >= self.beam_size:
                         break
-        return ([[list(s) for s in seqs] for seqs in self.finished],
-                [list(seqs.values()) for seqs in self.finished])
+        return (
+            [[list(s) for s in seqs] for seqs in self.finished],
+            [list(seqs.values()) for seqs in self.finished],
+        )
 
 
 def _rank(tokens: list[list[list[int]]], sum_logprobs, length_penalty: float | None) -> list[int]:
@@ -239,8 +241,9 @@ def _rank(tokens: list[list[list[int]]], sum_logprobs, length_penalty: float | N
 
 
 # ------------------------------------------------------------------ language detection
-def detect_language(model: Whisper, audio_features: mx.array, tokenizer: Tokenizer
-                    ) -> tuple[list[int], list[dict[str, float]]]:
+def detect_language(
+    model: Whisper, audio_features: mx.array, tokenizer: Tokenizer
+) -> tuple[list[int], list[dict[str, float]]]:
     """Most probable language token per audio and the distribution over languages."""
     if not model.is_multilingual:
         raise ValueError("this model is English-only: it has no language identification")
@@ -271,8 +274,11 @@ class DecodingTask:
         self.n_ctx = model.dims.n_text_ctx
         self.sample_len = options.sample_len or self.n_ctx // 2
         tk = self.tokenizer
-        sot_seq = (tk.sot_sequence_including_notimestamps if options.without_timestamps
-                   else tk.sot_sequence)
+        sot_seq = (
+            tk.sot_sequence_including_notimestamps
+            if options.without_timestamps
+            else tk.sot_sequence
+        )
         self.initial_tokens = self._initial_tokens(list(sot_seq))
         self.sample_begin = len(self.initial_tokens)
         self.sot_index = self.initial_tokens.index(tk.sot)
@@ -297,11 +303,11 @@ class DecodingTask:
         if o.prefix:
             pre = tk.encode(" " + o.prefix.strip()) if isinstance(o.prefix, str) else o.prefix
             if self.sample_len is not None:
-                pre = pre[-(self.n_ctx // 2 - self.sample_len):]
+                pre = pre[-(self.n_ctx // 2 - self.sample_len) :]
             tokens = tokens + list(pre)
         if o.prompt:
             pr = tk.encode(" " + o.prompt.strip()) if isinstance(o.prompt, str) else o.prompt
-            tokens = [tk.sot_prev] + list(pr)[-(self.n_ctx // 2 - 1):] + tokens
+            tokens = [tk.sot_prev] + list(pr)[-(self.n_ctx // 2 - 1) :] + tokens
         return tuple(tokens)
 
     def _suppress_tokens(self) -> tuple[int, ...]:
@@ -315,8 +321,9 @@ class DecodingTask:
         s += [tk.transcribe, tk.translate, tk.sot, tk.sot_prev, tk.sot_lm, tk.no_speech]
         return tuple(sorted(set(s)))
 
-    def run(self, mel: mx.array | None = None, audio_features: mx.array | None = None
-            ) -> list[DecodingResult]:
+    def run(
+        self, mel: mx.array | None = None, audio_features: mx.array | None = None
+    ) -> list[DecodingResult]:
         """mel: (B, 3000, n_mels), or precomputed audio_features (B, n_audio_ctx, C)."""
         tk, o = self.tokenizer, self.options
         self.decoder.reset()
@@ -330,25 +337,34 @@ class DecodingTask:
             languages = [max(p, key=p.get) for p in lang_probs]
             tokens[:, self.sot_index + 1] = lang_tokens
         tokens = np.repeat(tokens, self.n_group, axis=0)
-        feats = mx.repeat(audio_features, self.n_group, axis=0) if self.n_group > 1 else \
-            audio_features
+        feats = (
+            mx.repeat(audio_features, self.n_group, axis=0) if self.n_group > 1 else audio_features
+        )
         tokens, sum_logprobs, no_speech = self._main_loop(feats, tokens)
         tokens = tokens.reshape(n_audio, self.n_group, -1)
         sum_logprobs = sum_logprobs.reshape(n_audio, self.n_group)
         cands, lps = self.decoder.finalize(tokens, sum_logprobs)
-        cands = [[t[self.sample_begin: t.index(tk.eot, self.sample_begin)] for t in s]
-                 for s in cands]
+        cands = [
+            [t[self.sample_begin : t.index(tk.eot, self.sample_begin)] for t in s] for s in cands
+        ]
         chosen = _rank(cands, lps, o.length_penalty)
         results = []
         for i in range(n_audio):
             toks = [int(t) for t in cands[i][chosen[i]]]
             text = tk.decode(toks).strip()
-            results.append(DecodingResult(
-                audio_features=audio_features[i], language=languages[i] or "en",
-                language_probs=lang_probs[i] if lang_probs else None, tokens=toks, text=text,
-                avg_logprob=lps[i][chosen[i]] / (len(toks) + 1),
-                no_speech_prob=no_speech[i * self.n_group], temperature=o.temperature,
-                compression_ratio=compression_ratio(text)))
+            results.append(
+                DecodingResult(
+                    audio_features=audio_features[i],
+                    language=languages[i] or "en",
+                    language_probs=lang_probs[i] if lang_probs else None,
+                    tokens=toks,
+                    text=text,
+                    avg_logprob=lps[i][chosen[i]] / (len(toks) + 1),
+                    no_speech_prob=no_speech[i * self.n_group],
+                    temperature=o.temperature,
+                    compression_ratio=compression_ratio(text),
+                )
+            )
         return results
 
     def _main_loop(self, audio_features: mx.array, tokens: np.ndarray):
@@ -374,8 +390,13 @@ class DecodingTask:
         return tokens, sum_logprobs, no_speech
 
 
-def decode(model: Whisper, tokenizer: Tokenizer, mel: mx.array,
-           options: DecodingOptions = DecodingOptions(), **kwargs) -> list[DecodingResult]:
+def decode(
+    model: Whisper,
+    tokenizer: Tokenizer,
+    mel: mx.array,
+    options: DecodingOptions = DecodingOptions(),
+    **kwargs,
+) -> list[DecodingResult]:
     """Decode (B, 3000, n_mels) mel windows (or a single (3000, n_mels))."""
     if kwargs:
         options = replace(options, **kwargs)

@@ -51,8 +51,9 @@ def load_model(path: str | Path, dtype: mx.Dtype | str | None = None) -> Whisper
     if q:
         quantize_model(model, q["bits"], q["group_size"])
     weights = sanitize(weights)
-    weights = {k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v
-               for k, v in weights.items()}
+    weights = {
+        k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()
+    }
     load_strict(model, weights, str(path))
     model.tokenizer_path = path / config.get("tokenizer", "tokenizer.json")
     model.config = config

@@ -62,7 +62,7 @@ class MelSource:
         out = np.zeros(stop - start, dtype=np.float32)
         lo, hi = max(start, 0), min(stop, self.n_samples)
         if hi > lo:
-            out[lo - start: hi - start] = self._samples(lo, hi)
+            out[lo - start : hi - start] = self._samples(lo, hi)
         if start < 0:  # reflect: x[-k] = x[k]
             k = np.arange(start, min(0, stop))
             refl = self._samples(1, 1 + int(-start))[::-1]  # x[-start] ... x[1]
@@ -125,7 +125,7 @@ def _streamed(path: Path) -> tuple[int, Callable[[int, int], np.ndarray]]:
         drop = max(0, a - SAMPLE_RATE - state["start"])
         if drop:
             state["buf"], state["start"] = state["buf"][drop:], state["start"] + drop
-        out = state["buf"][a - state["start"]: b - state["start"]]
+        out = state["buf"][a - state["start"] : b - state["start"]]
         return np.pad(out, (0, (b - a) - len(out)))
 
     return n, samples

@@ -50,11 +50,16 @@ def _dims(n_mels, state, head, enc, dec, vocab=51865) -> ModelDimensions:
 
 
 OFFICIAL_DIMS = {
-    "tiny.en": _dims(80, 384, 6, 4, 4, 51864), "tiny": _dims(80, 384, 6, 4, 4),
-    "base.en": _dims(80, 512, 8, 6, 6, 51864), "base": _dims(80, 512, 8, 6, 6),
-    "small.en": _dims(80, 768, 12, 12, 12, 51864), "small": _dims(80, 768, 12, 12, 12),
-    "medium.en": _dims(80, 1024, 16, 24, 24, 51864), "medium": _dims(80, 1024, 16, 24, 24),
-    "large-v1": _dims(80, 1280, 20, 32, 32), "large-v2": _dims(80, 1280, 20, 32, 32),
+    "tiny.en": _dims(80, 384, 6, 4, 4, 51864),
+    "tiny": _dims(80, 384, 6, 4, 4),
+    "base.en": _dims(80, 512, 8, 6, 6, 51864),
+    "base": _dims(80, 512, 8, 6, 6),
+    "small.en": _dims(80, 768, 12, 12, 12, 51864),
+    "small": _dims(80, 768, 12, 12, 12),
+    "medium.en": _dims(80, 1024, 16, 24, 24, 51864),
+    "medium": _dims(80, 1024, 16, 24, 24),
+    "large-v1": _dims(80, 1280, 20, 32, 32),
+    "large-v2": _dims(80, 1280, 20, 32, 32),
     "large-v3": _dims(128, 1280, 20, 32, 32, 51866),
     "large-v3-turbo": _dims(128, 1280, 20, 32, 4, 51866),
 }
@@ -77,8 +82,13 @@ class MultiHeadAttention(nn.Module):
         self.value = nn.Linear(n_state, n_state)
         self.out = nn.Linear(n_state, n_state)
 
-    def __call__(self, x: mx.array, xa: mx.array | None = None, mask: mx.array | None = None,
-                 kv_cache: tuple | None = None) -> tuple[mx.array, tuple]:
+    def __call__(
+        self,
+        x: mx.array,
+        xa: mx.array | None = None,
+        mask: mx.array | None = None,
+        kv_cache: tuple | None = None,
+    ) -> tuple[mx.array, tuple]:
         q = self.query(x)
         if xa is None:  # self-attention: append this step's keys/values to the cache
             k, v = self.key(x), self.value(x)
@@ -152,16 +162,18 @@ class TextDecoder(nn.Module):
         super().__init__()
         self.token_embedding = nn.Embedding(n_vocab, n_state)
         self.positional_embedding = mx.zeros((n_ctx, n_state))
-        self.blocks = [ResidualAttentionBlock(n_state, n_head, cross_attention=True)
-                       for _ in range(n_layer)]
+        self.blocks = [
+            ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer)
+        ]
         self.ln = nn.LayerNorm(n_state)
 
-    def __call__(self, tokens: mx.array, xa: mx.array, kv_cache: list | None = None
-                 ) -> tuple[mx.array, list]:
+    def __call__(
+        self, tokens: mx.array, xa: mx.array, kv_cache: list | None = None
+    ) -> tuple[mx.array, list]:
         """tokens: (B, T) int; xa: (B, n_audio_ctx, C) -> logits (B, T, n_vocab), new cache."""
         offset = kv_cache[0][0][0].shape[1] if kv_cache else 0
         T = tokens.shape[-1]
-        x = self.token_embedding(tokens) + self.positional_embedding[offset: offset + T]
+        x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + T]
         mask = None
         if T > 1:  # causal mask over [cache | new tokens]
             mask = nn.MultiHeadAttention.create_additive_causal_mask(offset + T)[-T:]
@@ -179,10 +191,12 @@ class Whisper(nn.Module):
     def __init__(self, dims: ModelDimensions, dtype: mx.Dtype = mx.float32):
         super().__init__()
         self.dims = dims
-        self.encoder = AudioEncoder(dims.n_mels, dims.n_audio_ctx, dims.n_audio_state,
-                                    dims.n_audio_head, dims.n_audio_layer)
-        self.decoder = TextDecoder(dims.n_vocab, dims.n_text_ctx, dims.n_text_state,
-                                   dims.n_text_head, dims.n_text_layer)
+        self.encoder = AudioEncoder(
+            dims.n_mels, dims.n_audio_ctx, dims.n_audio_state, dims.n_audio_head, dims.n_audio_layer
+        )
+        self.decoder = TextDecoder(
+            dims.n_vocab, dims.n_text_ctx, dims.n_text_state, dims.n_text_head, dims.n_text_layer
+        )
         self.alignment_heads: list[tuple[int, int]] = []
         self.dtype = dtype
 

@@ -41,8 +41,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 @lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's printable-unicode stand-ins for bytes (vocab.json strings) -> byte values."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -56,7 +59,7 @@ def _byte_decoder() -> dict[str, int]:
 def _bpe(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     if piece in ranks:
         return [ranks[piece]]
-    parts = [piece[i: i + 1] for i in range(len(piece))]
+    parts = [piece[i : i + 1] for i in range(len(piece))]
     while len(parts) > 1:
         best, best_i = None, -1
         for i in range(len(parts) - 1):
@@ -65,7 +68,7 @@ def _bpe(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
                 best, best_i = r, i
         if best is None:
             break
-        parts[best_i: best_i + 2] = [parts[best_i] + parts[best_i + 1]]
+        parts[best_i : best_i + 2] = [parts[best_i] + parts[best_i + 1]]
     return [ranks[p] for p in parts]
 
 
@@ -101,18 +104,33 @@ def _load_files(path: Path) -> tuple[dict[bytes, int], dict[str, int]]:
 
 
 def _openai_specials(n_vocab: int, num_languages: int) -> dict[str, int]:
-    names = ["<|endoftext|>", "<|startoftranscript|>",
-             *[f"<|{c}|>" for c in LANGUAGES[:num_languages]],
-             "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
-             "<|nospeech|>", "<|notimestamps|>", *[f"<|{i * 0.02:.2f}|>" for i in range(1501)]]
+    names = [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        *[f"<|{c}|>" for c in LANGUAGES[:num_languages]],
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+        *[f"<|{i * 0.02:.2f}|>" for i in range(1501)],
+    ]
     return {n: n_vocab + i for i, n in enumerate(names)}
 
 
 class Tokenizer:
     """openai-whisper-compatible tokenizer; `language`/`task` set the sot sequence."""
 
-    def __init__(self, ranks: dict[bytes, int], specials: dict[str, int], num_languages: int,
-                 multilingual: bool, language: str | None = None, task: str | None = None):
+    def __init__(
+        self,
+        ranks: dict[bytes, int],
+        specials: dict[str, int],
+        num_languages: int,
+        multilingual: bool,
+        language: str | None = None,
+        task: str | None = None,
+    ):
         self.ranks = ranks
         self.special_tokens = dict(specials)
         if "<|nospeech|>" not in specials and "<|nocaptions|>" in specials:
@@ -124,8 +142,9 @@ class Tokenizer:
         else:
             language, task = None, None
         if language is not None and language not in LANGUAGES[:num_languages]:
-            raise ValueError(f"language {language!r} is not one of this model's "
-                             f"{num_languages} languages")
+            raise ValueError(
+                f"language {language!r} is not one of this model's {num_languages} languages"
+            )
         if task not in (None, "transcribe", "translate"):
             raise ValueError(f"task must be 'transcribe' or 'translate', got {task!r}")
         self.language, self.task = language, task
@@ -140,8 +159,14 @@ class Tokenizer:
         self.sot_sequence = tuple(seq)
 
     def with_options(self, language: str | None, task: str | None) -> Tokenizer:
-        return Tokenizer(self.ranks, self.special_tokens, self.num_languages,
-                         self.is_multilingual, language, task)
+        return Tokenizer(
+            self.ranks,
+            self.special_tokens,
+            self.num_languages,
+            self.is_multilingual,
+            language,
+            task,
+        )
 
     # -------------------------------------------------------------- text <-> ids
     def encode(self, text: str) -> list[int]:
@@ -252,8 +277,9 @@ class Tokenizer:
         return merged_w, merged_t
 
 
-def load_tokenizer(path: str | Path, n_vocab: int, language: str | None = None,
-                   task: str | None = None) -> Tokenizer:
+def load_tokenizer(
+    path: str | Path, n_vocab: int, language: str | None = None, task: str | None = None
+) -> Tokenizer:
     """Tokenizer for a model with `n_vocab` entries, from its shipped tokenizer file."""
     path = Path(path)
     ranks, specials = _load_files(path)

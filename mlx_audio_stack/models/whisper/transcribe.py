@@ -22,14 +22,22 @@ from .tokenizer import LANGUAGES, Tokenizer, load_tokenizer
 DECODE_FIELDS = {f.name for f in fields(DecodingOptions)}
 
 
-def get_tokenizer(model: Whisper, language: str | None = None, task: str | None = None
-                  ) -> Tokenizer:
+def get_tokenizer(
+    model: Whisper, language: str | None = None, task: str | None = None
+) -> Tokenizer:
     return load_tokenizer(model.tokenizer_path, model.dims.n_vocab, language, task)
 
 
-def _decode_with_fallback(model, tokenizer, mel_segment, temperatures, options: dict,
-                          compression_ratio_threshold, logprob_threshold, no_speech_threshold
-                          ) -> DecodingResult:
+def _decode_with_fallback(
+    model,
+    tokenizer,
+    mel_segment,
+    temperatures,
+    options: dict,
+    compression_ratio_threshold,
+    logprob_threshold,
+    no_speech_threshold,
+) -> DecodingResult:
     result = None
     features = model.embed_audio(mel_segment[None])  # encode once for every temperature
     for t in temperatures:
@@ -40,33 +48,44 @@ def _decode_with_fallback(model, tokenizer, mel_segment, temperatures, options: 
         else:
             kw.pop("best_of", None)
         result = DecodingTask(model, tokenizer, DecodingOptions(**kw, temperature=t)).run(
-            audio_features=features)[0]
+            audio_features=features
+        )[0]
         needs_fallback = False
-        if compression_ratio_threshold is not None and \
-                result.compression_ratio > compression_ratio_threshold:
+        if (
+            compression_ratio_threshold is not None
+            and result.compression_ratio > compression_ratio_threshold
+        ):
             needs_fallback = True  # too repetitive
         if logprob_threshold is not None and result.avg_logprob < logprob_threshold:
             needs_fallback = True  # average log probability too low
-        if no_speech_threshold is not None and result.no_speech_prob > no_speech_threshold \
-                and logprob_threshold is not None and result.avg_logprob < logprob_threshold:
+        if (
+            no_speech_threshold is not None
+            and result.no_speech_prob > no_speech_threshold
+            and logprob_threshold is not None
+            and result.avg_logprob < logprob_threshold
+        ):
             needs_fallback = False  # silence: accept
         if not needs_fallback:
             break
     return result
 
 
-def transcribe(audio: str | Path | np.ndarray, model: str | Path | Whisper = None, *,
-               verbose: bool | None = None,
-               temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-               compression_ratio_threshold: float | None = 2.4,
-               logprob_threshold: float | None = -1.0,
-               no_speech_threshold: float | None = 0.6,
-               condition_on_previous_text: bool = True,
-               initial_prompt: str | None = None,
-               word_timestamps: bool = False,
-               dtype: str | None = None,
-               progress: bool = False,
-               **decode_options: Any) -> dict[str, Any]:
+def transcribe(
+    audio: str | Path | np.ndarray,
+    model: str | Path | Whisper = None,
+    *,
+    verbose: bool | None = None,
+    temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    compression_ratio_threshold: float | None = 2.4,
+    logprob_threshold: float | None = -1.0,
+    no_speech_threshold: float | None = 0.6,
+    condition_on_previous_text: bool = True,
+    initial_prompt: str | None = None,
+    word_timestamps: bool = False,
+    dtype: str | None = None,
+    progress: bool = False,
+    **decode_options: Any,
+) -> dict[str, Any]:
     """Transcribe a file or a 16 kHz float32 array.
 
     `model` is a converted weights folder (default `weights/whisper-tiny.en`) or a loaded model.
@@ -122,9 +141,16 @@ def transcribe(audio: str | Path | np.ndarray, model: str | Path | Whisper = Non
             mel_segment = pad_or_trim(mels.window(seek, segment_size), N_FRAMES)
             segment_duration = segment_size * HOP_LENGTH / SAMPLE_RATE
             decode_options["prompt"] = all_tokens[prompt_reset_since:]
-            result = _decode_with_fallback(model, tokenizer, mel_segment, temperatures,
-                                           decode_options, compression_ratio_threshold,
-                                           logprob_threshold, no_speech_threshold)
+            result = _decode_with_fallback(
+                model,
+                tokenizer,
+                mel_segment,
+                temperatures,
+                decode_options,
+                compression_ratio_threshold,
+                logprob_threshold,
+                no_speech_threshold,
+            )
             tokens = np.array(result.tokens, dtype=np.int64)
             if no_speech_threshold is not None:
                 should_skip = result.no_speech_prob > no_speech_threshold
@@ -135,9 +161,17 @@ def transcribe(audio: str | Path | np.ndarray, model: str | Path | Whisper = Non
                     seek += segment_size
                     continue
             previous_seek = seek
-            segments, seek = _split_segments(tokens, tokenizer, result, seek, segment_size,
-                                             segment_duration, time_offset, time_precision,
-                                             input_stride)
+            segments, seek = _split_segments(
+                tokens,
+                tokenizer,
+                result,
+                seek,
+                segment_size,
+                segment_duration,
+                time_offset,
+                time_precision,
+                input_stride,
+            )
             if word_timestamps:
                 from .timing import add_word_timestamps
 
@@ -150,28 +184,47 @@ def transcribe(audio: str | Path | np.ndarray, model: str | Path | Whisper = Non
             if verbose:
                 for s in segments:
                     print(f"[{_ts(s['start'])} --> {_ts(s['end'])}] {s['text']}")
-            all_segments.extend({"id": i, **s} for i, s in
-                                enumerate(segments, start=len(all_segments)))
+            all_segments.extend(
+                {"id": i, **s} for i, s in enumerate(segments, start=len(all_segments))
+            )
             all_tokens.extend(t for s in segments for t in s["tokens"])
             if not condition_on_previous_text or result.temperature > 0.5:
                 prompt_reset_since = len(all_tokens)
             pbar.update(min(content_frames, seek) - previous_seek)
-    return {"text": tokenizer.decode(all_tokens[len(initial_prompt_tokens):]),
-            "segments": all_segments, "language": language}
+    return {
+        "text": tokenizer.decode(all_tokens[len(initial_prompt_tokens) :]),
+        "segments": all_segments,
+        "language": language,
+    }
 
 
-def _split_segments(tokens, tokenizer, result, seek, segment_size, segment_duration,
-                    time_offset, time_precision, input_stride) -> tuple[list[dict], int]:
+def _split_segments(
+    tokens,
+    tokenizer,
+    result,
+    seek,
+    segment_size,
+    segment_duration,
+    time_offset,
+    time_precision,
+    input_stride,
+) -> tuple[list[dict], int]:
     """Cut a window's tokens into segments at timestamp pairs; return them and the next seek."""
     tb = tokenizer.timestamp_begin
 
     def new_segment(start, end, toks):
         toks = [int(t) for t in toks]
-        return {"seek": seek, "start": start, "end": end,
-                "text": tokenizer.decode([t for t in toks if t < tokenizer.eot]),
-                "tokens": toks, "temperature": result.temperature,
-                "avg_logprob": result.avg_logprob, "compression_ratio": result.compression_ratio,
-                "no_speech_prob": result.no_speech_prob}
+        return {
+            "seek": seek,
+            "start": start,
+            "end": end,
+            "text": tokenizer.decode([t for t in toks if t < tokenizer.eot]),
+            "tokens": toks,
+            "temperature": result.temperature,
+            "avg_logprob": result.avg_logprob,
+            "compression_ratio": result.compression_ratio,
+            "no_speech_prob": result.no_speech_prob,
+        }
 
     is_ts = tokens >= tb
     single_timestamp_ending = is_ts[-2:].tolist() == [False, True]
@@ -182,8 +235,13 @@ def _split_segments(tokens, tokenizer, result, seek, segment_size, segment_durat
         last = 0
         for cur in slices:
             part = tokens[last:cur]
-            segments.append(new_segment(time_offset + (part[0] - tb) * time_precision,
-                                        time_offset + (part[-1] - tb) * time_precision, part))
+            segments.append(
+                new_segment(
+                    time_offset + (part[0] - tb) * time_precision,
+                    time_offset + (part[-1] - tb) * time_precision,
+                    part,
+                )
+            )
             last = cur
         if single_timestamp_ending:
             seek += segment_size  # no speech after the last timestamp
@@ -207,4 +265,3 @@ def _ts(seconds: float) -> str:
     m, ms = divmod(ms, 60_000)
     s, ms = divmod(ms, 1000)
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
