@@ -386,3 +386,10 @@ def test_fast_exp_and_masked_softmax():
     np.testing.assert_allclose(sm[1, :4], e / e.sum(0), rtol=1e-5)
     assert (sm[1, 4:] == 0).all()
     np.testing.assert_allclose(sm.sum(1), 1.0, rtol=1e-6)
+
+
+def test_batches_bound_count_and_padded_size():
+    from mlx_audio_stack.models.ecapa.embed import _batches
+
+    groups = _batches([5, 1, 3, 100, 2, 7, 8, 9, 10], batch_size=3, max_samples=30)
+    assert [g.tolist() for g in groups] == [[1, 4, 2], [0, 5, 6], [7, 8], [3]]

@@ -162,11 +162,14 @@ class SpeakerEncoder:
         input_sr: int | None = None,
         batch_size: int = 8,
         normalize: bool = False,
+        max_batch_seconds: float = 120.0,
     ) -> np.ndarray:
         """Embed one utterance (path or array) or a list of them -> (N, lin_neurons) float32.
 
         Arrays are at `input_sr` (default: the model's 16 kHz) and resampled if needed.
-        Utterances are batched by similar length; results equal one-at-a-time embedding.
+        Utterances are batched by similar length (at most `batch_size` of them and
+        `max_batch_seconds` of padded audio, which bounds memory); results equal
+        one-at-a-time embedding.
         """
         single = isinstance(audio, (str, Path)) or (
             isinstance(audio, np.ndarray) and audio.ndim == 1
@@ -184,9 +187,9 @@ class SpeakerEncoder:
                     f" s at {self.sample_rate} Hz)"
                 )
         out = np.zeros((len(wavs), self.model.args.lin_neurons), np.float32)
-        order = np.argsort([w.size for w in wavs])  # similar lengths share a batch
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
+        for idx in _batches(
+            [w.size for w in wavs], batch_size, int(max_batch_seconds * self.sample_rate)
+        ):
             n = np.array([wavs[i].size for i in idx])
             batch = np.zeros((len(idx), int(n.max())), np.float32)  # (B, T) zero padded
             for r, i in enumerate(idx):
@@ -194,6 +197,19 @@ class SpeakerEncoder:
             emb = self.embed_batch(mx.array(batch), n, normalize=normalize)
             out[idx] = np.array(emb)
         return out
+
+
+def _batches(sizes: Sequence[int], batch_size: int, max_samples: int) -> list[np.ndarray]:
+    """Index groups of similar length: sorted by size, cut at `batch_size` items or when the
+    padded batch (items x longest) would exceed `max_samples` (a long item goes alone)."""
+    order = np.argsort(sizes, kind="stable")
+    groups: list[list[int]] = [[]]
+    for i in order:
+        g = groups[-1]
+        if g and (len(g) >= batch_size or (len(g) + 1) * sizes[i] > max_samples):
+            groups.append([])
+        groups[-1].append(int(i))
+    return [np.array(g) for g in groups if g]
 
 
 def load_ecapa(path: str | Path) -> SpeakerEncoder:
