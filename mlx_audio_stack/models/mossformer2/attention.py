@@ -12,7 +12,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from .layers import FFConvM
+from .layers import FFConvM, gate
 
 
 class RotaryEmbedding(nn.Module):
@@ -51,17 +51,6 @@ class OffsetScale(nn.Module):
         return x[..., None, :] * self.gamma + self.beta
 
 
-def _gate(att: mx.array, hidden: mx.array) -> mx.array:
-    # att, hidden: (B, N, 2E) holding (v | u); out = (att_u * v) * sigmoid(att_v * u)
-    e = hidden.shape[-1] // 2
-    v, u = hidden[..., :e], hidden[..., e:]
-    att_v, att_u = att[..., :e], att[..., e:]
-    return (att_u * v) * mx.sigmoid(att_v * u)
-
-
-_gate_c = mx.compile(_gate)
-
-
 class FLASHShareAFFConvM(nn.Module):
     """Token shift -> (v|u) and qk projections -> mixed quadratic/linear attention -> gate."""
 
@@ -88,7 +77,7 @@ class FLASHShareAFFConvM(nn.Module):
         qk = self.qk_offset_scale(self.to_qk(x))  # (B, N, 4, Dq)
         qk = self.rotary_pos_emb(qk)
         att = self.attention(qk, hidden)
-        return residual + self.to_out(_gate_c(att, hidden))
+        return residual + self.to_out(gate(att, hidden))
 
     def attention(self, qk: mx.array, hidden: mx.array) -> mx.array:
         """qk: (B, N, 4, Dq) = quad_q, lin_q, quad_k, lin_k; hidden: (B, N, 2E) -> (B, N, 2E)."""
@@ -97,17 +86,17 @@ class FLASHShareAFFConvM(nn.Module):
         quad_q, lin_q, quad_k, lin_k = (qk[:, :, i] for i in range(4))  # (B, N, Dq)
         # linear attention over the whole (unpadded) sequence: q (k^T h) / n
         kv = mx.matmul(lin_k.transpose(0, 2, 1), hidden) * (1.0 / n)  # (B, Dq, 2E)
-        lin_out = lin_q @ kv  # (B, N, 2E)
         # quadratic attention within groups of g frames; zero padding adds nothing
         pad = (-n) % g
         if pad:
-            quad_q, quad_k, hidden = (mx.pad(t, [(0, 0), (0, pad), (0, 0)])
-                                      for t in (quad_q, quad_k, hidden))
+            quad_q, quad_k, lin_q, hidden = (mx.pad(t, [(0, 0), (0, pad), (0, 0)])
+                                             for t in (quad_q, quad_k, lin_q, hidden))
         ng = (n + pad) // g
+        lin_out = (lin_q @ kv).reshape(b, ng, g, -1)  # (B, G, g, 2E)
         qg = quad_q.reshape(b, ng, g, dq)  # (B, G, g, Dq)
         kg = quad_k.reshape(b, ng, g, dq)
         hg = hidden.reshape(b, ng, g, -1)  # (B, G, g, 2E)
         sim = (qg @ kg.transpose(0, 1, 3, 2)) * (1.0 / g)  # (B, G, g, g)
         attn = mx.square(nn.relu(sim))
-        quad_out = (attn @ hg).reshape(b, ng * g, -1)[:, :n]  # (B, N, 2E)
-        return quad_out + lin_out
+        out = mx.addmm(lin_out, attn, hg)  # attn @ h + linear part, one BLAS call per group
+        return out.reshape(b, ng * g, -1)[:, :n]  # (B, N, 2E)

@@ -16,6 +16,47 @@ from functools import lru_cache
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
+
+# Element-wise exp/sigmoid on MLX's CPU backend run scalar libm (a SiLU over 41M floats:
+# 1.45 s, against 0.11 s for numpy's SIMD exp), and compiled kernels do not vectorize them
+# either. On the CPU device, large activations therefore take a numpy detour.
+_NUMPY_MIN_SIZE = 1 << 16
+
+
+def _numpy_path(x: mx.array) -> bool:
+    return x.size >= _NUMPY_MIN_SIZE and mx.default_device() == mx.cpu
+
+
+def _np_sigmoid_(z: np.ndarray) -> np.ndarray:
+    """In place: z <- 1 / (1 + exp(-z))."""
+    with np.errstate(over="ignore"):
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+    z += 1.0
+    np.reciprocal(z, out=z)
+    return z
+
+
+def silu(x: mx.array) -> mx.array:
+    """x * sigmoid(x)."""
+    if not _numpy_path(x):
+        return nn.silu(x)
+    a = np.asarray(x)
+    return mx.array(a * _np_sigmoid_(a.copy()))
+
+
+def gate(att: mx.array, hidden: mx.array) -> mx.array:
+    """MossFormer2's attention gate on (v | u) halves: (att_u * v) * sigmoid(att_v * u)."""
+    e = hidden.shape[-1] // 2
+    if not _numpy_path(hidden):
+        v, u = hidden[..., :e], hidden[..., e:]
+        return (att[..., e:] * v) * mx.sigmoid(att[..., :e] * u)
+    a, h = np.asarray(att), np.asarray(hidden)
+    s = _np_sigmoid_(a[..., :e] * h[..., e:])
+    s *= a[..., e:]
+    s *= h[..., :e]
+    return mx.array(s)
 
 
 class Placeholder(nn.Module):
@@ -211,4 +252,4 @@ class FFConvM(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         x = self.mdl[1](self.mdl[0](x))
-        return self.mdl[3](nn.silu(x))
+        return self.mdl[3](silu(x))
