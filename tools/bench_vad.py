@@ -48,8 +48,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    load = (
+        f", load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
+    )
     return (
-        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores; "
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores{load}; "
         f"Python {platform.python_version()}, MLX {mx.__version__} ({mx.default_device()})"
     )
 
