@@ -35,6 +35,9 @@ _API = {
     "require_qa": "mlx_audio_stack.data.gate:require_qa",
     "qa_status": "mlx_audio_stack.data.gate:qa_status",
     "QAGateError": "mlx_audio_stack.data.gate:QAGateError",
+    "load_mossformer2": "mlx_audio_stack.models.mossformer2.load:load_model",
+    "separate": "mlx_audio_stack.models.mossformer2.separate:separate",
+    "StreamingSeparator": "mlx_audio_stack.models.mossformer2.stream:StreamingSeparator",
 }
 
 
