@@ -54,9 +54,16 @@ class OffsetScale(nn.Module):
 class FLASHShareAFFConvM(nn.Module):
     """Token shift -> (v|u) and qk projections -> mixed quadratic/linear attention -> gate."""
 
-    def __init__(self, dim: int, group_size: int = 256, query_key_dim: int = 128,
-                 expansion_factor: float = 4.0, norm: str = "scalenorm",
-                 shift_tokens: bool = True, kernel_size: int = 17):
+    def __init__(
+        self,
+        dim: int,
+        group_size: int = 256,
+        query_key_dim: int = 128,
+        expansion_factor: float = 4.0,
+        norm: str = "scalenorm",
+        shift_tokens: bool = True,
+        kernel_size: int = 17,
+    ):
         super().__init__()
         hidden_dim = int(dim * expansion_factor)
         self.group_size = group_size
@@ -89,8 +96,9 @@ class FLASHShareAFFConvM(nn.Module):
         # quadratic attention within groups of g frames; zero padding adds nothing
         pad = (-n) % g
         if pad:
-            quad_q, quad_k, lin_q, hidden = (mx.pad(t, [(0, 0), (0, pad), (0, 0)])
-                                             for t in (quad_q, quad_k, lin_q, hidden))
+            quad_q, quad_k, lin_q, hidden = (
+                mx.pad(t, [(0, 0), (0, pad), (0, 0)]) for t in (quad_q, quad_k, lin_q, hidden)
+            )
         ng = (n + pad) // g
         lin_out = (lin_q @ kv).reshape(b, ng, g, -1)  # (B, G, g, 2E)
         qg = quad_q.reshape(b, ng, g, dq)  # (B, G, g, Dq)

@@ -53,8 +53,9 @@ class _Weight(nn.Module):
 class UniDeepFsmnDilated(nn.Module):
     """input + DilatedDenseNet(project(relu(linear(input))))."""
 
-    def __init__(self, input_dim: int, output_dim: int, lorder: int, hidden_size: int,
-                 depth: int = 2):
+    def __init__(
+        self, input_dim: int, output_dim: int, lorder: int, hidden_size: int, depth: int = 2
+    ):
         super().__init__()
         self.linear = nn.Linear(input_dim, hidden_size)
         self.project = nn.Linear(hidden_size, output_dim, bias=False)
@@ -68,8 +69,14 @@ class UniDeepFsmnDilated(nn.Module):
 class GatedFSMNDilated(nn.Module):
     """to_v(x) * fsmn(to_u(x)) + x."""
 
-    def __init__(self, in_channels: int, out_channels: int, lorder: int, hidden_size: int,
-                 kernel_size: int = 17):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        lorder: int,
+        hidden_size: int,
+        kernel_size: int = 17,
+    ):
         super().__init__()
         self.to_u = FFConvM(in_channels, hidden_size, "layernorm", kernel_size)
         self.to_v = FFConvM(in_channels, hidden_size, "layernorm", kernel_size)
@@ -82,13 +89,15 @@ class GatedFSMNDilated(nn.Module):
 class GatedFSMNBlockDilated(nn.Module):
     """1x1 conv + PReLU -> LayerNorm -> gated FSMN -> LayerNorm -> 1x1 conv, plus residual."""
 
-    def __init__(self, dim: int, inner_channels: int = 256, lorder: int = 20,
-                 kernel_size: int = 17):
+    def __init__(
+        self, dim: int, inner_channels: int = 256, lorder: int = 20, kernel_size: int = 17
+    ):
         super().__init__()
         self.conv1 = [Conv1x1(dim, inner_channels), PReLU(1)]
         self.norm1 = nn.LayerNorm(inner_channels, eps=1e-5)
-        self.gated_fsmn = GatedFSMNDilated(inner_channels, inner_channels, lorder,
-                                           inner_channels, kernel_size)
+        self.gated_fsmn = GatedFSMNDilated(
+            inner_channels, inner_channels, lorder, inner_channels, kernel_size
+        )
         self.norm2 = nn.LayerNorm(inner_channels, eps=1e-5)
         self.conv2 = Conv1x1(inner_channels, dim)
 

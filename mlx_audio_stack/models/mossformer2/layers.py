@@ -12,7 +12,7 @@ written as a sum of shifted slices, fused into one kernel by `mx.compile`.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -66,7 +66,7 @@ class Placeholder(nn.Module):
         return x
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shifted_sum(k: int, g: int, dilation: int):
     """Compiled y[t, c] = sum_{k, g} xp[t + k * dilation, c, g] * w[k, c, g] for static k, g."""
 
@@ -83,8 +83,9 @@ def _shifted_sum(k: int, g: int, dilation: int):
     return mx.compile(fn)
 
 
-def depthwise_conv(x: mx.array, w: mx.array, pad_left: int, pad_right: int,
-                   dilation: int = 1) -> mx.array:
+def depthwise_conv(
+    x: mx.array, w: mx.array, pad_left: int, pad_right: int, dilation: int = 1
+) -> mx.array:
     """Grouped 1-D convolution with one output channel per group, channels-last.
 
     x: (B, T, C * G) with group c holding input channels [c*G, (c+1)*G) (PyTorch's grouping);
@@ -243,12 +244,16 @@ class ConvModule(nn.Module):
 class FFConvM(nn.Module):
     """norm -> Linear -> SiLU -> ConvModule (-> Dropout, identity at inference)."""
 
-    def __init__(self, dim_in: int, dim_out: int, norm: str = "layernorm",
-                 kernel_size: int = 17):
+    def __init__(self, dim_in: int, dim_out: int, norm: str = "layernorm", kernel_size: int = 17):
         super().__init__()
         norm_layer = ScaleNorm(dim_in) if norm == "scalenorm" else nn.LayerNorm(dim_in, eps=1e-5)
-        self.mdl = [norm_layer, nn.Linear(dim_in, dim_out), Placeholder(),
-                    ConvModule(dim_out, kernel_size), Placeholder()]
+        self.mdl = [
+            norm_layer,
+            nn.Linear(dim_in, dim_out),
+            Placeholder(),
+            ConvModule(dim_out, kernel_size),
+            Placeholder(),
+        ]
 
     def __call__(self, x: mx.array) -> mx.array:
         x = self.mdl[1](self.mdl[0](x))

@@ -78,13 +78,22 @@ class MossformerBlockGFSMN(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
         dim = a.mossformer_sequence_dim
-        self.fsmn = [GatedFSMNBlockDilated(dim, a.fsmn_inner_channels, a.fsmn_lorder,
-                                           a.conv_kernel_size)
-                     for _ in range(a.num_mossformer_layer)]
-        self.layers = [FLASHShareAFFConvM(dim, a.group_size, a.query_key_dim,
-                                          a.expansion_factor, a.norm_type, a.shift_tokens,
-                                          a.conv_kernel_size)
-                       for _ in range(a.num_mossformer_layer)]
+        self.fsmn = [
+            GatedFSMNBlockDilated(dim, a.fsmn_inner_channels, a.fsmn_lorder, a.conv_kernel_size)
+            for _ in range(a.num_mossformer_layer)
+        ]
+        self.layers = [
+            FLASHShareAFFConvM(
+                dim,
+                a.group_size,
+                a.query_key_dim,
+                a.expansion_factor,
+                a.norm_type,
+                a.shift_tokens,
+                a.conv_kernel_size,
+            )
+            for _ in range(a.num_mossformer_layer)
+        ]
 
     def __call__(self, x: mx.array) -> mx.array:
         for flash, fsmn in zip(self.layers, self.fsmn):
@@ -230,14 +239,13 @@ class MossFormer2(nn.Module):
         return est[:, :, :t_in].transpose(1, 2, 0)  # (B, T, S)
 
     @staticmethod
-    def sanitize(weights: dict[str, Any], expected: dict[str, tuple[int, ...]]
-                 ) -> dict[str, Any]:
+    def sanitize(weights: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> dict[str, Any]:
         """Reference names/layouts -> this model's. Safe to run twice (shape-driven)."""
         out = {}
         for key, v in weights.items():
-            k = key[len("module."):] if key.startswith("module.") else key
-            if k.startswith("model.") and k[len("model."):] in expected:
-                k = k[len("model."):]  # wrapper prefix (`MossFormer2_SS_16K.model`)
+            k = key[len("module.") :] if key.startswith("module.") else key
+            if k.startswith("model.") and k[len("model.") :] in expected:
+                k = k[len("model.") :]  # wrapper prefix (`MossFormer2_SS_16K.model`)
             want = expected.get(k)
             if want is not None and tuple(v.shape) != tuple(want):
                 v = _to_mlx_layout(k, v, want)
