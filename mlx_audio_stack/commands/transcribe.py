@@ -30,11 +30,6 @@ def register(sub) -> None:
     p.add_argument("--no-condition-on-previous-text", action="store_true")
     p.add_argument("--without-timestamps", action="store_true")
     p.add_argument(
-        "--word-timestamps",
-        action="store_true",
-        help="word-level times from the alignment heads (json output)",
-    )
-    p.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
         help="compute dtype (default: float16 on a GPU, float32 on CPU)",
@@ -85,7 +80,6 @@ def run(args) -> int:
                 model,
                 initial_prompt=args.initial_prompt,
                 condition_on_previous_text=not args.no_condition_on_previous_text,
-                word_timestamps=args.word_timestamps,
                 progress=args.progress,
                 **options,
             )

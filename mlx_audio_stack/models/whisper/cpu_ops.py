@@ -45,8 +45,8 @@ def softmax_(x: mx.array) -> mx.array:
 def gelu_(x: mx.array) -> mx.array:
     """Exact (erf) GELU; on CPU in place in `x`'s buffer (x must be fresh) through NumPy with
     A&S 7.1.26 erf (error <= 1.5e-7)."""
-    if not use_cpu_path(x):
-        return nn.gelu(x)
+    if x.size < 1 << 16 or not use_cpu_path(x):
+        return nn.gelu(x)  # small (decoder) inputs: stay lazy, no sync with NumPy
     v = _view(x)
     z = np.abs(v) * np.float32(_INV_SQRT2)
     t = 1.0 / (1.0 + np.float32(_P) * z)

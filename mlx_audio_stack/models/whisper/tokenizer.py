@@ -72,6 +72,7 @@ def _bpe(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
     return [ranks[p] for p in parts]
 
 
+@lru_cache(maxsize=8)
 def _load_files(path: Path) -> tuple[dict[bytes, int], dict[str, int]]:
     """Return (ranks: token bytes -> id, specials: content -> id)."""
     if not path.exists():

@@ -81,7 +81,6 @@ def transcribe(
     no_speech_threshold: float | None = 0.6,
     condition_on_previous_text: bool = True,
     initial_prompt: str | None = None,
-    word_timestamps: bool = False,
     dtype: str | None = None,
     progress: bool = False,
     **decode_options: Any,
@@ -92,7 +91,7 @@ def transcribe(
     `decode_options` are `DecodingOptions` fields: language, task ("transcribe"/"translate"),
     beam_size, patience, length_penalty, best_of, suppress_tokens, without_timestamps...
     Returns {"text", "segments": [{id, seek, start, end, text, tokens, temperature,
-    avg_logprob, compression_ratio, no_speech_prob[, words]}], "language"}.
+    avg_logprob, compression_ratio, no_speech_prob}], "language"}.
     """
     from ...paths import weights_dir
 
@@ -172,15 +171,9 @@ def transcribe(
                 time_precision,
                 input_stride,
             )
-            if word_timestamps:
-                from .timing import add_word_timestamps
-
-                add_word_timestamps(segments, model, tokenizer, mel_segment, segment_size)
             for s in segments:  # instantaneous or empty segments are cleared
                 if s["start"] == s["end"] or s["text"].strip() == "":
                     s["text"], s["tokens"] = "", []
-                    if word_timestamps:
-                        s["words"] = []
             if verbose:
                 for s in segments:
                     print(f"[{_ts(s['start'])} --> {_ts(s['end'])}] {s['text']}")
