@@ -72,7 +72,12 @@ def run_embed(args) -> int:
     if args.format == "npy" and not args.out:
         raise MasError("--format npy needs --out FILE.npy")
     enc = load_ecapa(_model_path(args.model))
-    emb = enc.embed(args.audio, batch_size=args.batch_size, normalize=args.normalize)
+    emb = enc.embed(
+        args.audio,
+        batch_size=args.batch_size,
+        normalize=args.normalize,
+        progress=len(args.audio) > 2 * args.batch_size,
+    )
     if args.format == "npy":
         np.save(args.out, emb)
         print(f"wrote {args.out} {emb.shape}")

@@ -190,13 +190,14 @@ class SpeakerEncoder:
         batch_size: int = 8,
         normalize: bool = False,
         max_batch_seconds: float = 120.0,
+        progress: bool = False,
     ) -> np.ndarray:
         """Embed one utterance (path or array) or a list of them -> (N, lin_neurons) float32.
 
         Arrays are at `input_sr` (default: the model's 16 kHz) and resampled if needed.
         Utterances are batched by similar length (at most `batch_size` of them and
         `max_batch_seconds` of padded audio, which bounds memory); results equal
-        one-at-a-time embedding.
+        one-at-a-time embedding. `progress` shows a tqdm bar over batches.
         """
         single = isinstance(audio, (str, Path)) or (
             isinstance(audio, np.ndarray) and audio.ndim == 1
@@ -214,9 +215,12 @@ class SpeakerEncoder:
                     f" s at {self.sample_rate} Hz)"
                 )
         out = np.zeros((len(wavs), self.model.args.lin_neurons), np.float32)
-        for idx in _batches(
+        from tqdm import tqdm
+
+        groups = _batches(
             [w.size for w in wavs], batch_size, int(max_batch_seconds * self.sample_rate)
-        ):
+        )
+        for idx in tqdm(groups, desc="embedding", unit="batch", disable=not progress):
             n = np.array([wavs[i].size for i in idx])
             batch = np.zeros((len(idx), int(n.max())), np.float32)  # (B, T) zero padded
             for r, i in enumerate(idx):
