@@ -6,8 +6,9 @@ Attribute names follow the PyTorch reference so its state-dict keys load as they
 indices of the weighted ones stay the same.
 
 Depthwise convolutions: MLX's CPU backend has no fast path for `groups == channels`
-(`mx.conv1d(..., groups=C)` ran 11x slower than torch on a (20000, 2048) input), so they are
-written as a sum of shifted slices, fused into one kernel by `mx.compile`.
+(`mx.conv1d(..., groups=C)` ran 11x slower than torch on a (20000, 2048) input). On the CPU
+device they run as cache-blocked numpy multiply-adds (cpu_kernels.py); elsewhere as a sum of
+shifted slices fused into one kernel by `mx.compile`.
 """
 
 from __future__ import annotations
@@ -16,47 +17,22 @@ from functools import cache
 
 import mlx.core as mx
 import mlx.nn as nn
-import numpy as np
 
-# Element-wise exp/sigmoid on MLX's CPU backend run scalar libm (a SiLU over 41M floats:
-# 1.45 s, against 0.11 s for numpy's SIMD exp), and compiled kernels do not vectorize them
-# either. On the CPU device, large activations therefore take a numpy detour.
-_NUMPY_MIN_SIZE = 1 << 16
-
-
-def _numpy_path(x: mx.array) -> bool:
-    return x.size >= _NUMPY_MIN_SIZE and mx.default_device() == mx.cpu
-
-
-def _np_sigmoid_(z: np.ndarray) -> np.ndarray:
-    """In place: z <- 1 / (1 + exp(-z))."""
-    with np.errstate(over="ignore"):
-        np.negative(z, out=z)
-        np.exp(z, out=z)
-    z += 1.0
-    np.reciprocal(z, out=z)
-    return z
+from . import cpu_kernels
 
 
 def silu(x: mx.array) -> mx.array:
-    """x * sigmoid(x)."""
-    if not _numpy_path(x):
-        return nn.silu(x)
-    a = np.asarray(x)
-    return mx.array(a * _np_sigmoid_(a.copy()))
+    """x * sigmoid(x) (numpy SIMD exp on the CPU device, see cpu_kernels)."""
+    return cpu_kernels.silu(x) if cpu_kernels.use_numpy(x) else nn.silu(x)
 
 
 def gate(att: mx.array, hidden: mx.array) -> mx.array:
     """MossFormer2's attention gate on (v | u) halves: (att_u * v) * sigmoid(att_v * u)."""
+    if cpu_kernels.use_numpy(hidden):
+        return cpu_kernels.gate(att, hidden)
     e = hidden.shape[-1] // 2
-    if not _numpy_path(hidden):
-        v, u = hidden[..., :e], hidden[..., e:]
-        return (att[..., e:] * v) * mx.sigmoid(att[..., :e] * u)
-    a, h = np.asarray(att), np.asarray(hidden)
-    s = _np_sigmoid_(a[..., :e] * h[..., e:])
-    s *= a[..., e:]
-    s *= h[..., :e]
-    return mx.array(s)
+    v, u = hidden[..., :e], hidden[..., e:]
+    return (att[..., e:] * v) * mx.sigmoid(att[..., :e] * u)
 
 
 class Placeholder(nn.Module):
@@ -91,6 +67,8 @@ def depthwise_conv(
     x: (B, T, C * G) with group c holding input channels [c*G, (c+1)*G) (PyTorch's grouping);
     w: (C, K, G) (MLX conv layout of a torch (C, G, K) weight). Returns (B, T', C).
     """
+    if cpu_kernels.use_numpy(x):
+        return cpu_kernels.grouped_conv(x, w, pad_left, pad_right, dilation)
     c, k, g = w.shape
     b, t, cg = x.shape
     xp = mx.pad(x, [(0, 0), (pad_left, pad_right), (0, 0)])
@@ -257,4 +235,6 @@ class FFConvM(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         x = self.mdl[1](self.mdl[0](x))
+        if cpu_kernels.use_numpy(x):  # SiLU, depthwise conv and residual in one pass
+            return cpu_kernels.silu_conv_residual(x, self.mdl[3].sequential[1].conv.weight)
         return self.mdl[3](silu(x))
