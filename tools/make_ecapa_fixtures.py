@@ -10,8 +10,9 @@ The model is SpeechBrain's own `ECAPA_TDNN` class, with non-trivial BatchNorm st
 
 SpeechBrain's modules import `torchaudio` at top level but its Fbank and ECAPA_TDNN never call
 it, and no CPU torchaudio wheel matches torch 2.13 on the registry. `import_speechbrain()`
-therefore puts an inert stand-in module in `sys.modules["torchaudio"]` when the real one is
-missing (any attribute access on it raises); this is for the test/benchmark harness only.
+therefore puts an inert stand-in module in `sys.modules["torchaudio"]` while it imports those
+modules, when the real one is missing (any attribute access on it raises), and removes it
+afterwards; this is for the test/benchmark harness only.
 
     python tools/make_ecapa_fixtures.py --out /tmp/ecapa-ckpt [--tiny] [--seed 0]
 """
@@ -129,10 +130,16 @@ def tiny_hyperparams() -> str:
 
 
 def import_speechbrain() -> types.SimpleNamespace:
-    """Import SpeechBrain's ECAPA_TDNN, Fbank, InputNormalization (stand-in torchaudio if
-    the real one is not installed). Raises ImportError when speechbrain is missing."""
+    """Import SpeechBrain's ECAPA_TDNN, Fbank, InputNormalization, EER and minDCF.
+
+    When the real torchaudio is missing, an inert stand-in sits in sys.modules only while
+    these modules import, then is removed again: other code that probes for torchaudio
+    (silero-vad's audio I/O, clearvoice) still finds none. Raises ImportError when
+    speechbrain is not installed.
+    """
     if importlib.util.find_spec("speechbrain") is None:
         raise ImportError("speechbrain is not installed (tools/install_refs.sh)")
+    stub = None
     if "torchaudio" not in sys.modules and importlib.util.find_spec("torchaudio") is None:
         stub = types.ModuleType("torchaudio")
         stub.__version__ = "2.13.0+mas-stand-in"
@@ -145,12 +152,20 @@ def import_speechbrain() -> types.SimpleNamespace:
 
         stub.__getattr__ = _missing
         sys.modules["torchaudio"] = stub
-    from speechbrain.lobes.features import Fbank
-    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
-    from speechbrain.processing.features import InputNormalization
-
+    try:
+        from speechbrain.lobes.features import Fbank
+        from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+        from speechbrain.processing.features import InputNormalization
+        from speechbrain.utils.metric_stats import EER, minDCF
+    finally:
+        if stub is not None and sys.modules.get("torchaudio") is stub:
+            del sys.modules["torchaudio"]
     return types.SimpleNamespace(
-        ECAPA_TDNN=ECAPA_TDNN, Fbank=Fbank, InputNormalization=InputNormalization
+        ECAPA_TDNN=ECAPA_TDNN,
+        Fbank=Fbank,
+        InputNormalization=InputNormalization,
+        EER=EER,
+        minDCF=minDCF,
     )
 
 
