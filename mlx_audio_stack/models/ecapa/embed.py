@@ -121,7 +121,7 @@ class SpeakerEncoder:
         wavs: mx.array,
         n_samples: np.ndarray | None = None,
         wav_lens: np.ndarray | None = None,
-    ) -> tuple[mx.array, mx.array, np.ndarray]:
+    ) -> tuple[mx.array, mx.array | None, np.ndarray]:
         """(B, T) waveforms -> (normalized feats (B, F, n_mels), mask (B, F), frames (B,)).
 
         `n_samples` (absolute, exact mode) or `wav_lens` (relative, SpeechBrain mode).
@@ -140,8 +140,12 @@ class SpeakerEncoder:
         else:
             n = np.full(b, t) if n_samples is None else np.asarray(n_samples)
             frames = num_frames(n, self.fbank.args.hop_samples)
-            mask = norm_mask = mx.array(np.arange(n_fr)[None] < frames[:, None])
-            feats = self.fbank(wavs, None if n_samples is None else mx.array(frames))
+            if bool(np.all(frames == n_fr)):  # no padding: no masks needed
+                mask = norm_mask = None
+                feats = self.fbank(wavs)
+            else:
+                mask = norm_mask = mx.array(np.arange(n_fr)[None] < frames[:, None])
+                feats = self.fbank(wavs, mx.array(frames))
         if self.cfg.sentence_norm:
             feats = sentence_mean_norm(feats, norm_mask, self.cfg.sentence_std)
         return feats, mask, frames

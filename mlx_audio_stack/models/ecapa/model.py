@@ -230,14 +230,17 @@ def fast_exp(x: mx.array, shift: mx.array | float = 0.0) -> mx.array:
     return p * mx.view(bits, mx.float32)
 
 
-def softmax_time(logits: mx.array, mask: mx.array | None) -> mx.array:
-    """Softmax over axis 1 of (B, T, C); frames where mask (B, T) is False get weight 0."""
+def softmax_time(logits: mx.array, mask: mx.array | None, normalize: bool = True) -> mx.array:
+    """Softmax over axis 1 of (B, T, C); frames where mask (B, T) is False get weight 0.
+
+    normalize=False returns the unnormalized exponentials (divide by their sum over time).
+    """
     if mask is not None:
         logits = mx.where(mask[:, :, None], logits, -mx.inf)
     e = fast_exp(logits, logits.max(axis=1, keepdims=True))
     if mask is not None:
         e = mx.where(mask[:, :, None], e, 0.0)
-    return e / e.sum(axis=1, keepdims=True)
+    return e / e.sum(axis=1, keepdims=True) if normalize else e
 
 
 class TDNNBlock(nn.Module):
@@ -317,10 +320,17 @@ class SERes2NetBlock(nn.Module):
         return self.se_block(x, lens) + residual
 
 
-def _stats(x: mx.array, w: mx.array, eps: float = 1e-12) -> tuple[mx.array, mx.array]:
-    """Weighted mean and std over time: x (B, T, C), w (B, T, C or 1) summing to 1."""
+def _stats(
+    x: mx.array, w: mx.array, eps: float = 1e-12, total: mx.array | None = None
+) -> tuple[mx.array, mx.array]:
+    """Weighted mean and std over time: x (B, T, C), w (B, T, C or 1) summing to 1 over time,
+    or to `total` (B, C) (then divided here: saves normalizing the (B, T, C) weights)."""
     mean = (w * x).sum(axis=1)  # (B, C)
+    if total is not None:
+        mean = mean / total
     var = (w * mx.square(x - mean[:, None])).sum(axis=1)
+    if total is not None:
+        var = var / total
     return mean, mx.sqrt(mx.maximum(var, eps))
 
 
@@ -354,8 +364,8 @@ class AttentiveStatisticsPooling(nn.Module):
             h = _relu_affine(h, *self.tdnn.norm.affine())
         else:
             h = self.tdnn(x, lens)
-        attn = softmax_time(self.conv(mx.tanh(h)), lens.mask)  # (B, T, C)
-        mean, std = _stats(x, attn)
+        e = softmax_time(self.conv(mx.tanh(h)), lens.mask, normalize=False)  # (B, T, C)
+        mean, std = _stats(x, e, total=e.sum(axis=1))
         return mx.concatenate([mean, std], axis=-1)  # (B, 2C)
 
 
