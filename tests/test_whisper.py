@@ -330,6 +330,25 @@ def test_beam_search_equals_openai_whisper(torch_whisper, real_weights, shared_d
     assert ours == want
 
 
+@pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base"])
+def test_word_timestamps_equal_openai_whisper(torch_whisper, real_weights, shared_data, name):
+    from _refs import openai_whisper_from_converted
+
+    ref = openai_whisper_from_converted(real_weights[name])
+    model = load_model(real_weights[name], "float32")
+    utts = _librispeech(shared_data)
+    audio = np.concatenate([load_audio(p) for p, _ in utts[40:43]])  # one long-form recording
+    want = torch_whisper.transcribe(ref, audio, fp16=False, word_timestamps=True, language="en")
+    got = transcribe(audio, model, word_timestamps=True, language="en")
+
+    def words(r):
+        return [(w["word"], w["start"], w["end"]) for s in r["segments"] for w in s["words"]]
+
+    assert words(got) == words(want)
+    probs = lambda r: [w["probability"] for s in r["segments"] for w in s["words"]]  # noqa: E731
+    np.testing.assert_allclose(probs(got), probs(want), atol=1e-3)
+
+
 # ---------------------------------------------------------------- tier 3: end to end
 def _wer(ref: str, hyp: str) -> float:
     import re
@@ -437,6 +456,9 @@ def test_cli_transcribe_formats_and_errors(real_weights, tmp_path, capsys):
     assert main(["transcribe", "--model", m, "--format", "srt"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1\n00:00:00,000 --> ") and "turnips" in out.lower()
+    assert main(["transcribe", "--model", m, "--format", "json", "--word-timestamps"]) == 0
+    words = json.loads(capsys.readouterr().out)["segments"][0]["words"]
+    assert words[0]["word"].strip() == "He" and words[0]["start"] <= words[0]["end"]
     assert main(["transcribe", "--model", m, "--format", "vtt"]) == 0
     assert capsys.readouterr().out.startswith("WEBVTT\n\n00:00:00.000 --> ")
     (tmp_path / "x.wav").write_text("nope")

@@ -30,6 +30,11 @@ def register(sub) -> None:
     p.add_argument("--no-condition-on-previous-text", action="store_true")
     p.add_argument("--without-timestamps", action="store_true")
     p.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="per-word times from the alignment heads (in json output)",
+    )
+    p.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
         help="compute dtype (default: float16 on a GPU, float32 on CPU)",
@@ -79,6 +84,7 @@ def run(args) -> int:
                 f,
                 model,
                 initial_prompt=args.initial_prompt,
+                word_timestamps=args.word_timestamps,
                 condition_on_previous_text=not args.no_condition_on_previous_text,
                 progress=args.progress,
                 **options,

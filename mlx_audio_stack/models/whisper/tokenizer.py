@@ -266,6 +266,8 @@ class Tokenizer:
                 words.append(text)
                 word_tokens.append(current)
                 current = []
+        if self.language in {"zh", "ja", "th", "lo", "my", "yue"}:
+            return words, word_tokens  # no spaces between words: split at characters
         merged_w, merged_t = [], []
         for w, ts in zip(words, word_tokens):
             special = ts[0] >= self.eot

@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .audio import HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
+from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from .decoding import DecodingOptions, DecodingResult, DecodingTask, detect_language
 from .load import load_cached
 from .mel_source import MelSource
 from .model import Whisper
+from .timing import add_word_timestamps
 from .tokenizer import LANGUAGES, Tokenizer, load_tokenizer
 
 DECODE_FIELDS = {f.name for f in fields(DecodingOptions)}
@@ -81,6 +82,7 @@ def transcribe(
     no_speech_threshold: float | None = 0.6,
     condition_on_previous_text: bool = True,
     initial_prompt: str | None = None,
+    word_timestamps: bool = False,
     dtype: str | None = None,
     progress: bool = False,
     **decode_options: Any,
@@ -91,7 +93,8 @@ def transcribe(
     `decode_options` are `DecodingOptions` fields: language, task ("transcribe"/"translate"),
     beam_size, patience, length_penalty, best_of, suppress_tokens, without_timestamps...
     Returns {"text", "segments": [{id, seek, start, end, text, tokens, temperature,
-    avg_logprob, compression_ratio, no_speech_prob}], "language"}.
+    avg_logprob, compression_ratio, no_speech_prob[, words]}], "language"}. `word_timestamps`
+    adds per-word times from the alignment heads in the weights' config.
     """
     from ...paths import weights_dir
 
@@ -132,7 +135,7 @@ def transcribe(
         initial_prompt_tokens = tokenizer.encode(" " + initial_prompt.strip())
         all_tokens.extend(initial_prompt_tokens)
 
-    seek = 0
+    seek, last_speech_timestamp = 0, 0.0
     with tqdm(total=content_frames, unit="frames", disable=not progress) as pbar:
         while seek < content_frames:
             time_offset = float(seek * HOP_LENGTH / SAMPLE_RATE)
@@ -160,7 +163,7 @@ def transcribe(
                     seek += segment_size
                     continue
             previous_seek = seek
-            segments, seek = _split_segments(
+            segments, seek, single_ending = _split_segments(
                 tokens,
                 tokenizer,
                 result,
@@ -171,9 +174,20 @@ def transcribe(
                 time_precision,
                 input_stride,
             )
+            if word_timestamps:
+                add_word_timestamps(
+                    segments, model, tokenizer, mel_segment, segment_size, last_speech_timestamp
+                )
+                ends = [w["end"] for s in segments for w in s["words"]]
+                if not single_ending and ends and ends[-1] > time_offset:
+                    seek = round(ends[-1] * FRAMES_PER_SECOND)  # resume after the last word
+                if ends:
+                    last_speech_timestamp = ends[-1]
             for s in segments:  # instantaneous or empty segments are cleared
                 if s["start"] == s["end"] or s["text"].strip() == "":
                     s["text"], s["tokens"] = "", []
+                    if word_timestamps:
+                        s["words"] = []
             if verbose:
                 for s in segments:
                     print(f"[{_ts(s['start'])} --> {_ts(s['end'])}] {s['text']}")
@@ -201,8 +215,9 @@ def _split_segments(
     time_offset,
     time_precision,
     input_stride,
-) -> tuple[list[dict], int]:
-    """Cut a window's tokens into segments at timestamp pairs; return them and the next seek."""
+) -> tuple[list[dict], int, bool]:
+    """Cut a window's tokens into segments at timestamp pairs; return them, the next seek and
+    whether the window ended on a single timestamp (no speech after it)."""
     tb = tokenizer.timestamp_begin
 
     def new_segment(start, end, toks):
@@ -249,7 +264,7 @@ def _split_segments(
         seek += segment_size
     for s in segments:
         s["start"], s["end"] = float(s["start"]), float(s["end"])
-    return segments, seek
+    return segments, seek, single_timestamp_ending
 
 
 def _ts(seconds: float) -> str:
