@@ -162,34 +162,36 @@ def _silu(x):
     return silu(x)
 
 
-def stream_memory(minutes: float, layers: int) -> dict:
-    """Run in a fresh interpreter: peak memory of streaming `minutes` of audio."""
+def stream_memory(src_wav: Path, minutes: float, layers: int) -> dict:
+    """In a fresh interpreter (random MLX weights, no torch): stream `minutes` of audio
+    (the mixture in `src_wav`, looped) in 1 s pushes; report memory before and after."""
     code = f"""
-import json, resource, sys, tempfile, time
-from pathlib import Path
-sys.path.insert(0, {str(ROOT / "tools")!r})
-import numpy as np
-import bench_separation as B
+import json, resource, time
+import mlx_audio_stack
 import mlx.core as mx
-from mlx_audio_stack.models.mossformer2 import StreamingSeparator
-tmp = Path(tempfile.mkdtemp())
-tm, m = B._models(tmp, {layers})
-del tm
-x = B._mixture(20.0, tmp)
-sr = 16000
-total = int({minutes} * 60 * sr)
+import numpy as np, soundfile as sf
+from mlx.utils import tree_flatten
+from mlx_audio_stack.models.mossformer2 import ModelArgs, MossFormer2, StreamingSeparator
+
+def rss_mb():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS'):
+            return int(line.split()[1]) / 1024
+
+m = MossFormer2(ModelArgs(num_mossformer_layer={layers}))
+m.load_weights([(k, mx.random.normal(v.shape) * 0.05) for k, v in tree_flatten(m.parameters())])
+mx.eval(m.parameters())
+x, sr = sf.read({str(src_wav)!r}, dtype='float32')
 st = StreamingSeparator(m, 4.0, 1.0)
+before = rss_mb()
 mx.reset_peak_memory()
-t0 = time.perf_counter()
-n = 0
-block = sr  # 1 s pushes, as a live source would
-for i in range(0, total, block):
-    idx = np.arange(i, min(i + block, total)) % x.size
-    n += st.push(x[idx]).shape[1]
+total = int({minutes} * 60 * sr)
+n, t0 = 0, time.perf_counter()
+for i in range(0, total, sr):
+    n += st.push(x[np.arange(i, min(i + sr, total)) % x.size]).shape[1]
 n += st.flush().shape[1]
-el = time.perf_counter() - t0
-print(json.dumps({{"samples_out": n, "samples_in": total, "wall_s": el,
-    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({{"samples_out": n, "samples_in": total, "wall_s": time.perf_counter() - t0,
+    "rss_before_mb": before, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "mlx_peak_mb": mx.get_peak_memory() / 2**20, "latency_s": st.latency_s}}))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT))
@@ -204,7 +206,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--profile-frames", type=int, default=20000)
     ap.add_argument("--stream-minutes", type=float, default=10.0)
-    ap.add_argument("--stream-layers", type=int, default=2)
+    ap.add_argument("--stream-layers", type=int, default=1)
     ap.add_argument("--report", type=Path, default=ROOT / "reports" / "separation.md")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
@@ -216,11 +218,15 @@ def main() -> int:
     for r in prof:
         print(f"{r[0]:45s} torch {r[1]:9.1f} ms  mlx {r[2]:9.1f} ms")
     del tm, m
-    mem_full = stream_memory(8.0 / 60, 24)  # 8 s: two 4 s windows + flush, full size
-    print("memory full-size 8 s", mem_full)
-    mem_short = stream_memory(1.0, a.stream_layers)
+    import soundfile as sf
+
+    src = tmp / "stream_src.wav"
+    sf.write(str(src), _mixture(20.0, tmp / "s"), 16000, subtype="FLOAT")
+    mem_full = stream_memory(src, 10.0 / 60, 24)  # 10 s: three 4 s windows, full size
+    print("memory full-size 10 s", mem_full)
+    mem_short = stream_memory(src, 1.0, a.stream_layers)
     print("memory 1 min", mem_short)
-    mem_long = stream_memory(a.stream_minutes, a.stream_layers)
+    mem_long = stream_memory(src, a.stream_minutes, a.stream_layers)
     print("memory long", mem_long)
     write_report(a, speed, prof, mem_full, mem_short, mem_long)
     return 0
@@ -265,8 +271,8 @@ def write_report(a, speed, prof, mem_full, mem_short, mem_long) -> None:
         "",
         "## Streaming memory (4 s windows, 1 s overlap: latency 4 s + one window's compute)",
         "",
-        "| run | audio | wall | peak RSS | MLX peak allocation |",
-        "|---|---:|---:|---:|---:|",
+        "| model | audio | wall | RSS before streaming | peak RSS | MLX peak allocation |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in (
         ("full size (24 layers)", mem_full),

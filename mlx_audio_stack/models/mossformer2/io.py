@@ -30,3 +30,50 @@ def write_sources(sources: np.ndarray, out_dir: str | Path, sr: int) -> list[Pat
                 tmp.unlink()
         paths.append(final)
     return paths
+
+
+def separate_file_streaming(
+    path: str | Path,
+    model,
+    out_dir: str | Path,
+    window_s: float = 8.0,
+    overlap_s: float = 1.0,
+    progress: bool = False,
+) -> list[Path]:
+    """Separate an audio file of any length with bounded memory: blocks are read, pushed
+    through a StreamingSeparator and appended to `out_dir/spk{i}.wav` (renamed into place at
+    the end). Returns the paths."""
+    import soundfile as sf
+
+    from ...audio import stream_audio
+    from .stream import StreamingSeparator
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sr = model.sample_rate
+    st = StreamingSeparator(model, window_s, overlap_s)
+    finals = [out / f"spk{i + 1}.wav" for i in range(model.num_spks)]
+    tmps = [out / f".{p.name}.tmp-{os.getpid()}" for p in finals]
+    files = [sf.SoundFile(str(t), "w", sr, 1, subtype="FLOAT", format="WAV") for t in tmps]
+    try:
+        blocks = stream_audio(path, block_s=st.hop / sr, sr=sr)
+        if progress:
+            from tqdm import tqdm
+
+            blocks = tqdm(blocks, unit="block", desc="separating")
+        for block in blocks:
+            for f, y in zip(files, st.push(block)):
+                f.write(y)
+        for f, y in zip(files, st.flush()):
+            f.write(y)
+        for f in files:
+            f.close()
+        for t, p in zip(tmps, finals):
+            os.replace(t, p)
+    finally:
+        for f in files:
+            f.close()
+        for t in tmps:
+            if t.exists():
+                t.unlink()
+    return finals
