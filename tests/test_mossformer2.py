@@ -105,15 +105,7 @@ def test_cpu_kernels_match_mlx_formulation(monkeypatch):
 
     x = mx.random.normal((1, 300, 512))  # 153600 values: above cpu_kernels.MIN_SIZE
     ff = FFConvM(512, 256, "scalenorm")
-    ff.update(
-        {
-            "mdl": {
-                "3": {
-                    "sequential": {"1": {"conv": {"weight": mx.random.normal((256, 17, 1)) * 0.3}}}
-                }
-            }
-        }
-    )
+    ff.mdl[3].sequential[1].conv.weight = mx.random.normal((256, 17, 1)) * 0.3
     w2 = mx.random.normal((256, 39, 2))
     xg = mx.random.normal((1, 300, 512))
     hid, att = mx.random.normal((1, 300, 1024)), mx.random.normal((1, 300, 1024))
