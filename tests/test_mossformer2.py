@@ -270,6 +270,13 @@ def test_cli_separate_writes_sources(tmp_path):
     assert files == ["spk1.wav", "spk2.wav"]
     y, sr = sf.read(str(tmp_path / "src" / "spk1.wav"))
     assert sr == 16000 and y.shape == (16000,)
+    # longer than --chunk: streamed from disk in windows, same length out
+    args = ["separate", str(tmp_path / "mix.wav"), "--model", str(folder)]
+    rc = main(args + ["--out", str(tmp_path / "st"), "--chunk", "0.4", "--overlap", "0.1"])
+    assert rc == 0
+    y2, _ = sf.read(str(tmp_path / "st" / "spk2.wav"))
+    assert y2.shape == (16000,) and np.isfinite(y2).all()
+    assert not [p for p in (tmp_path / "st").iterdir() if p.name.startswith(".")]
     assert (
         main(
             [
