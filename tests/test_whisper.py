@@ -261,6 +261,18 @@ def test_real_weights_logit_parity(torch_whisper, real_weights, shared_data, nam
     assert np.abs(got - want).max() < LOGIT_TOL
 
 
+def _reference_mels(torch_whisper, utts) -> list[np.ndarray]:
+    """openai-whisper's (3000, 80) log-mel of each utterance's first window: both sides decode
+    the same input, so the comparison is of the decoders alone."""
+    import torch
+
+    out = []
+    for p, _ in utts:
+        mel = torch_whisper.log_mel_spectrogram(torch.from_numpy(load_audio(p)), 80, padding=480000)
+        out.append(mel[:, :3000].numpy().T)
+    return out
+
+
 def _decode_all(model, tk, mels, **options):
     out = []
     for i in range(0, len(mels), 16):
@@ -285,21 +297,13 @@ def _ref_decode_all(torch_whisper, ref, mels, **options):
 
 @pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base"])
 def test_greedy_tokens_identical_on_all_librispeech(torch_whisper, real_weights, shared_data, name):
-    import torch
     from _refs import openai_whisper_from_converted
 
     utts = _librispeech(shared_data)
     assert len(utts) >= 100
     if name == "whisper-base":  # CI time: every 3rd here; tools/eval_whisper.py checks all
         utts = utts[::3]
-    mels = [
-        torch_whisper.log_mel_spectrogram(torch.from_numpy(load_audio(p)), 80, padding=480000)[
-            :, :3000
-        ]
-        .numpy()
-        .T
-        for p, _ in utts
-    ]
+    mels = _reference_mels(torch_whisper, utts)
     ref = openai_whisper_from_converted(real_weights[name])
     model = load_model(real_weights[name], "float32")
     tk = get_tokenizer(model)
@@ -311,18 +315,10 @@ def test_greedy_tokens_identical_on_all_librispeech(torch_whisper, real_weights,
 
 @pytest.mark.parametrize("name", ["whisper-tiny.en", "whisper-base"])
 def test_beam_search_equals_openai_whisper(torch_whisper, real_weights, shared_data, name):
-    import torch
     from _refs import openai_whisper_from_converted
 
     utts = _librispeech(shared_data)[::10]  # every 10th utterance; tools/eval_whisper.py: all
-    mels = [
-        torch_whisper.log_mel_spectrogram(torch.from_numpy(load_audio(p)), 80, padding=480000)[
-            :, :3000
-        ]
-        .numpy()
-        .T
-        for p, _ in utts
-    ]
+    mels = _reference_mels(torch_whisper, utts)
     ref = openai_whisper_from_converted(real_weights[name])
     model = load_model(real_weights[name], "float32")
     ours = _decode_all(model, get_tokenizer(model), mels, beam_size=5)
