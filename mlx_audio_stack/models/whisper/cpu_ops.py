@@ -10,6 +10,9 @@ of its buffer. On a GPU (Metal/CUDA) the plain MLX ops are used instead.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -26,9 +29,37 @@ def use_cpu_path(x: mx.array) -> bool:
     return mx.default_device() == mx.cpu and x.dtype == mx.float32
 
 
-def _view(x: mx.array) -> np.ndarray:
+def _view(x: mx.array) -> np.ndarray | None:
+    """Zero-copy NumPy view of the evaluated `x`, or None when it is not a plain C-contiguous
+    buffer (then in-place writes would not reach `x`)."""
     mx.eval(x)
-    return np.asarray(memoryview(x))
+    a = np.asarray(memoryview(x))
+    return a if a.flags.c_contiguous and a.flags.writeable else None
+
+
+THREADS = min(os.cpu_count() or 1, 8)
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor | None:
+    return ThreadPoolExecutor(THREADS) if THREADS > 1 else None
+
+
+def _parallel_rows(fn, a: np.ndarray) -> None:
+    """Apply the in-place `fn` to row blocks of the 2-D view `a` on all cores (NumPy ufuncs
+    release the GIL), as torch does for its element-wise kernels."""
+    pool = _pool()
+    if pool is None or a.shape[0] < 64:
+        fn(a)
+        return
+    bounds = np.linspace(0, a.shape[0], THREADS + 1).astype(int)
+    list(pool.map(fn, [a[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]))
+
+
+def _softmax_rows(a: np.ndarray) -> None:
+    a -= a.max(axis=-1, keepdims=True)
+    np.exp(a, out=a)
+    a /= a.sum(axis=-1, keepdims=True)
 
 
 def softmax_(x: mx.array) -> mx.array:
@@ -36,9 +67,9 @@ def softmax_(x: mx.array) -> mx.array:
     if not use_cpu_path(x):
         return mx.softmax(x, axis=-1, precise=True)
     a = _view(x)
-    a -= a.max(axis=-1, keepdims=True)
-    np.exp(a, out=a)
-    a /= a.sum(axis=-1, keepdims=True)
+    if a is None:
+        return mx.softmax(x, axis=-1, precise=True)
+    _parallel_rows(_softmax_rows, a.reshape(-1, a.shape[-1]))
     return x
 
 
@@ -48,6 +79,13 @@ def gelu_(x: mx.array) -> mx.array:
     if x.size < 1 << 16 or not use_cpu_path(x):
         return nn.gelu(x)  # small (decoder) inputs: stay lazy, no sync with NumPy
     v = _view(x)
+    if v is None:
+        return nn.gelu(x)
+    _parallel_rows(_gelu_rows, v.reshape(-1, v.shape[-1]))
+    return x
+
+
+def _gelu_rows(v: np.ndarray) -> None:
     z = np.abs(v) * np.float32(_INV_SQRT2)
     t = 1.0 / (1.0 + np.float32(_P) * z)
     poly = np.float32(_A[4])
@@ -61,4 +99,3 @@ def gelu_(x: mx.array) -> mx.array:
     r = v - h  # x >= 0: x - h ; x < 0: h
     r[neg] = h[neg]
     v[...] = r
-    return x
