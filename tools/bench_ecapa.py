@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = _loadavg()
     tool = _tool()
     ref = tool.build_reference(tiny=False, seed=0)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ecapa-"))
-    enc = SpeakerEncoder.load(convert(tool.save_folder(ref, tmp / "sb"), tmp / "mlx"))
+    with tempfile.TemporaryDirectory(prefix="bench-ecapa-") as td:  # ~170 MB, removed after
+        tmp = Path(td)
+        enc = SpeakerEncoder.load(convert(tool.save_folder(ref, tmp / "sb"), tmp / "mlx"))
 
     d = data_dir()
     if d is None:
