@@ -99,6 +99,7 @@ class SpeakerEncoder:
         model = ECAPA_TDNN(EcapaArgs(**config["args"]))
         emb_mean = weights.pop("emb_norm.glob_mean", None)
         emb_std = weights.pop("emb_norm.glob_std", None)
+        mx.eval([a for a in (emb_mean, emb_std) if a is not None])  # read now, not lazily
         load_strict(model, {k: v.astype(mx.float32) for k, v in weights.items()}, str(path))
         model.eval()
         norm = config.get("mean_var_norm", {})
