@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 
-from ._blas import load_blas
+from ._blas import keep_large_buffers, load_blas
 
 load_blas()
+keep_large_buffers()
 
 __version__ = "0.1.0"
 

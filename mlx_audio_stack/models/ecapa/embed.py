@@ -14,8 +14,6 @@ Two batch semantics:
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,35 +21,12 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
+from ..._blas import keep_large_buffers
 from ...audio import as_audio
 from ...errors import AudioError, WeightsError
 from ...weights_io import load_model_dir, load_strict
 from .fbank import Fbank, FbankArgs, num_frames, sentence_mean_norm
 from .model import ECAPA_TDNN, EcapaArgs
-
-_MALLOC_TUNED = False
-
-
-def keep_large_buffers() -> bool:
-    """Stop glibc from giving large freed buffers back to the OS (Linux only, once).
-
-    MLX's CPU allocator mallocs every intermediate; glibc serves buffers above its mmap
-    threshold (128 KiB .. 32 MiB, adaptive) with fresh mmaps, freed with munmap, so every
-    large intermediate page-faults again. On this VM that made a batch of 8 x 3 s several
-    times slower (e.g. one (8, 301, 3072) exp: 183 ms -> 27 ms). Raising the mmap and trim
-    thresholds keeps the memory in the heap for reuse. Process-wide; returns True if applied.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
-        return _MALLOC_TUNED
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, 1 << 30) == 1  # M_MMAP_THRESHOLD: 1 GiB
-        ok = libc.mallopt(-1, 1 << 30) == 1 and ok  # M_TRIM_THRESHOLD: 1 GiB
-    except (OSError, AttributeError):
-        ok = False
-    _MALLOC_TUNED = ok
-    return ok
 
 
 @dataclass
