@@ -166,16 +166,16 @@ def stream_memory(src_wav: Path, minutes: float, layers: int) -> dict:
     """In a fresh interpreter (random MLX weights, no torch): stream `minutes` of audio
     (the mixture in `src_wav`, looped) in 1 s pushes; report memory before and after."""
     code = f"""
-import json, resource, time
+import json, time
 import mlx_audio_stack
 import mlx.core as mx
 import numpy as np, soundfile as sf
 from mlx.utils import tree_flatten
 from mlx_audio_stack.models.mossformer2 import ModelArgs, MossFormer2, StreamingSeparator
 
-def rss_mb():
+def status_mb(field):  # VmHWM: peak RSS of this process image (ru_maxrss survives exec)
     for line in open('/proc/self/status'):
-        if line.startswith('VmRSS'):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
 
 m = MossFormer2(ModelArgs(num_mossformer_layer={layers}))
@@ -183,7 +183,7 @@ m.load_weights([(k, mx.random.normal(v.shape) * 0.05) for k, v in tree_flatten(m
 mx.eval(m.parameters())
 x, sr = sf.read({str(src_wav)!r}, dtype='float32')
 st = StreamingSeparator(m, 4.0, 1.0)
-before = rss_mb()
+before = status_mb('VmRSS')
 mx.reset_peak_memory()
 total = int({minutes} * 60 * sr)
 n, t0 = 0, time.perf_counter()
@@ -191,7 +191,7 @@ for i in range(0, total, sr):
     n += st.push(x[np.arange(i, min(i + sr, total)) % x.size]).shape[1]
 n += st.flush().shape[1]
 print(json.dumps({{"samples_out": n, "samples_in": total, "wall_s": time.perf_counter() - t0,
-    "rss_before_mb": before, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "rss_before_mb": before, "maxrss_mb": status_mb('VmHWM'),
     "mlx_peak_mb": mx.get_peak_memory() / 2**20, "latency_s": st.latency_s}}))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT))
