@@ -76,8 +76,8 @@ def softmax_(x: mx.array) -> mx.array:
 def gelu_(x: mx.array) -> mx.array:
     """Exact (erf) GELU; on CPU in place in `x`'s buffer (x must be fresh) through NumPy with
     A&S 7.1.26 erf (error <= 1.5e-7)."""
-    if x.size < 1 << 16 or not use_cpu_path(x):
-        return nn.gelu(x)  # small (decoder) inputs: stay lazy, no sync with NumPy
+    if x.ndim < 2 or x.shape[-2] < 256 or not use_cpu_path(x):
+        return nn.gelu(x)  # decoder steps (short sequences): stay lazy, no sync with NumPy
     v = _view(x)
     if v is None:
         return nn.gelu(x)
