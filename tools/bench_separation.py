@@ -276,12 +276,12 @@ def write_report(a, speed, prof, mem_full, mem_short, mem_long) -> None:
     ]
     for name, r in (
         ("full size (24 layers)", mem_full),
-        (f"{a.stream_layers} layers", mem_short),
-        (f"{a.stream_layers} layers", mem_long),
+        (f"{a.stream_layers} layer(s)", mem_short),
+        (f"{a.stream_layers} layer(s)", mem_long),
     ):
         lines.append(
             f"| {name} | {r['samples_in'] / 16000 / 60:.2f} min | {r['wall_s']:.0f} s "
-            f"| {r['maxrss_mb']:.0f} MB | {r['mlx_peak_mb']:.0f} MB |"
+            f"| {r['rss_before_mb']:.0f} MB | {r['maxrss_mb']:.0f} MB | {r['mlx_peak_mb']:.0f} MB |"
         )
     (a.report).write_text("\n".join(lines) + "\n" + NOTES)
     print(f"wrote {a.report}")
@@ -298,6 +298,7 @@ NOTES = """
 - Parity: the same random-weight checkpoints give max abs error 2.6e-7 (24 layers, 1 s)
   against ClearerVoice; the tests assert < 1e-4 and SI-SDR > 60 dB
   (tests/test_mossformer2_parity.py).
+- Peak RSS is the process's VmHWM (ru_maxrss would carry the parent's peak across exec).
 - Streaming memory is set by one window (activations of ~8000 frames x 2048 channels) plus the
   weights, not by the input length: the 1-minute and the long run peak at the same size.
   The long runs use a shallower random model because the full one runs at RTF > 1 on this
