@@ -118,6 +118,21 @@ def _torch_state_dict(path: Path) -> dict[str, np.ndarray]:
     return {k: v for k, v in flat.items() if isinstance(v, np.ndarray)}
 
 
+def _pickle_mentions_signature(path: Path) -> bool:
+    """Cheap check of a torch zip checkpoint: its data.pkl (keys and structure only, no
+    tensor data) must name every SIGNATURE key; avoids reading a GB-sized foreign file."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = [n for n in z.namelist() if n.endswith("data.pkl")]
+        if not names:
+            return False
+        raw = z.read(names[0])
+    return all(k.encode() in raw for k in SIGNATURE)
+
+
 def detect(src: Path) -> bool:
     try:
         found = _source_file(src)
@@ -126,7 +141,7 @@ def detect(src: Path) -> bool:
         path, kind = found
         if kind == "safetensors":
             return _looks_like_ours(_safetensors_keys(path))
-        return _looks_like_ours(_torch_state_dict(path))
+        return _pickle_mentions_signature(path) and _looks_like_ours(_torch_state_dict(path))
     except Exception:
         return False
 
