@@ -294,8 +294,9 @@ def _cpus() -> int:
 
 
 NOTES = """
-## What the profile found, and the formulations used (MLX CPU backend; single-op
-   timings below were measured in isolation during development on this machine)
+## What the profile found, and the formulations used (MLX CPU backend)
+Single-op timings in this section were measured in isolation during development, same machine.
+
 - Depthwise convolutions (kernel 17 on 2048/128/1024/256 channels, and the FSMN's
   dilated kernel-39 grouped convolutions): `mx.conv1d(groups=C)` took 4.3 s on
   (20000, 2048) against 0.37 s in torch. Tried: shifted slices fused by `mx.compile`
