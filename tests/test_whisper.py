@@ -98,7 +98,11 @@ def _random_openai_checkpoint(whisper, path: Path, n_mels=80, n_vocab=51865, see
         n_text_layer=2,
     )
     model = whisper.model.Whisper(dims)
-    with torch.no_grad():  # non-trivial LayerNorm affine parameters
+    with torch.no_grad():
+        # openai-whisper leaves this parameter as torch.empty (a checkpoint fills it):
+        # uninitialised memory, NaN at times
+        model.decoder.positional_embedding.normal_(0, 0.02)
+        # non-trivial LayerNorm affine parameters
         for name, p in model.named_parameters():
             if name.endswith("ln.weight") or "_ln." in name:
                 p.add_(0.1 * torch.randn_like(p))
@@ -286,8 +290,9 @@ def _ref_decode_all(torch_whisper, ref, mels, **options):
     import torch
 
     out = []
-    for i in range(0, len(mels), 16):
-        batch = torch.from_numpy(np.stack(mels[i : i + 16]).transpose(0, 2, 1).copy())
+    step = 1 if options.get("beam_size") else 16  # its beam search fails on batched audio
+    for i in range(0, len(mels), step):
+        batch = torch.from_numpy(np.stack(mels[i : i + step]).transpose(0, 2, 1).copy())
         res = torch_whisper.decode(
             ref, batch, torch_whisper.DecodingOptions(language="en", fp16=False, **options)
         )

@@ -57,17 +57,22 @@ class MelSource:
         return cls(len(x), lambda a, b: x[a:b], n_mels)
 
     # ------------------------------------------------------------------ frames
+    def _padded(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop), 0 <= start, of audio followed by zeros."""
+        out = np.zeros(stop - start, dtype=np.float32)
+        hi = min(stop, self.n_samples)
+        if hi > start:
+            out[: hi - start] = self._samples(start, hi)
+        return out
+
     def _signal(self, start: int, stop: int) -> np.ndarray:
         """Samples [start, stop) of audio + zero padding, reflected at index 0 (torch.stft)."""
-        out = np.zeros(stop - start, dtype=np.float32)
-        lo, hi = max(start, 0), min(stop, self.n_samples)
-        if hi > lo:
-            out[lo - start : hi - start] = self._samples(lo, hi)
-        if start < 0:  # reflect: x[-k] = x[k]
-            k = np.arange(start, min(0, stop))
-            refl = self._samples(1, 1 + int(-start))[::-1]  # x[-start] ... x[1]
-            out[: len(k)] = refl[: len(k)]
-        return out
+        if start >= 0:
+            return self._padded(start, stop)
+        # reflect: x[-k] = x[k], taken from the zero-padded signal (torch pads after
+        # openai-whisper appended its 30 s of zeros)
+        left = self._padded(1, 1 - start)[::-1][: min(0, stop) - start]
+        return np.concatenate([left, self._padded(0, stop)]) if stop > 0 else left
 
     def _log_power(self, f0: int, f1: int) -> mx.array:
         """log10 mel power of frames [f0, f1): (f1 - f0, n_mels)."""
