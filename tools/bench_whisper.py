@@ -157,7 +157,12 @@ def main() -> None:
                     "--repeats",
                     str(args.repeats),
                 ]
-                p = subprocess.run(cmd, capture_output=True, text=True)
+                env = dict(os.environ)
+                if impl not in ("ours", "mlx-whisper"):
+                    # the references run as their users run them: without the OpenBLAS preload
+                    # and malloc tuning that `import mlx_audio_stack` applies for MLX
+                    env.update(MAS_BLAS="none", MAS_MALLOC="default")
+                p = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if p.returncode != 0:
                     print(f"{impl} {name} beam {beam}: failed\n{p.stderr[-2000:]}", file=sys.stderr)
                     continue

@@ -59,6 +59,8 @@ def load_model(path: str | Path, dtype: mx.Dtype | str | None = None) -> Whisper
     model.config = config
     model.name = path.name
     mx.eval(model.parameters())
+    if mx.default_device() == mx.cpu and q is None:
+        model.decoder.prepare_cpu()
     return model
 
 

@@ -166,6 +166,7 @@ class TextDecoder(nn.Module):
             ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer)
         ]
         self.ln = nn.LayerNorm(n_state)
+        self._proj_t = None  # (C, n_vocab) copy of the embedding, see prepare_cpu()
 
     def __call__(
         self, tokens: mx.array, xa: mx.array, kv_cache: list | None = None
@@ -184,7 +185,20 @@ class TextDecoder(nn.Module):
             x, kv = block(x, xa, mask=mask, kv_cache=kv)
             new_cache.append(kv)
         x = self.ln(x)
+        if self._proj_t is not None:
+            return x @ self._proj_t, new_cache
         return self.token_embedding.as_linear(x), new_cache
+
+    def prepare_cpu(self) -> None:
+        """Keep a contiguous transposed copy of the token embedding for the output projection.
+        On MLX's CPU backend `x @ W` with W (C, V) contiguous ran 1.4x faster than
+        `x @ W.T` (tiny.en: 5.3 vs 7.7 ms per token, a third of a decoding step), at the cost
+        of a second copy of the embedding (80 MB for tiny.en)."""
+        w = self.token_embedding.weight
+        if hasattr(w, "scales"):
+            return  # quantized embedding: keep its quantized as_linear
+        self._proj_t = mx.contiguous(w.T)
+        mx.eval(self._proj_t)
 
 
 class Whisper(nn.Module):
