@@ -187,8 +187,10 @@ def write_report(rows: list[dict], args) -> None:
         f"{rows[0]['audio_s']:.1f} s of LibriSpeech (concatenated test utterances), "
         f"language en, temperature 0 (no fallback), median of {args.repeats} after a "
         f"warm-up. Each implementation runs in its own subprocess of one run; torch and "
-        f"CTranslate2 use 2 threads; ours and mlx-whisper use MLX's CPU backend in "
-        f"float32 with OpenBLAS loaded. RTF = seconds of compute per second of audio.",
+        f"CTranslate2 use 2 threads and run without the OpenBLAS preload and malloc tuning "
+        f"that `import mlx_audio_stack` applies (with the preload, openai-whisper ran 3x "
+        f"slower here); ours and mlx-whisper use MLX's CPU backend in float32 with OpenBLAS "
+        f"loaded. RTF = seconds of compute per second of audio.",
         "",
     ]
     for name in args.models:
