@@ -102,15 +102,16 @@ def find_alignment(
     model: Whisper,
     tokenizer: Tokenizer,
     text_tokens: list[int],
-    mel: mx.array,
+    audio_features: mx.array,
     num_frames: int,
     medfilt_width: int = 7,
     qk_scale: float = 1.0,
 ) -> list[WordTiming]:
+    """audio_features: the window's encoder output (1, n_audio_ctx, C), reused from decoding."""
     if not text_tokens or not model.alignment_heads:
         return []
     tokens = [*tokenizer.sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
-    xa = model.embed_audio(mel[None])
+    xa = audio_features
     logits, qks = cross_attention_qk(model, mx.array([tokens]), xa)
     n_sot = len(tokenizer.sot_sequence)
     sampled = np.array(logits[0, n_sot:, : tokenizer.eot].astype(mx.float32))
@@ -168,7 +169,7 @@ def add_word_timestamps(
     segments: list[dict],
     model: Whisper,
     tokenizer: Tokenizer,
-    mel: mx.array,
+    audio_features: mx.array,
     num_frames: int,
     last_speech_timestamp: float,
 ) -> None:
@@ -178,7 +179,7 @@ def add_word_timestamps(
         return
     per_segment = [[t for t in s["tokens"] if t < tokenizer.eot] for s in segments]
     text_tokens = [t for seg in per_segment for t in seg]
-    alignment = find_alignment(model, tokenizer, text_tokens, mel, num_frames)
+    alignment = find_alignment(model, tokenizer, text_tokens, audio_features, num_frames)
     durations = np.array([t.end - t.start for t in alignment])
     durations = durations[durations.nonzero()]
     median = min(0.7, float(np.median(durations))) if len(durations) else 0.0

@@ -175,8 +175,9 @@ def transcribe(
                 input_stride,
             )
             if word_timestamps:
+                features = result.audio_features[None]  # the window's encoding, reused
                 add_word_timestamps(
-                    segments, model, tokenizer, mel_segment, segment_size, last_speech_timestamp
+                    segments, model, tokenizer, features, segment_size, last_speech_timestamp
                 )
                 ends = [w["end"] for s in segments for w in s["words"]]
                 if not single_ending and ends and ends[-1] > time_offset:
