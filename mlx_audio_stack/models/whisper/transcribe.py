@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ...formats import timestamp
 from .audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, pad_or_trim
 from .decoding import DecodingOptions, DecodingResult, DecodingTask, detect_language
 from .load import load_cached
@@ -191,7 +192,7 @@ def transcribe(
                         s["words"] = []
             if verbose:
                 for s in segments:
-                    print(f"[{_ts(s['start'])} --> {_ts(s['end'])}] {s['text']}")
+                    print(f"[{timestamp(s['start'])} --> {timestamp(s['end'])}] {s['text']}")
             all_segments.extend(
                 {"id": i, **s} for i, s in enumerate(segments, start=len(all_segments))
             )
@@ -266,11 +267,3 @@ def _split_segments(
     for s in segments:
         s["start"], s["end"] = float(s["start"]), float(s["end"])
     return segments, seek, single_timestamp_ending
-
-
-def _ts(seconds: float) -> str:
-    ms = round(seconds * 1000)
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
