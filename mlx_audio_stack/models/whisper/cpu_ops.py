@@ -9,6 +9,7 @@ of its buffer. On a GPU (Metal/CUDA) the plain MLX ops are used instead.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,47 @@ def _gelu_rows(v: np.ndarray) -> None:
     np.exp(z, out=z)
     h = poly * t * z * 0.5 * v  # 0.5 x (1 - erf(|x| / sqrt 2))
     neg = v < 0
-    r = v - h  # x >= 0: x - h ; x < 0: h
-    r[neg] = h[neg]
-    v[...] = r
+    np.subtract(v, h, out=v)  # x >= 0: x - h
+    np.copyto(v, h, where=neg)  # x < 0: h
+
+
+@lru_cache(maxsize=1)
+def _sgemv():
+    """`cblas_sgemv` of the BLAS that `_blas` loaded for MLX (one thread pool for both), or
+    None when none was loaded."""
+    from ... import _blas
+
+    if not _blas.loaded:
+        return None
+    try:
+        fn = ctypes.CDLL(_blas.loaded).cblas_sgemv
+    except (OSError, AttributeError):
+        return None
+    c_int, c_float, ptr = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    fn.restype = None
+    fn.argtypes = [c_int, c_int, c_int, c_int, c_float, ptr, c_int, ptr, c_int, c_float, ptr, c_int]
+    return fn
+
+
+def matvec_view(w: mx.array) -> np.ndarray | None:
+    """A zero-copy (rows, cols) float32 view of `w` for `matvec`, or None where the fast
+    path does not apply (GPU, other dtypes, no BLAS loaded)."""
+    if not use_cpu_path(w) or w.ndim != 2 or _sgemv() is None:
+        return None
+    return _view(w)
+
+
+def matvec(w: np.ndarray, x: mx.array) -> mx.array:
+    """`x @ w.T` for one row `x` (..., cols) with `w` from `matvec_view`, as one BLAS gemv.
+
+    MLX's CPU matmul hands a single row to `sgemm`, which reads the (n_vocab, C) output
+    projection on one core: 7.1 ms per tiny.en decoding step here against 3.8 ms for the
+    same BLAS's multithreaded `sgemv`."""
+    x = x.astype(mx.float32)
+    mx.eval(x)
+    xv = np.ascontiguousarray(np.asarray(memoryview(x)).reshape(-1))
+    rows, cols = w.shape
+    out = np.empty(rows, dtype=np.float32)
+    _sgemv()(101, 111, rows, cols, 1.0, w.ctypes.data, cols, xv.ctypes.data, 1, 0.0,
+             out.ctypes.data, 1)  # row-major, no transpose
+    return mx.array(out).reshape(*x.shape[:-1], rows)

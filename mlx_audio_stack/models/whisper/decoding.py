@@ -123,9 +123,12 @@ class Inference:
         self.cache = None
         self.n_seen = 0
 
-    def logits(self, tokens: np.ndarray) -> mx.array:
+    def logits(self, tokens: np.ndarray, positions: list[int] | None = None) -> mx.array:
+        """Logits at `positions` of the new tokens (default: all of them)."""
         new = tokens[:, self.n_seen :] if self.cache is not None else tokens
-        logits, self.cache = self.model.decoder(mx.array(new), self.audio_features, self.cache)
+        logits, self.cache = self.model.decoder(
+            mx.array(new), self.audio_features, self.cache, positions
+        )
         self.n_seen = tokens.shape[1]
         return logits
 
@@ -183,7 +186,7 @@ class BeamSearchDecoder:
             self.finished = [{} for _ in range(n_audio)]
         logprobs = _log_softmax(logits.astype(np.float32))
         k = self.beam_size + 1
-        top = np.argpartition(-logprobs, k, axis=-1)[:, :k]
+        top = np.argpartition(logprobs, -k, axis=-1)[:, -k:]  # the k best, unordered
         next_tokens, sources, newly = [], [], []
         for i in range(n_audio):
             scores, src = {}, {}
@@ -337,10 +340,8 @@ class DecodingTask:
             languages = [max(p, key=p.get) for p in lang_probs]
             tokens[:, self.sot_index + 1] = lang_tokens
         tokens = np.repeat(tokens, self.n_group, axis=0)
-        feats = (
-            mx.repeat(audio_features, self.n_group, axis=0) if self.n_group > 1 else audio_features
-        )
-        tokens, sum_logprobs, no_speech = self._main_loop(feats, tokens)
+        # the decoder broadcasts each audio's features over its n_group rows
+        tokens, sum_logprobs, no_speech = self._main_loop(audio_features, tokens)
         tokens = tokens.reshape(n_audio, self.n_group, -1)
         sum_logprobs = sum_logprobs.reshape(n_audio, self.n_group)
         cands, lps = self.decoder.finalize(tokens, sum_logprobs)
@@ -373,10 +374,11 @@ class DecodingTask:
         no_speech = [np.nan] * n
         inference = Inference(self.model, audio_features)
         for i in range(self.sample_len):
-            logits_all = inference.logits(tokens)
-            last = logits_all[:, -1]
+            # project only the positions used: the last one (and <|startoftranscript|> at first)
+            logits = inference.logits(tokens, [self.sot_index, -1] if i == 0 else [-1])
+            last = logits[:, -1]
             if i == 0:
-                at_sot = logits_all[:, self.sot_index].astype(mx.float32)
+                at_sot = logits[:, 0].astype(mx.float32)
                 probs = mx.softmax(at_sot, axis=-1)[:, self.tokenizer.no_speech]
                 last, probs = np.array(last.astype(mx.float32)), np.array(probs)
                 no_speech = probs.tolist()

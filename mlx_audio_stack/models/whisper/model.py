@@ -18,7 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from .cpu_ops import gelu_, softmax_, use_cpu_path
+from .cpu_ops import gelu_, matvec, matvec_view, softmax_, use_cpu_path
 
 
 @dataclass
@@ -89,31 +89,42 @@ class MultiHeadAttention(nn.Module):
         mask: mx.array | None = None,
         kv_cache: tuple | None = None,
     ) -> tuple[mx.array, tuple]:
-        q = self.query(x)
+        """The cache holds keys/values head-major, (B, h, S, d) contiguous: a decoder step then
+        attends without first copying a transposed view of them (on MLX's CPU backend that
+        copy of the 1500 cross-attention keys and values was two thirds of a block's time)."""
+        q = self._heads(self.query(x))
         if xa is None:  # self-attention: append this step's keys/values to the cache
-            k, v = self.key(x), self.value(x)
+            k, v = self._heads(self.key(x)), self._heads(self.value(x))
             if kv_cache is not None:
-                k = mx.concatenate([kv_cache[0], k], axis=1)
-                v = mx.concatenate([kv_cache[1], v], axis=1)
+                k = mx.concatenate([kv_cache[0], k], axis=2)
+                v = mx.concatenate([kv_cache[1], v], axis=2)
         elif kv_cache is None:  # cross-attention: computed once per audio, then reused
-            k, v = self.key(xa), self.value(xa)
+            k = mx.contiguous(self._heads(self.key(xa)))
+            v = mx.contiguous(self._heads(self.value(xa)))
         else:
             k, v = kv_cache
         return self.out(self._attend(q, k, v, mask)), (k, v)
 
+    def _heads(self, x: mx.array) -> mx.array:
+        """(B, T, C) -> (B, h, T, d), a view."""
+        B, T, C = x.shape
+        return x.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)
+
     def _attend(self, q: mx.array, k: mx.array, v: mx.array, mask: mx.array | None) -> mx.array:
-        B, T, C = q.shape
-        S = k.shape[1]
-        h, d = self.n_head, C // self.n_head
-        q = q.reshape(B, T, h, d).transpose(0, 2, 1, 3)  # (B, h, T, d)
-        k = k.reshape(B, S, h, d).transpose(0, 2, 1, 3)  # (B, h, S, d)
-        v = v.reshape(B, S, h, d).transpose(0, 2, 1, 3)  # (B, h, S, d)
-        if mask is None and T * S >= 1 << 16 and use_cpu_path(q):
+        """q: (B, h, T, d); k, v: (B, h, S, d) -> (B, T, C)."""
+        B, h, T, d = q.shape
+        S, g = k.shape[2], B // k.shape[0]
+        if g > 1:  # beams of one audio: their queries share the audio's cross-attention keys
+            q = q.reshape(k.shape[0], g, h, T, d).transpose(0, 2, 1, 3, 4)
+            q = q.reshape(k.shape[0], h, g * T, d)
+        if mask is None and q.shape[2] * S >= 1 << 16 and use_cpu_path(q):
             # encoder: softmax over (B, h, T, S) is the CPU bottleneck (see cpu_ops)
             o = softmax_((q * d**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
         else:
             o = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5, mask=mask)
-        return o.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C)
+        if g > 1:  # (B / g, h, g * T, d) -> (B, h, T, d)
+            o = o.reshape(k.shape[0], h, g, T, d).transpose(0, 2, 1, 3, 4).reshape(B, h, T, d)
+        return o.transpose(0, 2, 1, 3).reshape(B, T, h * d)
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -167,12 +178,21 @@ class TextDecoder(nn.Module):
         ]
         self.ln = nn.LayerNorm(n_state)
         self._proj_t = None  # (C, n_vocab) copy of the embedding, see prepare_cpu()
+        self._emb_view = None  # NumPy view of the embedding, see prepare_cpu()
 
     def __call__(
-        self, tokens: mx.array, xa: mx.array, kv_cache: list | None = None
+        self,
+        tokens: mx.array,
+        xa: mx.array,
+        kv_cache: list | None = None,
+        positions: list[int] | None = None,
     ) -> tuple[mx.array, list]:
-        """tokens: (B, T) int; xa: (B, n_audio_ctx, C) -> logits (B, T, n_vocab), new cache."""
-        offset = kv_cache[0][0][0].shape[1] if kv_cache else 0
+        """tokens: (B, T) int; xa: (B / g, n_audio_ctx, C) -> logits (B, T, n_vocab), new cache.
+        With g > 1 (beams or best-of samples), rows i*g .. i*g+g-1 of `tokens` decode audio i:
+        the cross-attention keys/values are computed and read once per audio, not per beam.
+        `positions` (indices into T) limits the output projection to those positions:
+        logits (B, len(positions), n_vocab)."""
+        offset = kv_cache[0][0][0].shape[2] if kv_cache else 0
         T = tokens.shape[-1]
         x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + T]
         mask = None
@@ -184,19 +204,26 @@ class TextDecoder(nn.Module):
         for block, kv in zip(self.blocks, cache):
             x, kv = block(x, xa, mask=mask, kv_cache=kv)
             new_cache.append(kv)
+        if positions is not None:
+            idx = [p % T for p in positions]
+            x = x[:, idx[0] : idx[0] + 1] if len(idx) == 1 else x[:, mx.array(idx)]
         x = self.ln(x)
+        if self._emb_view is not None and x.shape[0] * x.shape[1] == 1:
+            return matvec(self._emb_view, x), new_cache
         if self._proj_t is not None:
             return x @ self._proj_t, new_cache
         return self.token_embedding.as_linear(x), new_cache
 
     def prepare_cpu(self) -> None:
-        """Keep a contiguous transposed copy of the token embedding for the output projection.
-        On MLX's CPU backend `x @ W` with W (C, V) contiguous ran 1.4x faster than
-        `x @ W.T` (tiny.en: 5.3 vs 7.7 ms per token, a third of a decoding step), at the cost
-        of a second copy of the embedding (80 MB for tiny.en)."""
+        """Output-projection fast paths for MLX's CPU backend (float32, not quantized):
+        a zero-copy view of the token embedding for one-row `matvec` (greedy decoding), and a
+        contiguous transposed copy for several rows (beams): `x @ W` with W (C, V) contiguous
+        ran 1.4x faster than `x @ W.T` (tiny.en: 5.3 vs 7.7 ms per step), at the cost of a
+        second copy of the embedding (80 MB for tiny.en)."""
         w = self.token_embedding.weight
-        if hasattr(w, "scales"):
+        if hasattr(self.token_embedding, "scales"):
             return  # quantized embedding: keep its quantized as_linear
+        self._emb_view = matvec_view(w)
         self._proj_t = mx.contiguous(w.T)
         mx.eval(self._proj_t)
 
