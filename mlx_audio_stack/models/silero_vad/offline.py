@@ -5,9 +5,9 @@ through them in batches of `BATCH_CHUNKS` (framing by reshapes, an FFT, convs an
 MLX). Only the LSTM is sequential; its input projection is batched too, and the recurrence
 runs as a tight loop over (H,) vectors in numpy, which measured 4x faster on CPU than stepping
 MLX for 128-wide ops (per-op overhead dominates); MLX computes the next batch's front end
-meanwhile (`mx.async_eval`). The output head is batched again. Results equal chunk-by-chunk streaming
-(`VADStream`) and silero's per-chunk loop: context, zero-padding of the last chunk and state
-all follow the reference.
+meanwhile (`mx.async_eval`). The output head is batched again. Results equal chunk-by-chunk
+streaming (`VADStream`) and silero's per-chunk loop: context, zero-padding of the last chunk
+and state all follow the reference.
 """
 
 from __future__ import annotations
