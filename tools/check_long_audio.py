@@ -13,6 +13,7 @@ whole recording are held in memory. Reports wall time, peak RSS, and the WER of 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -60,6 +61,7 @@ def main() -> None:
             i += 1
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     model = load_model(args.model)
+    load_start = os.getloadavg()
     t = time.perf_counter()
     result = transcribe(path, model, language="en", progress=True)
     wall = time.perf_counter() - t
@@ -73,13 +75,15 @@ def main() -> None:
         f"utterances back to back ({args.gap:g} s of silence between them)\n"
         f"- model: `{Path(args.model).name}`, greedy with openai-whisper's default fallback\n"
         f"- wall time: {wall:.0f} s (RTF {wall / (total / sr):.3f}; silent windows are skipped "
-        f"after one encoder pass)\n"
+        f"after one encoder pass; load average {load_start[0]:.2f} at the start, "
+        f"{os.getloadavg()[0]:.2f} at the end: other jobs shared the 2 cores when above ~1)\n"
         f"- peak RSS: {peak:.0f} MB in all ({rss_before:.0f} MB before loading the model); the "
         f"whole recording as float32 samples alone would take {full_audio_mb:.0f} MB, its "
         f"80-bin log-mel {total / 160 * 80 * 4 / 2**20:.0f} MB\n"
         f"- WER of the whole transcript against the utterances' text: {100 * score:.1f} %; "
         f"segments: "
-        f"{len(result['segments'])}\n")
+        f"{len(result['segments'])}\n"
+    )
     print(f"wrote {args.out}: {wall:.0f} s, peak {peak:.0f} MB, WER {100 * score:.1f} %")
 
 

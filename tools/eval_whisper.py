@@ -131,10 +131,22 @@ def main() -> None:
                     utts[i][0].name for i in range(len(utts)) if ours[i].tokens != theirs[i].tokens
                 ],
                 "seconds": round(time.time() - t0),
+                "commit": code_version(),
             }
             print(row, file=sys.stderr)
             rows = save_row(row, Path(args.out).with_name("whisper_eval.json"))
             write_report(rows, args.out, len(utts), sum(map(len, audio)) / 16000)
+
+
+def code_version() -> str:
+    """The commit the measured code comes from (`+dirty` when mlx_audio_stack/ has edits)."""
+    import subprocess
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout
+
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "mlx_audio_stack").strip() else "")
 
 
 def save_row(row: dict, path: Path) -> list[dict]:
@@ -164,15 +176,15 @@ def write_report(rows: list[dict], out: str, n_utts: int, seconds: float) -> Non
         "shorter than 23 s). WER after openai-whisper's EnglishTextNormalizer (jiwer).",
         "",
         "| model | decoding | utterances | identical tokens to openai-whisper | "
-        "WER ours | WER openai-whisper | WER faster-whisper fp32 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "WER ours | WER openai-whisper | WER faster-whisper fp32 | code |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         dec = "greedy" if r["beam"] == 1 else f"beam {r['beam']}"
         lines.append(
             f"| {r['model']} | {dec} | {r['n']} | {r['identical']} / {r['n']} | "
             f"{100 * r['wer_ours']:.2f} % | {100 * r['wer_openai']:.2f} % | "
-            f"{100 * r['wer_fw']:.2f} % |"
+            f"{100 * r['wer_fw']:.2f} % | {r.get('commit', 'before 0b2f099')} |"
         )
     diffs = [f"{r['model']} beam {r['beam']}: {', '.join(r['diff'])}" for r in rows if r["diff"]]
     lines += [
