@@ -230,27 +230,20 @@ def targets(rows: list[dict]) -> list[str]:
         "same text | met |",
         "|---|---:|---:|---:|---|---|",
     ]
+    by_key = {(r["model"], r["beam"], r["impl"]): r for r in rows}
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     for o in (r for r in rows if r["impl"] == "ours"):
-        same = {(r["model"], r["beam"], r["impl"]): r for r in rows}
-
-        def ratio(impl, o=o, same=same):
-            r = same.get((o["model"], o["beam"], impl))
-            return o["median_s"] / r["median_s"] if r else None
-
-        oa, mw, fw = ratio("openai-whisper"), ratio("mlx-whisper"), ratio("faster-whisper-fp32")
-        texts = [
-            r["text"] == o["text"]
-            for r in rows
-            if (r["model"], r["beam"]) == (o["model"], o["beam"]) and "int8" not in r["impl"]
-        ]
-        met = (
-            (oa or 0) < 1 and (mw is None or mw < 1) and fw is not None and fw <= 1.2 and all(texts)
+        ref = {i: by_key.get((o["model"], o["beam"], i)) for i in IMPLS}
+        oa, mw, fw = (
+            o["median_s"] / ref[i]["median_s"] if ref[i] else None
+            for i in ("openai-whisper", "mlx-whisper", "faster-whisper-fp32")
         )
-        fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+        same = all(r["text"] == o["text"] for i, r in ref.items() if r and "int8" not in i)
+        met = (oa or 0) < 1 and (mw is None or mw < 1) and fw is not None and fw <= 1.2 and same
         dec = "greedy" if o["beam"] == 1 else f"beam {o['beam']}"
         out.append(
             f"| {o['model']}, {dec} | {fmt(oa)} | {fmt(mw)} | {fmt(fw)} | "
-            f"{'yes' if all(texts) else 'no'} | {'yes' if met else 'no'} |"
+            f"{'yes' if same else 'no'} | {'yes' if met else 'no'} |"
         )
     return out + [""]
 

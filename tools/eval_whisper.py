@@ -184,7 +184,7 @@ def write_report(rows: list[dict], out: str, n_utts: int, seconds: float) -> Non
         lines.append(
             f"| {r['model']} | {dec} | {r['n']} | {r['identical']} / {r['n']} | "
             f"{100 * r['wer_ours']:.2f} % | {100 * r['wer_openai']:.2f} % | "
-            f"{100 * r['wer_fw']:.2f} % | {r.get('commit', 'before 0b2f099')} |"
+            f"{100 * r['wer_fw']:.2f} % | {r['commit']} |"
         )
     diffs = [f"{r['model']} beam {r['beam']}: {', '.join(r['diff'])}" for r in rows if r["diff"]]
     lines += [

@@ -138,6 +138,7 @@ def matvec(w: np.ndarray, x: mx.array) -> mx.array:
     xv = np.ascontiguousarray(np.asarray(memoryview(x)).reshape(-1))
     rows, cols = w.shape
     out = np.empty(rows, dtype=np.float32)
-    _sgemv()(101, 111, rows, cols, 1.0, w.ctypes.data, cols, xv.ctypes.data, 1, 0.0,
-             out.ctypes.data, 1)  # row-major, no transpose
+    _sgemv()(
+        101, 111, rows, cols, 1.0, w.ctypes.data, cols, xv.ctypes.data, 1, 0.0, out.ctypes.data, 1
+    )  # row-major, no transpose
     return mx.array(out).reshape(*x.shape[:-1], rows)

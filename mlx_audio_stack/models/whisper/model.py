@@ -113,17 +113,17 @@ class MultiHeadAttention(nn.Module):
     def _attend(self, q: mx.array, k: mx.array, v: mx.array, mask: mx.array | None) -> mx.array:
         """q: (B, h, T, d); k, v: (B, h, S, d) -> (B, T, C)."""
         B, h, T, d = q.shape
-        S, g = k.shape[2], B // k.shape[0]
+        Bk, S = k.shape[0], k.shape[2]
+        g = B // Bk
         if g > 1:  # beams of one audio: their queries share the audio's cross-attention keys
-            q = q.reshape(k.shape[0], g, h, T, d).transpose(0, 2, 1, 3, 4)
-            q = q.reshape(k.shape[0], h, g * T, d)
+            q = q.reshape(Bk, g, h, T, d).transpose(0, 2, 1, 3, 4).reshape(Bk, h, g * T, d)
         if mask is None and q.shape[2] * S >= 1 << 16 and use_cpu_path(q):
             # encoder: softmax over (B, h, T, S) is the CPU bottleneck (see cpu_ops)
             o = softmax_((q * d**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
         else:
             o = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5, mask=mask)
-        if g > 1:  # (B / g, h, g * T, d) -> (B, h, T, d)
-            o = o.reshape(k.shape[0], h, g, T, d).transpose(0, 2, 1, 3, 4).reshape(B, h, T, d)
+        if g > 1:  # (Bk, h, g * T, d) -> (B, h, T, d)
+            o = o.reshape(Bk, h, g, T, d).transpose(0, 2, 1, 3, 4).reshape(B, h, T, d)
         return o.transpose(0, 2, 1, 3).reshape(B, T, h * d)
 
 

@@ -111,8 +111,7 @@ def find_alignment(
     if not text_tokens or not model.alignment_heads:
         return []
     tokens = [*tokenizer.sot_sequence, tokenizer.no_timestamps, *text_tokens, tokenizer.eot]
-    xa = audio_features
-    logits, qks = cross_attention_qk(model, mx.array([tokens]), xa)
+    logits, qks = cross_attention_qk(model, mx.array([tokens]), audio_features)
     n_sot = len(tokenizer.sot_sequence)
     sampled = np.array(logits[0, n_sot:, : tokenizer.eot].astype(mx.float32))
     sampled = np.exp(sampled - sampled.max(-1, keepdims=True))
