@@ -1,7 +1,8 @@
 """Whisper speed benchmark: full transcription of ~60 s of real LibriSpeech speech, greedy and
 beam 5, tiny.en and base, ours (MLX) beside openai-whisper (torch), faster-whisper (CTranslate2
-fp32 and int8) and mlx-whisper, each in its own subprocess of this one run (so peak memory is
-per implementation). Writes reports/whisper_speed.md.
+fp32 and int8) and mlx-whisper, each in its own subprocess (so peak memory is per
+implementation), all loaded at once and timed in interleaved rounds (so the machine's load at
+any moment weighs on every side of a ratio). Writes reports/whisper_speed.md and its .json.
 
     python tools/bench_whisper.py [--repeats 3] [--models tiny.en base] [--seconds 60]
 """
@@ -58,7 +59,7 @@ def ct2_folder(name: str, tmp: Path) -> Path:
     return src
 
 
-def worker(impl: str, name: str, beam: int, seconds: float, repeats: int) -> dict:
+def worker(impl: str, name: str, beam: int, seconds: float) -> None:
     import mlx_audio_stack  # noqa: F401  (fast BLAS before any MLX import)
 
     audio = bench_audio(seconds)
@@ -109,22 +110,106 @@ def worker(impl: str, name: str, beam: int, seconds: float, repeats: int) -> dic
     else:
         raise SystemExit(f"unknown impl {impl}")
     text = run()  # warm-up (and load)
-    times = []
-    for _ in range(repeats):
+    audio_s = len(audio) / 16000
+    print(json.dumps({"ready": impl, "audio_s": audio_s}), flush=True)
+    for line in sys.stdin:  # the parent asks for one timed run at a time (runs interleave)
+        if line.strip() != "run":
+            break
         t = time.perf_counter()
         text = run()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return {
-        "impl": impl,
-        "model": name,
-        "beam": beam,
-        "median_s": times[len(times) // 2],
-        "rtf": times[len(times) // 2] / (len(audio) / 16000),
-        "audio_s": len(audio) / 16000,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "text": text.strip(),
-    }
+        print(json.dumps({"s": time.perf_counter() - t, "text": text.strip()}), flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak}), flush=True)
+
+
+class Worker:
+    """One implementation loaded in its own subprocess, timed one run at a time."""
+
+    def __init__(self, impl: str, name: str, beam: int, seconds: float):
+        self.impl = impl
+        env = dict(os.environ)
+        if impl not in ("ours", "mlx-whisper"):
+            # the references run as their users run them: without the OpenBLAS preload
+            # and malloc tuning that `import mlx_audio_stack` applies for MLX
+            env.update(MAS_BLAS="none", MAS_MALLOC="default")
+        cmd = [sys.executable, __file__, "--worker", impl, name, str(beam)]
+        cmd += ["--seconds", str(seconds)]
+        self.p = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        self.audio_s = self._reply()["audio_s"]
+
+    def _reply(self) -> dict:
+        line = self.p.stdout.readline()
+        if not line:
+            self.p.wait()
+            raise RuntimeError(f"{self.impl} worker exited with code {self.p.returncode}")
+        return json.loads(line)
+
+    def run(self) -> dict:
+        self.p.stdin.write("run\n")
+        self.p.stdin.flush()
+        return self._reply()
+
+    def stop(self) -> float:
+        self.p.stdin.write("stop\n")
+        self.p.stdin.flush()
+        peak = self._reply()["peak_rss_mb"]
+        self.p.wait()
+        return peak
+
+
+def bench_config(impls: list[str], name: str, beam: int, seconds: float, repeats: int):
+    """Rows for one (model, beam): every implementation loaded at once, then `repeats` rounds
+    of one run each, in an order that rotates every round, with a pause between runs (so
+    no implementation's idle worker threads still spin during the next one's run)."""
+    workers = []
+    for impl in impls:
+        try:
+            workers.append(Worker(impl, name, beam, seconds))
+        except RuntimeError as exc:
+            print(f"{impl} {name} beam {beam}: failed ({exc})", file=sys.stderr)
+    times = {w.impl: [] for w in workers}
+    texts = {}
+    for r in range(repeats):
+        k = r % len(workers)
+        for w in workers[k:] + workers[:k]:
+            time.sleep(0.5)
+            out = w.run()
+            times[w.impl].append(out["s"])
+            texts[w.impl] = out["text"]
+    rows = []
+    for w in workers:
+        t = sorted(times[w.impl])
+        rows.append(
+            {
+                "impl": w.impl,
+                "model": name,
+                "beam": beam,
+                "times_s": times[w.impl],
+                "median_s": t[len(t) // 2],
+                "rtf": t[len(t) // 2] / w.audio_s,
+                "audio_s": w.audio_s,
+                "peak_rss_mb": w.stop(),
+                "text": texts[w.impl],
+            }
+        )
+        print(
+            f"{name:8s} beam {beam} {w.impl:22s} RTF {rows[-1]['rtf']:.3f} "
+            f"peak {rows[-1]['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+        )
+    return rows
+
+
+def ratio(o: dict, r: dict) -> float:
+    """Ours / reference: the median over rounds of the two runs' ratio in the same round
+    (the same moment's machine load), or of medians for rows saved without round times."""
+    if o.get("times_s") and r.get("times_s") and len(o["times_s"]) == len(r["times_s"]):
+        q = sorted(a / b for a, b in zip(o["times_s"], r["times_s"]))
+        n = len(q)
+        return q[n // 2] if n % 2 else (q[n // 2 - 1] + q[n // 2]) / 2
+    return o["median_s"] / r["median_s"]
 
 
 def main() -> None:
@@ -146,43 +231,15 @@ def main() -> None:
         return
     if args.worker:
         impl, name, beam = args.worker
-        print(json.dumps(worker(impl, name, int(beam), args.seconds, args.repeats)))
+        worker(impl, name, int(beam), args.seconds)
         return
     load_start = os.getloadavg()
     rows = []
     for name in args.models:
         for beam in args.beams:
-            for impl in args.impls:
-                if impl == "mlx-whisper" and beam > 1:
-                    continue  # mlx-whisper 0.4.3: "Beam search decoder is not yet implemented"
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    impl,
-                    name,
-                    str(beam),
-                    "--seconds",
-                    str(args.seconds),
-                    "--repeats",
-                    str(args.repeats),
-                ]
-                env = dict(os.environ)
-                if impl not in ("ours", "mlx-whisper"):
-                    # the references run as their users run them: without the OpenBLAS preload
-                    # and malloc tuning that `import mlx_audio_stack` applies for MLX
-                    env.update(MAS_BLAS="none", MAS_MALLOC="default")
-                p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if p.returncode != 0:
-                    print(f"{impl} {name} beam {beam}: failed\n{p.stderr[-2000:]}", file=sys.stderr)
-                    continue
-                r = json.loads(p.stdout.strip().splitlines()[-1])
-                rows.append(r)
-                print(
-                    f"{name:8s} beam {beam} {impl:22s} RTF {r['rtf']:.3f} "
-                    f"peak {r['peak_rss_mb']:.0f} MB",
-                    file=sys.stderr,
-                )
+            # mlx-whisper 0.4.3 has no beam search ("not yet implemented")
+            impls = [i for i in args.impls if not (i == "mlx-whisper" and beam > 1)]
+            rows += bench_config(impls, name, beam, args.seconds, args.repeats)
     load_end = os.getloadavg()
     saved = {"rows": rows, "load_start": load_start, "load_end": load_end, "args": vars(args)}
     Path(args.out).with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n")
@@ -224,7 +281,8 @@ def targets(rows: list[dict]) -> list[str]:
         "## Target",
         "",
         "Faster than openai-whisper and mlx-whisper, within 1.2x of faster-whisper fp32, "
-        "with identical text. Ours / reference time (below 1: ours is faster):",
+        "with identical text. Ours / reference time, the median over rounds of the ratio "
+        "of the two runs in the same round (below 1: ours is faster):",
         "",
         "| model, decoding | / openai-whisper | / mlx-whisper | / faster-whisper fp32 | "
         "same text | met |",
@@ -235,7 +293,7 @@ def targets(rows: list[dict]) -> list[str]:
     for o in (r for r in rows if r["impl"] == "ours"):
         ref = {i: by_key.get((o["model"], o["beam"], i)) for i in IMPLS}
         oa, mw, fw = (
-            o["median_s"] / ref[i]["median_s"] if ref[i] else None
+            ratio(o, ref[i]) if ref[i] else None
             for i in ("openai-whisper", "mlx-whisper", "faster-whisper-fp32")
         )
         same = all(r["text"] == o["text"] for i, r in ref.items() if r and "int8" not in i)
@@ -257,8 +315,11 @@ def write_report(rows: list[dict], args, load_start=None, load_end=None) -> None
         "",
         f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
         f"{rows[0]['audio_s']:.1f} s of LibriSpeech (concatenated test utterances), "
-        f"language en, temperature 0 (no fallback), median of {args.repeats} after a "
-        f"warm-up. Each implementation runs in its own subprocess of one run; torch and "
+        f"language en, temperature 0 (no fallback). Each implementation runs in its own "
+        f"subprocess, all loaded and warmed up at once; then {args.repeats} rounds of one "
+        f"run each, in an order that rotates every round, 0.5 s apart (times: the median "
+        f"over rounds; ratios: the median of the same round's ratios, so a busy moment "
+        f"slows both sides of a ratio). Torch and "
         f"CTranslate2 use 2 threads and run without the OpenBLAS preload and malloc tuning "
         f"that `import mlx_audio_stack` applies (with the preload, openai-whisper ran 3x "
         f"slower here); ours and mlx-whisper use MLX's CPU backend in float32 with OpenBLAS "
@@ -281,14 +342,16 @@ def write_report(rows: list[dict], args, load_start=None, load_end=None) -> None
             lines += [
                 f"## {name}, {'greedy' if beam == 1 else f'beam {beam}'}",
                 "",
-                "| implementation | RTF | time / ours | peak RSS (MB) | same text as ours |",
-                "|---|---:|---:|---:|---|",
+                "| implementation | RTF | time / ours | runs (s) | peak RSS (MB) "
+                "| same text as ours |",
+                "|---|---:|---:|---|---:|---|",
             ]
             for r in sel:
-                rel = r["median_s"] / ours["median_s"] if ours else float("nan")
+                rel = 1 / ratio(ours, r) if ours else float("nan")
                 same = "yes" if ours and r["text"] == ours["text"] else "no"
+                runs = " ".join(f"{t:.2f}" for t in r.get("times_s", []))
                 lines.append(
-                    f"| {r['impl']} | {r['rtf']:.3f} | {rel:.2f} | "
+                    f"| {r['impl']} | {r['rtf']:.3f} | {rel:.2f} | {runs} | "
                     f"{r['peak_rss_mb']:.0f} | {same} |"
                 )
             lines.append("")
