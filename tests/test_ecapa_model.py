@@ -402,6 +402,27 @@ def test_fast_exp_and_masked_softmax():
     np.testing.assert_allclose(sm.sum(1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_softmax_time_cpu_path_in_place(masked):
+    """Large inputs take the NumPy path on CPU: same result as float64, and the caller's
+    array is overwritten only with inplace=True."""
+    from mlx_audio_stack.models.ecapa.model import softmax_time
+
+    logits = np.random.default_rng(2).normal(0, 4, (2, 150, 512)).astype(np.float32)
+    mask = np.ones((2, 150), bool)
+    mask[1, 120:] = False
+    m = mx.array(mask) if masked else None
+    want = np.where(mask[:, :, None], logits, -np.inf) if masked else logits.astype(np.float64)
+    want = np.exp(want - want.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    for inplace in (False, True):
+        x = mx.array(logits)
+        got = np.array(softmax_time(x, m, inplace=inplace))
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-12)
+        changed = not np.array_equal(np.array(x), logits)
+        assert changed == (inplace and not masked)  # a mask makes its own fresh array
+
+
 def test_batches_bound_count_and_padded_size():
     from mlx_audio_stack.models.ecapa.embed import _batches
 

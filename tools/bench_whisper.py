@@ -268,9 +268,17 @@ NOTES = """## Where the time goes (tiny.en, one 30 s window, idle machine)
   cross-attention + MLP part of each block gave nothing; `OPENBLAS_THREAD_TIMEOUT` and one
   BLAS thread for the blocks were slower. The bytes each step must read (weights, cross
   keys/values, the 80 MB projection: ~130 MB) take ~6 ms at this machine's ~22 GB/s.
-- Encoder: ~350-420 ms per window against 244 ms (torch) and 237 ms (CTranslate2);
-  40 % of it is OpenBLAS's sgemm at ~200 GFLOP/s, the rest MLX copies, NumPy's softmax
-  and GELU passes, and thread hand-offs.
+- Encoder: ~330-450 ms per window alone and 360-590 ms inside a transcription (the same
+  code; this VM's memory bandwidth varies), against 244 ms (torch) and 237 ms (CTranslate2).
+  Per tiny.en block (~90 ms): attention scores 16 ms, softmax 11-17 ms, probabilities x
+  values 12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms, q/k/v/out 13 ms, layer norms 3 ms.
+- Tried in this round and dropped, all measured: attention in blocks of 128-256 query rows
+  (scores kept in the 32 MB L3; 490 vs 414 ms, slower: smaller GEMMs and a sync per
+  block); each one-row decoder `Linear` as a ctypes `sgemv` (no gain: the per-call sync
+  with MLX's stream costs what the skipped packing saves); `mx.async_eval` per block so
+  Python builds the next block's graph while MLX runs (building a step's graph takes only
+  0.33 ms); MKL 2026.2 and BLIS 0.9 as MLX's BLAS instead of OpenBLAS 0.3.21 (157 and 104
+  against ~180 GFLOP/s on the encoder's MLP product, and no faster on one-row products).
 """
 
 

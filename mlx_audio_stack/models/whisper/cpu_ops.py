@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+
+from ...cpu_ops import numpy_view as _view
+from ...cpu_ops import parallel_rows as _parallel_rows
+from ...cpu_ops import use_cpu_path
+
+__all__ = ["gelu_", "matvec", "matvec_view", "softmax_", "use_cpu_path"]
 
 # erf(z) = 1 - t(a1 + t(a2 + t(a3 + t(a4 + t a5)))) exp(-z^2), t = 1 / (1 + p z), z >= 0
 # (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7: below float32 resolution of GELU's output)
@@ -26,35 +30,17 @@ _A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 
-def use_cpu_path(x: mx.array) -> bool:
-    return mx.default_device() == mx.cpu and x.dtype == mx.float32
+# Element-wise work runs over blocks of this many float32 (256 KiB): a block and its
+# temporaries stay in L2, so each of the many passes after the first reads cache, not memory.
+# (Much smaller blocks lose more to per-call overhead and the GIL than they gain.)
+_BLOCK = 1 << 16
 
 
-def _view(x: mx.array) -> np.ndarray | None:
-    """Zero-copy NumPy view of the evaluated `x`, or None when it is not a plain C-contiguous
-    buffer (then in-place writes would not reach `x`)."""
-    mx.eval(x)
-    a = np.asarray(memoryview(x))
-    return a if a.flags.c_contiguous and a.flags.writeable else None
-
-
-THREADS = min(os.cpu_count() or 1, 8)
-
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor | None:
-    return ThreadPoolExecutor(THREADS) if THREADS > 1 else None
-
-
-def _parallel_rows(fn, a: np.ndarray) -> None:
-    """Apply the in-place `fn` to row blocks of the 2-D view `a` on all cores (NumPy ufuncs
-    release the GIL), as torch does for its element-wise kernels."""
-    pool = _pool()
-    if pool is None or a.shape[0] < 64:
-        fn(a)
-        return
-    bounds = np.linspace(0, a.shape[0], THREADS + 1).astype(int)
-    list(pool.map(fn, [a[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]))
+def _blocks(fn, v: np.ndarray) -> None:
+    """Apply the in-place `fn` to consecutive cache-sized pieces of the contiguous `v`."""
+    flat = v.reshape(-1)
+    for i in range(0, flat.size, _BLOCK):
+        fn(flat[i : i + _BLOCK])
 
 
 def _softmax_rows(a: np.ndarray) -> None:
@@ -82,23 +68,31 @@ def gelu_(x: mx.array) -> mx.array:
     v = _view(x)
     if v is None:
         return nn.gelu(x)
-    _parallel_rows(_gelu_rows, v.reshape(-1, v.shape[-1]))
+    _parallel_rows(lambda rows: _blocks(_gelu_block, rows), v.reshape(-1, v.shape[-1]))
     return x
 
 
-def _gelu_rows(v: np.ndarray) -> None:
-    z = np.abs(v) * np.float32(_INV_SQRT2)
-    t = 1.0 / (1.0 + np.float32(_P) * z)
-    poly = np.float32(_A[4])
-    for a in _A[3::-1]:
-        poly = poly * t + np.float32(a)
+def _gelu_block(v: np.ndarray) -> None:
+    z = np.abs(v)
+    z *= np.float32(_INV_SQRT2)
+    t = z * np.float32(_P)
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    poly = t * np.float32(_A[4])  # Horner: (((a5 t + a4) t + a3) t + a2) t + a1, then * t
+    poly += np.float32(_A[3])
+    for a in _A[2::-1]:
+        poly *= t
+        poly += np.float32(a)
+    poly *= t
     np.multiply(z, z, out=z)
     np.negative(z, out=z)
     np.exp(z, out=z)
-    h = poly * t * z * 0.5 * v  # 0.5 x (1 - erf(|x| / sqrt 2))
+    poly *= z
+    poly *= np.float32(0.5)
+    poly *= v  # h = 0.5 x (1 - erf(|x| / sqrt 2))
     neg = v < 0
-    np.subtract(v, h, out=v)  # x >= 0: x - h
-    np.copyto(v, h, where=neg)  # x < 0: h
+    np.subtract(v, poly, out=v)  # x >= 0: x - h
+    np.copyto(v, poly, where=neg)  # x < 0: h
 
 
 @lru_cache(maxsize=1)
