@@ -140,11 +140,11 @@ class Worker:
         self.audio_s = self._reply()["audio_s"]
 
     def _reply(self) -> dict:
-        line = self.p.stdout.readline()
-        if not line:
-            self.p.wait()
-            raise RuntimeError(f"{self.impl} worker exited with code {self.p.returncode}")
-        return json.loads(line)
+        while line := self.p.stdout.readline():
+            if line.startswith("{"):  # skip anything a library printed
+                return json.loads(line)
+        self.p.wait()
+        raise RuntimeError(f"{self.impl} worker exited with code {self.p.returncode}")
 
     def run(self) -> dict:
         self.p.stdin.write("run\n")
@@ -172,10 +172,15 @@ def bench_config(impls: list[str], name: str, beam: int, seconds: float, repeats
     times = {w.impl: [] for w in workers}
     texts = {}
     for r in range(repeats):
-        k = r % len(workers)
+        k = r % max(len(workers), 1)
         for w in workers[k:] + workers[:k]:
             time.sleep(0.5)
-            out = w.run()
+            try:
+                out = w.run()
+            except RuntimeError as exc:  # a worker that dies is left out of the report
+                print(f"{w.impl} {name} beam {beam}: failed ({exc})", file=sys.stderr)
+                workers.remove(w)
+                continue
             times[w.impl].append(out["s"])
             texts[w.impl] = out["text"]
     rows = []
