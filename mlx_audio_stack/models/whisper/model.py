@@ -209,13 +209,10 @@ class TextDecoder(nn.Module):
             idx = [p % T for p in positions]
             x = x[:, idx[0] : idx[0] + 1] if len(idx) == 1 else x[:, mx.array(idx)]
         x = self.ln(x)
-        B, n = x.shape[:2]
-        if self._emb_view is not None and B * n <= 2:
+        if self._emb_view is not None and x.shape[0] * x.shape[1] <= 2:
             # greedy steps (one row) and a window's first step (two: the no-speech position
             # and the last): one gemv per row, no second copy of the embedding needed
-            rows = [matvec(self._emb_view, r) for r in x.reshape(B * n, 1, -1)]
-            logits = rows[0] if len(rows) == 1 else mx.concatenate(rows, axis=0)
-            return logits.reshape(B, n, -1), new_cache
+            return matvec(self._emb_view, x), new_cache
         if self._proj_cpu:
             if self._proj_t is None:
                 self._proj_t = mx.contiguous(self.token_embedding.weight.T)
