@@ -472,3 +472,27 @@ def test_cli_transcribe_formats_and_errors(real_weights, tmp_path, capsys):
 def test_model_dimensions_roundtrip():
     d = OFFICIAL_DIMS["base"]
     assert ModelDimensions.from_dict(d.to_dict()) == d
+
+
+@pytest.mark.parametrize("V", [51864, 51865, 300, 7])
+def test_top_k_selects_what_argpartition_selects(V):
+    """Beam search's block-wise top-k: the same values as a full partition, also on rows
+    where the timestamp rules left long runs of -inf, ties, and a tail that fills no block."""
+    from mlx_audio_stack.models.whisper.decoding import top_k
+
+    rng = np.random.default_rng(V)
+    k = 6 if V > 6 else 3
+    for trial in range(60):
+        x = rng.standard_normal((5, V)).astype(np.float32)
+        if trial % 2:
+            x[:, rng.integers(0, V, V // 2)] = -np.inf
+        if trial % 3 == 0:
+            x[:, V // 3 :] = -np.inf
+        if trial % 5 == 0:
+            x[:, -1] = 10.0  # the best value in the tail
+        if trial % 7 == 0:
+            x = np.round(x)  # many ties
+        got = top_k(x, k)
+        assert got.shape == (5, k) and all(len(set(r)) == k for r in got.tolist())
+        want = np.sort(np.partition(x, -k, axis=1)[:, -k:], axis=1)
+        np.testing.assert_array_equal(np.sort(np.take_along_axis(x, got, axis=1), axis=1), want)

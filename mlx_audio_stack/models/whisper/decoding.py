@@ -58,6 +58,31 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+_TOPK_BLOCK = 256
+
+
+def top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` largest values of each row of `x` (n, V), unordered, as
+    `np.argpartition(x, -k)[:, -k:]` returns them, but fast on rows with many equal values.
+
+    The timestamp rules set tens of thousands of logits to -inf, and introselect over those
+    ties took ~6 ms per beam-search step (5 x 51864). Here, each row is cut into blocks:
+    a block holding one of the k largest values has a maximum that at most k - 1 other
+    blocks exceed, so only the k blocks with the largest maxima (and the tail that does not
+    fill a block) are searched."""
+    n, V = x.shape
+    B = _TOPK_BLOCK
+    nb = V // B
+    if k >= nb:
+        return np.argpartition(x, -k, axis=-1)[:, -k:]
+    blocks = x[:, : nb * B].reshape(n, nb, B)
+    best = np.argpartition(blocks.max(axis=-1), -k, axis=-1)[:, -k:]  # (n, k) blocks
+    idx = (best[:, :, None] * B + np.arange(B)).reshape(n, k * B)
+    idx = np.concatenate([idx, np.broadcast_to(np.arange(nb * B, V), (n, V - nb * B))], axis=1)
+    cand = np.take_along_axis(x, idx, axis=1)
+    return np.take_along_axis(idx, np.argpartition(cand, -k, axis=-1)[:, -k:], axis=1)
+
+
 # ------------------------------------------------------------------ logit filters (in place)
 class SuppressBlank:
     def __init__(self, tokenizer: Tokenizer, sample_begin: int):
@@ -186,7 +211,7 @@ class BeamSearchDecoder:
             self.finished = [{} for _ in range(n_audio)]
         logprobs = _log_softmax(logits.astype(np.float32))
         k = self.beam_size + 1
-        top = np.argpartition(logprobs, -k, axis=-1)[:, -k:]  # the k best, unordered
+        top = top_k(logprobs, k)  # the k best, unordered
         next_tokens, sources, newly = [], [], []
         for i in range(n_audio):
             scores, src = {}, {}
