@@ -74,6 +74,22 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000) -> np.nd
     return np.concatenate([np.sin(scaled_time), np.cos(scaled_time)], axis=1).astype(np.float32)
 
 
+@mx.compile
+def _layer_norm(x: mx.array, weight: mx.array, bias: mx.array) -> mx.array:
+    return mx.fast.layer_norm(x, weight, bias, 1e-5)
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm (eps 1e-5, affine), compiled on MLX's CPU backend, where `fast.layer_norm`
+    runs as separate mean/variance/scale ops: one fused kernel instead took a tiny.en decoding
+    step (13 layer norms of one row) from 8.4 to 8.2 ms, median of interleaved runs."""
+
+    def __call__(self, x: mx.array) -> mx.array:
+        if not use_cpu_path(x):
+            return super().__call__(x)
+        return _layer_norm(x, self.weight, self.bias)
+
+
 class MultiHeadAttention(nn.Module):
     def __init__(self, n_state: int, n_head: int):
         super().__init__()
@@ -132,12 +148,12 @@ class ResidualAttentionBlock(nn.Module):
     def __init__(self, n_state: int, n_head: int, cross_attention: bool = False):
         super().__init__()
         self.attn = MultiHeadAttention(n_state, n_head)
-        self.attn_ln = nn.LayerNorm(n_state)
+        self.attn_ln = LayerNorm(n_state)
         self.cross_attn = MultiHeadAttention(n_state, n_head) if cross_attention else None
-        self.cross_attn_ln = nn.LayerNorm(n_state) if cross_attention else None
+        self.cross_attn_ln = LayerNorm(n_state) if cross_attention else None
         self.mlp1 = nn.Linear(n_state, 4 * n_state)
         self.mlp2 = nn.Linear(4 * n_state, n_state)
-        self.mlp_ln = nn.LayerNorm(n_state)
+        self.mlp_ln = LayerNorm(n_state)
 
     def __call__(self, x, xa=None, mask=None, kv_cache=None):
         self_kv, cross_kv = kv_cache or (None, None)
@@ -157,7 +173,7 @@ class AudioEncoder(nn.Module):
         self.conv2 = nn.Conv1d(n_state, n_state, kernel_size=3, stride=2, padding=1)
         self._positional_embedding = mx.array(sinusoids(n_ctx, n_state))  # buffer, not a param
         self.blocks = [ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)]
-        self.ln_post = nn.LayerNorm(n_state)
+        self.ln_post = LayerNorm(n_state)
 
     def __call__(self, x: mx.array) -> mx.array:
         """x: (B, n_frames, n_mels) log-mel -> (B, n_frames // 2, n_state)."""
@@ -177,7 +193,7 @@ class TextDecoder(nn.Module):
         self.blocks = [
             ResidualAttentionBlock(n_state, n_head, cross_attention=True) for _ in range(n_layer)
         ]
-        self.ln = nn.LayerNorm(n_state)
+        self.ln = LayerNorm(n_state)
         self._proj_t = None  # (C, n_vocab) layout of the embedding, see prepare_cpu()
         self._proj_view = None  # NumPy view of it for `matvec`, see prepare_cpu()
 
