@@ -254,40 +254,34 @@ def main() -> None:
 # What profiling found (tiny.en, this machine, idle); kept here so the report keeps it.
 NOTES = """## Where the time goes (tiny.en, one 30 s window, idle machine)
 
-- Decoder step (one token, greedy): 19.8 ms before this round, ~12 ms now, against ~14 ms
-  for torch and ~8 ms for CTranslate2 fp32 (its 221-token transcription minus three 237 ms
-  encoder passes). What changed: (1) the key/value cache is kept head-major, (B, h, S, d)
-  contiguous: attention over a transposed view made MLX copy the 1500 cross-attention
-  keys and values every step (1.08 -> 0.36 ms per block); (2) the one-row output
-  projection (51864 x 384, 80 MB) is one multithreaded `cblas_sgemv` of the same OpenBLAS
-  on a zero-copy view (MLX hands a single row to `sgemm`, which read it on one core:
-  7.1 -> 3.8 ms); (3) only the positions used are projected (the last one, and
-  <|startoftranscript|> for the no-speech probability), not the whole prompt; (4) beams
-  share their audio's cross-attention keys and values (read once, not five times): beam 5
-  went from 0.278 to 0.16-0.19 RTF on tiny.en; (5) greedy decoding projects its one or
-  two rows with gemv and never builds the transposed embedding copy that several rows
-  use (peak RSS for 61 s, greedy: tiny.en 568 -> 493 MB, base 793 -> 691 MB).
-- Encoder GELU: the NumPy erf polynomial runs over L2-sized blocks (bit-identical;
-  12.5 -> 9.4 ms for a 1500 x 1536 activation).
-- What is left in a step: the 4 blocks take ~8 ms although their parts, timed one by one,
-  add up to ~4.5 ms. perf shows a quarter of the samples in `sched_yield` (OpenBLAS's
-  idle worker spinning between the many small calls) on the 2 cores, and `sgemm` packing
-  its operand for every 1-row product. `mx.compile` of a block with a fixed-size cache
-  (constant shapes, no recompiles) gave 6.5 vs 7.5 ms for the 4 blocks; compiling the
-  cross-attention + MLP part of each block gave nothing; `OPENBLAS_THREAD_TIMEOUT` and one
-  BLAS thread for the blocks were slower. The bytes each step must read (weights, cross
-  keys/values, the 80 MB projection: ~130 MB) take ~6 ms at this machine's ~22 GB/s.
-- Encoder: ~330-450 ms per window alone and 360-590 ms inside a transcription (the same
-  code; this VM's memory bandwidth varies), against 244 ms (torch) and 237 ms (CTranslate2).
-  Per tiny.en block (~90 ms): attention scores 16 ms, softmax 11-17 ms, probabilities x
-  values 12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms, q/k/v/out 13 ms, layer norms 3 ms.
-- Tried in this round and dropped, all measured: attention in blocks of 128-256 query rows
-  (scores kept in the 32 MB L3; 490 vs 414 ms, slower: smaller GEMMs and a sync per
-  block); each one-row decoder `Linear` as a ctypes `sgemv` (no gain: the per-call sync
-  with MLX's stream costs what the skipped packing saves); `mx.async_eval` per block so
-  Python builds the next block's graph while MLX runs (building a step's graph takes only
-  0.33 ms); MKL 2026.2 and BLIS 0.9 as MLX's BLAS instead of OpenBLAS 0.3.21 (157 and 104
-  against ~180 GFLOP/s on the encoder's MLP product, and no faster on one-row products).
+- Decoder step (one token, greedy): 19.8 ms two rounds ago, ~12 ms one round ago, ~8 ms now,
+  against ~5.8 ms for CTranslate2 fp32 (its `generate` of 110 tokens minus 10, same encoder
+  output). What changed in this round: (1) MLX hands every product to OpenBLAS's `sgemm`,
+  which packs the weight (`sgemm_incopy`) before multiplying, even for one row; a 70-line C
+  forward (`mlx_audio_stack/_gemv.c`, loaded ahead of the BLAS) sends products of up to 4
+  rows to `sgemv` instead: a 1536 x 384 product with one row 93 -> 29 us, the step
+  12.1 -> 9.5 ms; (2) the output projection is stored (C, n_vocab), the embedding being a
+  view of it: `sgemv` on that layout took 2.3-2.6 ms against 3.8 ms on (n_vocab, C), with
+  one copy of the weight as before; (3) layer norms compiled into one kernel (8.4 -> 8.2
+  ms). Earlier rounds: the key/value cache kept head-major (B, h, S, d); only the positions
+  used are projected; beams share their audio's cross-attention keys and values.
+- Beam 5 step: ~18.6 ms (4 blocks 10.4 ms, projection 8.2 ms). perf: `sgemm_incopy`
+  (packing) 21 % and `sgemm_kernel` 13 % of the samples, MLX's scalar `exp` with libm
+  `fmaf` in the cross-attention softmax 11 %. Forwarding five-row products as five gemv
+  calls was slower (blocks 12.1 vs 10.4 ms: each call reads the weight again). Beam search
+  picked its candidates with `np.argpartition` over the vocabulary, which took ~6 ms per
+  step on the long runs of -inf the timestamp rules leave (1.4 s of a 9 s run); a block-wise
+  top-k takes 0.2 ms.
+- Encoder: ~336 ms per window against 221 ms for CTranslate2 (measured in this round). Per
+  tiny.en block (~90 ms): attention scores 16 ms, softmax 11-17 ms, probabilities x values
+  12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms, q/k/v/out 13 ms. Its GELU runs over L2-sized
+  blocks (bit-identical, 12.5 -> 9.4 ms for a 1500 x 1536 activation).
+- Tried and dropped, all measured: attention in blocks of 128-256 query rows (490 vs 414
+  ms); each one-row decoder `Linear` as a ctypes `sgemv` from Python (the per-call sync
+  with MLX costs what the skipped packing saves; the C forward needs no sync); small
+  products in an own single-threaded C loop (no clear gain over threaded `sgemv`);
+  `mx.async_eval` per block (a step's graph builds in 0.33 ms); MKL 2026.2 and BLIS 0.9 as
+  MLX's BLAS (157 and 104 against ~180 GFLOP/s).
 """
 
 
