@@ -8,8 +8,9 @@ scipy/numpy-bundled OpenBLAS builds rename their symbols and do not work.
 Override with `MAS_BLAS=/path/to/libblas.so` (or `MAS_BLAS=none` to skip).
 
 With it comes a small forward (`_gemv.c`, compiled once with the system C compiler into the
-user cache) that sends MLX's one-row float32 products to the BLAS's sgemv instead of its
-sgemm: a Whisper decoding step on the development machine, 12.1 -> 9.5 ms (tiny.en).
+user cache) that sends MLX's float32 products of up to GEMV_ROWS rows to the BLAS's sgemv
+instead of its sgemm: a Whisper decoding step on the development machine, 12.1 -> 9.5 ms
+(tiny.en).
 `MAS_GEMV=off` skips it; without a C compiler it is skipped silently.
 """
 
@@ -38,7 +39,7 @@ CANDIDATES = (
 FIX = "install Debian's libopenblas0-pthread (apt-get install libopenblas0-pthread) or set MAS_BLAS"
 
 loaded: str | None = None
-gemv_forward: ctypes.CDLL | None = None  # the loaded `_gemv.c`, see load_gemv_forward()
+gemv_forward: ctypes.CDLL | None = None  # the loaded `_gemv.c`, see _gemv_library()
 GEMV_ROWS = 4  # products with at most this many rows go to sgemv (one call per row)
 
 
@@ -77,11 +78,9 @@ def load_blas() -> str | None:
 def _gemv_library() -> ctypes.CDLL | None:
     """Compile (once, cached by source hash) and load `_gemv.c` with RTLD_GLOBAL, or None
     (turned off, not Linux x86/arm, no C compiler, build failed)."""
-    if os.environ.get("MAS_GEMV", "").strip().lower() in ("0", "off", "none", "no"):
-        return None
     src = Path(__file__).with_name("_gemv.c")
-    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if cc is None or not src.exists():
+    cc = c_compiler()
+    if gemv_turned_off() or cc is None or not src.exists():
         return None
     key = hashlib.sha256(src.read_bytes() + platform.machine().encode()).hexdigest()[:16]
     for cache in (_cache_dir(), Path(tempfile.gettempdir()) / "mlx-audio-stack"):
@@ -100,6 +99,16 @@ def _gemv_library() -> ctypes.CDLL | None:
         except (OSError, subprocess.SubprocessError):
             continue  # unwritable cache: try the next one
     return None
+
+
+def gemv_turned_off() -> bool:
+    """True when `MAS_GEMV` asks to skip the forward."""
+    return os.environ.get("MAS_GEMV", "").strip().lower() in ("0", "off", "none", "no")
+
+
+def c_compiler() -> str | None:
+    """The C compiler the forward is built with: `$CC` (default `cc`), else `gcc`."""
+    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 
 
 def _cache_dir() -> Path:
