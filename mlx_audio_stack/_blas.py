@@ -7,11 +7,12 @@ scipy/numpy-bundled OpenBLAS builds rename their symbols and do not work.
 
 Override with `MAS_BLAS=/path/to/libblas.so` (or `MAS_BLAS=none` to skip).
 
-With it comes a small forward (`_gemv.c`, compiled once with the system C compiler into the
-user cache) that sends MLX's float32 products of up to GEMV_ROWS rows to the BLAS's sgemv
-instead of its sgemm: a Whisper decoding step on the development machine, 12.1 -> 9.5 ms
-(tiny.en).
-`MAS_GEMV=off` skips it; without a C compiler it is skipped silently.
+With it comes a small C file (`_gemv.c`, compiled once with the system C compiler into the
+user cache) that takes MLX's float32 products of up to GEMV_ROWS rows away from the BLAS's
+sgemm, which packs the whole weight first, and reads each weight once for all rows on a few
+threads: a Whisper decoding step (one row), a beam-search step (five rows).
+`MAS_GEMV=off` skips it; without a C compiler it is skipped silently. `MAS_GEMV_THREADS` sets
+its thread count (default: OPENBLAS_NUM_THREADS, else the usable CPUs, at most 8).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ FIX = "install Debian's libopenblas0-pthread (apt-get install libopenblas0-pthre
 
 loaded: str | None = None
 gemv_forward: ctypes.CDLL | None = None  # the loaded `_gemv.c`, see _gemv_library()
-GEMV_ROWS = 4  # products with at most this many rows go to sgemv (one call per row)
+GEMV_ROWS = 8  # products with at most this many rows are computed by `_gemv.c`
 
 
 def load_blas() -> str | None:
@@ -82,15 +83,20 @@ def _gemv_library() -> ctypes.CDLL | None:
     cc = c_compiler()
     if gemv_turned_off() or cc is None or not src.exists():
         return None
-    key = hashlib.sha256(src.read_bytes() + platform.machine().encode()).hexdigest()[:16]
+    # -march=native: the build is for this CPU, so the key names it too
+    key = hashlib.sha256(src.read_bytes() + _cpu_signature()).hexdigest()[:16]
     for cache in (_cache_dir(), Path(tempfile.gettempdir()) / "mlx-audio-stack"):
         so = cache / f"gemv-{key}.so"
         try:
             if not so.exists():
                 cache.mkdir(parents=True, exist_ok=True)
                 tmp = cache / f".gemv-{key}.{os.getpid()}.so"  # compile, then rename: atomic
-                cmd = [cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src), "-ldl"]
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                for arch in (["-march=native"], []):  # a compiler may not know -march=native
+                    cmd = [cc, "-O3", *arch, "-shared", "-fPIC", "-pthread", "-o", str(tmp)]
+                    cmd += [str(src), "-ldl"]
+                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                    if done.returncode == 0:
+                        break
                 if done.returncode != 0:
                     tmp.unlink(missing_ok=True)
                     return None
@@ -99,6 +105,32 @@ def _gemv_library() -> ctypes.CDLL | None:
         except (OSError, subprocess.SubprocessError):
             continue  # unwritable cache: try the next one
     return None
+
+
+def _cpu_signature() -> bytes:
+    """The machine and its CPU's model and feature flags (what -march=native builds for)."""
+    sig = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+        sig += "".join(sorted(set(lines)))
+    except OSError:
+        pass
+    return sig.encode()
+
+
+def gemv_threads() -> int:
+    """Threads for `_gemv.c`'s products: `MAS_GEMV_THREADS`, else `OPENBLAS_NUM_THREADS`,
+    else the CPUs this process may use, at most 8 (a step's products are memory-bound)."""
+    for name in ("MAS_GEMV_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return min(int(value), 16)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
 
 
 def gemv_turned_off() -> bool:
@@ -120,14 +152,14 @@ def _init_gemv(shim: ctypes.CDLL | None, blas_path: str) -> None:
     global gemv_forward
     if shim is None:
         return
-    shim.mas_gemv_init.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    shim.mas_gemv_init.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
     shim.mas_gemv_forwarded.restype = ctypes.c_long
-    if shim.mas_gemv_init(os.fsencode(blas_path), GEMV_ROWS) == 0:
+    if shim.mas_gemv_init(os.fsencode(blas_path), GEMV_ROWS, gemv_threads()) == 0:
         gemv_forward = shim
 
 
 def gemv_forwarded() -> int:
-    """How many matrix products MLX has sent through the sgemv forward (0 when it is off)."""
+    """How many matrix products `_gemv.c` has computed for MLX (0 when it is off)."""
     return int(gemv_forward.mas_gemv_forwarded()) if gemv_forward is not None else 0
 
 

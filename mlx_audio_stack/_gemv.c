@@ -1,74 +1,316 @@
-/* Forward MLX's few-row float32 matrix products from sgemm to sgemv (Linux, CPU backend).
+/* Few-row float32 matrix products for MLX's CPU backend on Linux.
  *
- * MLX's CPU matmul hands every product to cblas_sgemm. For one row (a decoder step) OpenBLAS
- * 0.3.21's sgemm packs the whole weight into a buffer before multiplying, which roughly
- * doubles the memory traffic, and runs small ones on one core; its sgemv reads the weight
- * once on every core. Newer OpenBLAS releases make the same forward themselves
- * (GEMM_GEMV_FORWARD); Debian 12 ships 0.3.21. mlx_audio_stack/_blas.py compiles this file
- * and loads it into the global symbol scope before the BLAS and before MLX, so MLX's calls to
- * cblas_sgemm land here; everything else goes to the BLAS unchanged.
+ * MLX's CPU matmul hands every product to cblas_sgemm, even one row (a decoder step) or five
+ * (beam search). OpenBLAS 0.3.21 (Debian 12) packs the whole weight into a buffer before
+ * multiplying, which at least doubles the memory traffic of a product that is nothing but
+ * memory traffic: a step must stream every weight once. mlx_audio_stack/_blas.py compiles
+ * this file and loads it into the global symbol scope before the BLAS and before MLX, so MLX's
+ * calls to cblas_sgemm land here. Products of at most MAS_ROWS rows are computed here, reading
+ * each weight element once for all rows, split across a small pool of threads; everything else
+ * goes to the BLAS unchanged.
+ *
+ * Each output element is summed in the same order whatever the row count, the thread count and
+ * the split, so a row's result does not depend on how many rows are computed with it.
  */
 #define _GNU_SOURCE /* RTLD_NEXT */
 #include <dlfcn.h>
+#include <linux/futex.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+enum { MAS_ROWS = 8, MAX_THREADS = 16, VL = 16, ACC_FLOATS = 8192, SPLIT = 64 };
+enum { SPIN_NS = 2000000 };         /* an idle worker spins this long before it sleeps */
+enum { THREAD_MIN_ELEMS = 65536 }; /* smaller weights are done by the calling thread alone */
 
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int,
                          const float *, int, float, float *, int);
-typedef void (*sgemv_fn)(int, int, int, int, float, const float *, int, const float *, int,
-                         float, float *, int);
 
 static sgemm_fn real_sgemm;
-static sgemv_fn real_sgemv;
-static int max_rows = 1;
-static long n_forwarded;
+static int max_rows;
+static int n_threads = 1;
+static long n_calls;
+
+/* 16 floats; loads and stores through it may be unaligned. */
+typedef float vf __attribute__((vector_size(64), __may_alias__, aligned(4)));
+
+static inline float hsum(vf v) {
+#if defined(__AVX512F__)
+    return _mm512_reduce_add_ps((__m512)v);
+#else
+    float t[VL];
+    memcpy(t, &v, sizeof t);
+    for (int w = VL / 2; w > 0; w /= 2)
+        for (int i = 0; i < w; i++) t[i] += t[i + w];
+    return t[0];
+#endif
+}
+
+typedef struct {
+    int M, N, K, tb;
+    float alpha, beta;
+    const float *x; /* the M rows of op(A), packed M x K */
+    const float *B;
+    int ldb;
+    float *C;
+    int ldc;
+} job_t;
+
+static inline void put(const job_t *j, float *c, float s) {
+    *c = j->beta == 0.0f ? j->alpha * s : j->alpha * s + j->beta * *c; /* C may be garbage */
+}
+
+/* B stored N x K (an nn.Linear weight, tb == TRANS): C[r][n] = dot(B[n], x_r). R rows of B at
+ * once, each row's K products in VL lanes, then one horizontal sum per output. */
+#define T_ROWS(MM) ((MM) <= 4 ? 4 : 2)
+#define DEF_T(MM)                                                                          \
+    static void kt_##MM(const job_t *j, int n0, int n1) {                                  \
+        enum { R = T_ROWS(MM) };                                                           \
+        const int K = j->K, Kv = K - K % VL;                                               \
+        const float *x = j->x;                                                             \
+        for (int n = n0; n < n1; n += R) {                                                 \
+            const int nr = n1 - n < R ? n1 - n : R;                                        \
+            const float *b[R];                                                             \
+            for (int i = 0; i < R; i++) b[i] = j->B + (size_t)(n + (i < nr ? i : 0)) * j->ldb; \
+            vf a[MM][R];                                                                   \
+            for (int r = 0; r < MM; r++)                                                   \
+                for (int i = 0; i < R; i++) a[r][i] = (vf){0};                             \
+            for (int k = 0; k < Kv; k += VL) {                                             \
+                vf v[R];                                                                   \
+                for (int i = 0; i < R; i++) v[i] = *(const vf *)(b[i] + k);                \
+                for (int r = 0; r < MM; r++) {                                             \
+                    const vf xv = *(const vf *)(x + (size_t)r * K + k);                    \
+                    for (int i = 0; i < R; i++) a[r][i] += v[i] * xv;                      \
+                }                                                                          \
+            }                                                                              \
+            for (int r = 0; r < MM; r++)                                                   \
+                for (int i = 0; i < nr; i++) {                                             \
+                    float s = hsum(a[r][i]);                                               \
+                    for (int k = Kv; k < K; k++) s += b[i][k] * x[(size_t)r * K + k];      \
+                    put(j, j->C + (size_t)r * j->ldc + n + i, s);                          \
+                }                                                                          \
+        }                                                                                  \
+    }
+
+/* B stored K x N (tb == NO_TRANS, e.g. Whisper's output projection kept (C, n_vocab)):
+ * C[r][cols] = sum_k x_r[k] B[k][cols], over column blocks whose M sums stay in L1, eight
+ * rows of B streamed at once. */
+#define N_GROUP 8
+#define DEF_N(MM)                                                                          \
+    static void kn_##MM(const job_t *j, int n0, int n1) {                                  \
+        enum { G = N_GROUP, CB0 = ACC_FLOATS / (MM) / VL * VL, CB = CB0 < 4096 ? CB0 : 4096 }; \
+        const int K = j->K;                                                                \
+        const float *x = j->x;                                                             \
+        const size_t ldb = (size_t)j->ldb;                                                 \
+        float acc[(MM) * CB] __attribute__((aligned(64)));                                 \
+        for (int c0 = n0; c0 < n1; c0 += CB) {                                             \
+            const int w = n1 - c0 < CB ? n1 - c0 : CB, wv = w - w % VL;                    \
+            memset(acc, 0, sizeof acc);                                                    \
+            int k = 0;                                                                     \
+            for (; k + G <= K; k += G) {                                                   \
+                const float *b[G];                                                         \
+                float xs[MM][G];                                                           \
+                for (int i = 0; i < G; i++) b[i] = j->B + (size_t)(k + i) * ldb + c0;      \
+                for (int r = 0; r < MM; r++)                                               \
+                    for (int i = 0; i < G; i++) xs[r][i] = x[(size_t)r * K + k + i];       \
+                for (int c = 0; c < wv; c += VL) {                                         \
+                    vf v[G];                                                               \
+                    for (int i = 0; i < G; i++) v[i] = *(const vf *)(b[i] + c);            \
+                    for (int r = 0; r < MM; r++) {                                         \
+                        vf *o = (vf *)(acc + r * CB + c), s = *o;                          \
+                        for (int i = 0; i < G; i++) s += xs[r][i] * v[i];                  \
+                        *o = s;                                                            \
+                    }                                                                      \
+                }                                                                          \
+                for (int c = wv; c < w; c++)                                               \
+                    for (int r = 0; r < MM; r++) {                                         \
+                        float s = acc[r * CB + c];                                         \
+                        for (int i = 0; i < G; i++) s += xs[r][i] * b[i][c];               \
+                        acc[r * CB + c] = s;                                               \
+                    }                                                                      \
+            }                                                                              \
+            for (; k < K; k++) {                                                           \
+                const float *b0 = j->B + (size_t)k * ldb + c0;                             \
+                for (int r = 0; r < MM; r++) {                                             \
+                    const float xs = x[(size_t)r * K + k];                                 \
+                    for (int c = 0; c < w; c++) acc[r * CB + c] += xs * b0[c];             \
+                }                                                                          \
+            }                                                                              \
+            for (int r = 0; r < MM; r++)                                                   \
+                for (int c = 0; c < w; c++)                                                \
+                    put(j, j->C + (size_t)r * j->ldc + c0 + c, acc[r * CB + c]);           \
+        }                                                                                  \
+    }
+
+DEF_T(1) DEF_T(2) DEF_T(3) DEF_T(4) DEF_T(5) DEF_T(6) DEF_T(7) DEF_T(8)
+DEF_N(1) DEF_N(2) DEF_N(3) DEF_N(4) DEF_N(5) DEF_N(6) DEF_N(7) DEF_N(8)
+
+typedef void (*kernel_fn)(const job_t *, int, int);
+static const kernel_fn KT[MAS_ROWS + 1] = {0, kt_1, kt_2, kt_3, kt_4, kt_5, kt_6, kt_7, kt_8};
+static const kernel_fn KN[MAS_ROWS + 1] = {0, kn_1, kn_2, kn_3, kn_4, kn_5, kn_6, kn_7, kn_8};
+
+static inline void run_part(const job_t *j, int part, int parts) {
+    /* Part p of N, cut at multiples of SPLIT (the kernels' blocks), the last part the rest. */
+    const int per = (j->N / parts + SPLIT - 1) / SPLIT * SPLIT;
+    const int n0 = part * per, n1 = part == parts - 1 ? j->N : (part + 1) * per;
+    if (n0 < n1 && n0 < j->N) (j->tb == TRANS ? KT : KN)[j->M](j, n0, n1 < j->N ? n1 : j->N);
+}
+
+/* ---- the pool: n_threads - 1 workers; the calling thread does part 0 ---- */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static int pool_started;
+static job_t pool_job;
+static int pool_parts;
+static int pool_gen;   /* bumped once per dispatched product */
+static int pool_done;  /* workers finished with the current product */
+static int pool_sleepers;
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static void *worker(void *arg) {
+    const int part = (int)(size_t)arg;
+    int seen = 0; /* start_pool() zeroes pool_gen before any worker exists */
+    for (;;) {
+        long until = 0;
+        for (unsigned spins = 0; __atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST) == seen; spins++) {
+            if ((spins & 255) != 255) {
+                cpu_relax();
+                continue;
+            }
+            const long t = now_ns();
+            if (until == 0) until = t + SPIN_NS;
+            if (t < until) continue;
+            __atomic_add_fetch(&pool_sleepers, 1, __ATOMIC_SEQ_CST);
+            if (__atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST) == seen)
+                syscall(SYS_futex, &pool_gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+            __atomic_sub_fetch(&pool_sleepers, 1, __ATOMIC_SEQ_CST);
+            until = 0;
+        }
+        seen = __atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST);
+        if (part < pool_parts) run_part(&pool_job, part, pool_parts);
+        __atomic_add_fetch(&pool_done, 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+static void forget_pool_in_child(void) {
+    /* fork() copies no threads: the child starts without workers and with the lock free. */
+    pthread_mutex_init(&pool_lock, NULL);
+    pool_started = 0;
+}
+
+static int start_pool(void) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 1 << 20);
+    __atomic_store_n(&pool_gen, 0, __ATOMIC_SEQ_CST);
+    int started = 0;
+    for (int p = 1; p < n_threads; p++) {
+        pthread_t t;
+        if (pthread_create(&t, &attr, worker, (void *)(size_t)p) != 0) break;
+        started++;
+    }
+    pthread_attr_destroy(&attr);
+    return started + 1;
+}
+
+/* Run the product, split over the pool when it is big enough and the pool is free. */
+static void run(const job_t *j) {
+    const kernel_fn one = (j->tb == TRANS ? KT : KN)[j->M];
+    const int most = j->N / SPLIT;
+    if (n_threads < 2 || (size_t)j->N * j->K < THREAD_MIN_ELEMS || most < 2 ||
+        pthread_mutex_trylock(&pool_lock) != 0) {
+        one(j, 0, j->N);
+        return;
+    }
+    if (!pool_started) {
+        static int registered;
+        if (!registered) registered = pthread_atfork(NULL, NULL, forget_pool_in_child) == 0;
+        n_threads = start_pool();
+        pool_started = 1;
+    }
+    const int workers = n_threads - 1;
+    pool_job = *j;
+    pool_parts = most < n_threads ? most : n_threads;
+    __atomic_store_n(&pool_done, 0, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&pool_gen, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&pool_sleepers, __ATOMIC_SEQ_CST) > 0)
+        syscall(SYS_futex, &pool_gen, FUTEX_WAKE_PRIVATE, workers, NULL, NULL, 0);
+    run_part(j, 0, pool_parts);
+    while (__atomic_load_n(&pool_done, __ATOMIC_SEQ_CST) < workers) cpu_relax();
+    pthread_mutex_unlock(&pool_lock);
+}
 
 void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
-/* Called once from Python, before MLX runs anything: the BLAS to forward to (already loaded
- * with RTLD_GLOBAL) and how many rows still go to sgemv (one call per row). Returns 0 on
- * success. */
-int mas_gemv_init(const char *blas_path, int rows) {
+/* Called once from Python, before MLX runs anything: the BLAS to pass other products to
+ * (already loaded with RTLD_GLOBAL), the most rows computed here (0 to 8) and the threads to
+ * use (the caller's included). Returns 0 on success. */
+int mas_gemv_init(const char *blas_path, int rows, int threads) {
     void *h = dlopen(blas_path, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
     if (h == NULL) h = dlopen(blas_path, RTLD_NOW | RTLD_GLOBAL);
     if (h == NULL) return 1;
     sgemm_fn g = (sgemm_fn)dlsym(h, "cblas_sgemm");
-    sgemv_fn v = (sgemv_fn)dlsym(h, "cblas_sgemv");
-    if (g == NULL || v == NULL || (void *)g == (void *)&cblas_sgemm) return 2;
-    real_sgemv = v;
-    max_rows = rows;
+    if (g == NULL || (void *)g == (void *)&cblas_sgemm) return 2;
+    max_rows = rows < 0 ? 0 : rows > MAS_ROWS ? MAS_ROWS : rows;
+    n_threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     real_sgemm = g;
     return 0;
 }
 
-/* How many products went to sgemv so far (a check that MLX's calls land here). */
-long mas_gemv_forwarded(void) { return __atomic_load_n(&n_forwarded, __ATOMIC_RELAXED); }
+/* How many products were computed here so far (a check that MLX's calls land here). */
+long mas_gemv_forwarded(void) { return __atomic_load_n(&n_calls, __ATOMIC_RELAXED); }
 
 void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A,
                  int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (real_sgemm == NULL) { /* not initialised: pass everything to the next library's */
         real_sgemm = (sgemm_fn)dlsym(RTLD_NEXT, "cblas_sgemm");
         if (real_sgemm == NULL) return;
-        max_rows = 0;
     }
-    if (order != ROW_MAJOR || M > max_rows || N < 2 || K < 1) {
+    if (order != ROW_MAJOR || M < 1 || M > max_rows || N < 1 || K < 1 ||
+        (ta != NO_TRANS && ta != TRANS) || (tb != NO_TRANS && tb != TRANS)) {
         real_sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* Row r of C (1 x N) = alpha * a_r (1 x K) . op(B) (K x N) + beta * C_r: with B stored
-     * N x K (tb == TRANS, an nn.Linear weight) that is B a_r; stored K x N, B^T a_r. */
-    for (int r = 0; r < M; r++) {
-        const float *x = (ta == NO_TRANS) ? A + (size_t)r * lda : A + r;
-        int incx = (ta == NO_TRANS) ? 1 : lda;
-        float *y = C + (size_t)r * ldc;
-        if (beta == 0.0f) memset(y, 0, sizeof(float) * (size_t)N); /* C may be uninitialised */
-        if (tb == TRANS)
-            real_sgemv(ROW_MAJOR, NO_TRANS, N, K, alpha, B, ldb, x, incx, beta, y, 1);
-        else
-            real_sgemv(ROW_MAJOR, TRANS, K, N, alpha, B, ldb, x, incx, beta, y, 1);
+    /* Pack op(A)'s M rows contiguously (A may be stored transposed). */
+    float stack_x[MAS_ROWS * 1024];
+    float *x = (size_t)M * K <= sizeof stack_x / sizeof *stack_x ? stack_x
+                                                                 : malloc(sizeof(float) * (size_t)M * K);
+    if (x == NULL) {
+        real_sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
     }
-    __atomic_fetch_add(&n_forwarded, 1, __ATOMIC_RELAXED);
+    for (int r = 0; r < M; r++) {
+        float *xr = x + (size_t)r * K;
+        if (ta == NO_TRANS)
+            memcpy(xr, A + (size_t)r * lda, sizeof(float) * (size_t)K);
+        else
+            for (int k = 0; k < K; k++) xr[k] = A[(size_t)k * lda + r];
+    }
+    const job_t j = {M, N, K, tb, alpha, beta, x, B, ldb, C, ldc};
+    run(&j);
+    if (x != stack_x) free(x);
+    __atomic_fetch_add(&n_calls, 1, __ATOMIC_RELAXED);
 }

@@ -148,12 +148,30 @@ class Inference:
         self.cache = None
         self.n_seen = 0
 
-    def logits(self, tokens: np.ndarray, positions: list[int] | None = None) -> mx.array:
-        """Logits at `positions` of the new tokens (default: all of them)."""
+    def logits(
+        self, tokens: np.ndarray, positions: list[int] | None = None, group: int = 1
+    ) -> mx.array:
+        """Logits at `positions` of the new tokens (default: all of them).
+
+        `group` > 1 says rows i*group .. i*group+group-1 are the same tokens (the first call of
+        beam search or best-of sampling, whose rows all start from the one prompt): the decoder
+        then runs on one row of each group, and its logits and self-attention cache are
+        repeated for the others. With a previous-text prompt that first call is most of a
+        window's decoder work (tiny.en, beam 5, 5 x 212 tokens: ~0.4 s)."""
         new = tokens[:, self.n_seen :] if self.cache is not None else tokens
-        logits, self.cache = self.model.decoder(
-            mx.array(new), self.audio_features, self.cache, positions
-        )
+        if group > 1 and self.cache is None:
+            logits, cache = self.model.decoder(
+                mx.array(new[::group]), self.audio_features, None, positions
+            )
+            self.cache = [
+                ((mx.repeat(k, group, axis=0), mx.repeat(v, group, axis=0)), cross)
+                for (k, v), cross in cache
+            ]
+            logits = mx.repeat(logits, group, axis=0)
+        else:
+            logits, self.cache = self.model.decoder(
+                mx.array(new), self.audio_features, self.cache, positions
+            )
         self.n_seen = tokens.shape[1]
         return logits
 
@@ -400,7 +418,10 @@ class DecodingTask:
         inference = Inference(self.model, audio_features)
         for i in range(self.sample_len):
             # project only the positions used: the last one (and <|startoftranscript|> at first)
-            logits = inference.logits(tokens, [self.sot_index, -1] if i == 0 else [-1])
+            if i == 0:  # every group's rows still hold the same tokens: decode one per group
+                logits = inference.logits(tokens, [self.sot_index, -1], group=self.n_group)
+            else:
+                logits = inference.logits(tokens, [-1])
             last = logits[:, -1]
             if i == 0:
                 at_sot = logits[:, 0].astype(mx.float32)

@@ -137,8 +137,11 @@ class MultiHeadAttention(nn.Module):
         g = B // Bk
         if g > 1:  # beams of one audio: their queries share the audio's cross-attention keys
             q = q.reshape(Bk, g, h, T, d).transpose(0, 2, 1, 3, 4).reshape(Bk, h, g * T, d)
-        if mask is None and q.shape[2] * S >= 1 << 16 and use_cpu_path(q):
-            # encoder: softmax over (B, h, T, S) is the CPU bottleneck (see cpu_ops)
+        if mask is None and q.shape[2] * S >= 1 << 10 and use_cpu_path(q):
+            # the encoder, and a decoder step's cross-attention over the 1500 audio frames:
+            # MLX's CPU exp is scalar, so the softmax goes through NumPy (see cpu_ops). For
+            # a tiny.en step with the cache 150 long: beam 5 14.0 -> 12.2 ms, greedy 7.1 ->
+            # 6.6 ms (each a sync with MLX per layer, cheaper than the scalar exp)
             o = softmax_((q * d**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
         else:
             o = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5, mask=mask)
@@ -229,8 +232,8 @@ class TextDecoder(nn.Module):
             x = x[:, idx[0] : idx[0] + 1] if len(idx) == 1 else x[:, mx.array(idx)]
         x = self.ln(x)
         if self._proj_view is not None and x.shape[0] * x.shape[1] <= 2:
-            # greedy steps (one row) and a window's first step (two: the no-speech position
-            # and the last) where MLX's products still go to sgemm: one gemv per row
+            # without `_gemv.c`: greedy steps (one row) and a window's first step (two: the
+            # no-speech position and the last), one BLAS gemv per row instead of sgemm
             return matvec(self._proj_view, x), new_cache
         if self._proj_t is not None:
             return x @ self._proj_t, new_cache
@@ -239,12 +242,12 @@ class TextDecoder(nn.Module):
     def prepare_cpu(self) -> None:
         """Store the token embedding (n_vocab, C) as its transpose (C, n_vocab), contiguous,
         for MLX's CPU backend (float32, not quantized): the output projection `x @ W.T` then
-        reads the weight row by row. One row (greedy decoding) through the BLAS's sgemv took
-        2.3-2.6 ms per tiny.en step against 3.8 ms on the (n_vocab, C) layout; five rows
-        (beams) through sgemm 5.3 against 7.7 ms. `token_embedding.weight` becomes a
-        transposed view of the new array, so the embedding lookup still works and the model
-        holds one copy. Where the BLAS forward of `_blas` is missing, one or two rows go to
-        `matvec` (MLX would hand them to sgemm)."""
+        streams the weight row by row. With `_blas`'s few-row kernels (`_gemv.c`), measured
+        in C on this layout against (n_vocab, C), tiny.en: one row 1.2-1.8 vs 3.3 ms, five
+        rows 2.3-2.5 vs 5.3 ms. `token_embedding.weight` becomes a transposed view of the new
+        array, so the embedding lookup still works and the model holds one copy. Where those
+        kernels are missing (no C compiler), one or two rows go to `matvec` (the BLAS's sgemv;
+        MLX would hand them to sgemm, which packs the weight first)."""
         if hasattr(self.token_embedding, "scales") or self._proj_t is not None:
             return  # quantized embedding: keep its quantized as_linear; or done already
         self._proj_t = mx.contiguous(self.token_embedding.weight.T)  # (C, n_vocab)
