@@ -112,7 +112,8 @@ def _cpu_signature() -> bytes:
     sig = platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
+            keys = ("model name", "flags", "Features", "CPU part")
+            lines = [ln for ln in f if ln.startswith(keys)]
         sig += "".join(sorted(set(lines)))
     except OSError:
         pass
