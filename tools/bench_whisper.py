@@ -252,34 +252,45 @@ def main() -> None:
 
 
 # What profiling found (tiny.en, this machine, idle); kept here so the report keeps it.
-NOTES = """## Where the time goes (tiny.en, one 30 s window, idle machine)
+NOTES = """## Where the time goes (tiny.en, this machine)
 
-- Decoder step (one token, greedy): 19.8 ms two rounds ago, ~12 ms one round ago, ~8 ms now,
-  against ~5.8 ms for CTranslate2 fp32 (its `generate` of 110 tokens minus 10, same encoder
-  output). What changed in this round: (1) MLX hands every product to OpenBLAS's `sgemm`,
-  which packs the weight (`sgemm_incopy`) before multiplying, even for one row; a 70-line C
-  forward (`mlx_audio_stack/_gemv.c`, loaded ahead of the BLAS) sends products of up to 4
-  rows to `sgemv` instead: a 1536 x 384 product with one row 93 -> 29 us, the step
-  12.1 -> 9.5 ms; (2) the output projection is stored (C, n_vocab), the embedding being a
-  view of it: `sgemv` on that layout took 2.3-2.6 ms against 3.8 ms on (n_vocab, C), with
-  one copy of the weight as before; (3) layer norms compiled into one kernel (8.4 -> 8.2
-  ms). Earlier rounds: the key/value cache kept head-major (B, h, S, d); only the positions
-  used are projected; beams share their audio's cross-attention keys and values.
-- Beam 5 step: ~18.6 ms (4 blocks 10.4 ms, projection 8.2 ms). perf: `sgemm_incopy`
-  (packing) 21 % and `sgemm_kernel` 13 % of the samples, MLX's scalar `exp` with libm
-  `fmaf` in the cross-attention softmax 11 %. Forwarding five-row products as five gemv
-  calls was slower (blocks 12.1 vs 10.4 ms: each call reads the weight again). Beam search
-  picked its candidates with `np.argpartition` over the vocabulary, which took ~6 ms per
-  step on the long runs of -inf the timestamp rules leave (1.4 s of a 9 s run); a block-wise
-  top-k takes 0.2 ms.
-- Encoder: ~336 ms per window against 221 ms for CTranslate2 (measured in this round). Per
-  tiny.en block (~90 ms): attention scores 16 ms, softmax 11-17 ms, probabilities x values
-  12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms, q/k/v/out 13 ms. Its GELU runs over L2-sized
-  blocks (bit-identical, 12.5 -> 9.4 ms for a 1500 x 1536 activation).
+- Steady decoder step in a full 60 s transcription (median over the run's one-token calls):
+  greedy ~6.1 ms, beam 5 ~11.1 ms, against ~5.8 ms for a CTranslate2 fp32 greedy step (its
+  `generate` of 110 tokens minus 10, same encoder output, measured an earlier round). A
+  greedy step was 19.8 ms three rounds ago; the way down, newest first:
+  (1) few-row products in C (`mlx_audio_stack/_gemv.c`, loaded ahead of the BLAS): MLX
+  hands every product to OpenBLAS 0.3.21's `sgemm`, which packs the weight before
+  multiplying even for one row; the file takes products of up to 8 rows and reads each
+  weight once for all rows on a small thread pool (one worker on this machine). Beam-5
+  step (cache 150, median of interleaved runs) 19.8 -> 14.9 ms; the output projection
+  alone, five rows, ~8 -> ~3 ms. A greedy step: the same as the earlier forward to
+  `sgemv` (7.6 ms both), which had taken it 12.1 -> 9.5 ms; (2) a decoder step's
+  cross-attention softmax goes through NumPy's exp (MLX's CPU exp is scalar): beam 5
+  14.0 -> 12.2 ms, greedy 7.1 -> 6.6 ms; (3) beam search and best-of decode the prompt
+  once per audio and repeat its cache: its rows are all the same tokens, and with the
+  previous window's text as prompt that first call (5 x 212 tokens) took ~0.4 s, 1.24 ->
+  0.37 s over the 3 windows of the 60 s clip; (4) earlier rounds: the output projection
+  stored (C, n_vocab) with the embedding a view of it, layer norms compiled into one
+  kernel, the key/value cache kept head-major (B, h, S, d), only the positions used
+  projected, beams sharing their audio's cross-attention keys and values, a block-wise
+  top-k for beam candidates (`np.argpartition` took ~6 ms a step on the -inf runs the
+  timestamp rules leave).
+- What the beam step still spends (cache 150): self-attention ~3.3 ms (MLX's CPU attention
+  for 5 x 6 heads of one query, and the cache concatenated anew each step), the products
+  ~4 ms at this VM's memory bandwidth (~30 GB/s on two threads: 80 MB projection + 33 MB
+  of layers), the rest per-op overhead of ~160 small MLX ops.
+- Encoder: 360-490 ms per window in this round's noisy runs (~336 ms on a quiet machine
+  last round) against 221 ms for CTranslate2; it is now the larger part of our gap in
+  greedy decoding. Per tiny.en block (~90 ms): attention scores 16 ms, softmax 11-17 ms,
+  probabilities x values 12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms, q/k/v/out 13 ms; the two
+  convolutions ~21 ms (MLX's conv measured no slower than im2col + one matmul here).
 - Tried and dropped, all measured: attention in blocks of 128-256 query rows (490 vs 414
   ms); each one-row decoder `Linear` as a ctypes `sgemv` from Python (the per-call sync
-  with MLX costs what the skipped packing saves; the C forward needs no sync); small
-  products in an own single-threaded C loop (no clear gain over threaded `sgemv`);
+  with MLX costs what the skipped packing saves); forwarding five-row products as five
+  `sgemv` calls (each reads the weight again: blocks 12.1 vs 10.4 ms); a strided
+  column-panel kernel for the (C, n_vocab) projection (26 ms single-threaded; streaming
+  eight rows at once into L1-sized column blocks: ~2.5 ms on two threads); the pool's
+  workers spinning 0.2 ms instead of 2 ms before sleeping (slower by 0.2-0.3 ms a step);
   `mx.async_eval` per block (a step's graph builds in 0.33 ms); MKL 2026.2 and BLIS 0.9 as
   MLX's BLAS (157 and 104 against ~180 GFLOP/s).
 """
