@@ -217,6 +217,7 @@ static void forget_pool_in_child(void) {
     /* fork() copies no threads: the child starts without workers and with the lock free. */
     pthread_mutex_init(&pool_lock, NULL);
     pool_started = 0;
+    pool_sleepers = 0; /* the parent's sleeping workers are not here */
 }
 
 static int start_pool(void) {
