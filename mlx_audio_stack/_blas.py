@@ -10,7 +10,8 @@ Override with `MAS_BLAS=/path/to/libblas.so` (or `MAS_BLAS=none` to skip).
 With it comes a small C file (`_gemv.c`, compiled once with the system C compiler into the
 user cache) that takes MLX's float32 products of up to GEMV_ROWS rows away from the BLAS's
 sgemm, which packs the whole weight first, and reads each weight once for all rows on a few
-threads: a Whisper decoding step (one row), a beam-search step (five rows).
+threads: a Whisper decoding step (one row), a beam-search step (five rows). It also has an
+in-place row softmax and GELU with a vectorised exp, see `elementwise()`.
 `MAS_GEMV=off` skips it; without a C compiler it is skipped silently. `MAS_GEMV_THREADS` sets
 its thread count (default: OPENBLAS_NUM_THREADS, else the usable CPUs, at most 8).
 """
@@ -155,8 +156,18 @@ def _init_gemv(shim: ctypes.CDLL | None, blas_path: str) -> None:
         return
     shim.mas_gemv_init.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
     shim.mas_gemv_forwarded.restype = ctypes.c_long
+    shim.mas_softmax_rows.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_long]
+    shim.mas_softmax_rows.restype = None
+    shim.mas_gelu.argtypes = [ctypes.c_void_p, ctypes.c_long]
+    shim.mas_gelu.restype = None
     if shim.mas_gemv_init(os.fsencode(blas_path), GEMV_ROWS, gemv_threads()) == 0:
         gemv_forward = shim
+
+
+def elementwise() -> ctypes.CDLL | None:
+    """`_gemv.c`'s in-place softmax over rows and GELU (vectorised exp, on its threads), or
+    None where it is not loaded: `mas_softmax_rows(ptr, rows, cols)`, `mas_gelu(ptr, n)`."""
+    return gemv_forward
 
 
 def gemv_forwarded() -> int:

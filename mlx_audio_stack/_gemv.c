@@ -157,17 +157,29 @@ typedef void (*kernel_fn)(const job_t *, int, int);
 static const kernel_fn KT[MAS_ROWS + 1] = {0, kt_1, kt_2, kt_3, kt_4, kt_5, kt_6, kt_7, kt_8};
 static const kernel_fn KN[MAS_ROWS + 1] = {0, kn_1, kn_2, kn_3, kn_4, kn_5, kn_6, kn_7, kn_8};
 
-static inline void run_part(const job_t *j, int part, int parts) {
-    /* Part p of N, cut at multiples of SPLIT (the kernels' blocks), the last part the rest. */
-    const int per = (j->N / parts + SPLIT - 1) / SPLIT * SPLIT;
-    const int n0 = part * per, n1 = part == parts - 1 ? j->N : (part + 1) * per;
-    if (n0 < n1 && n0 < j->N) (j->tb == TRANS ? KT : KN)[j->M](j, n0, n1 < j->N ? n1 : j->N);
+/* A piece of work the pool splits: fn(ctx, lo, hi) over [0, n), parts cut at multiples of
+ * `granule` (the last part takes the rest). */
+typedef struct {
+    void (*fn)(const void *ctx, long lo, long hi);
+    const void *ctx;
+    long n, granule;
+} task_t;
+
+static inline void run_part(const task_t *t, int part, int parts) {
+    const long per = (t->n / parts + t->granule - 1) / t->granule * t->granule;
+    const long lo = part * per, hi = part == parts - 1 ? t->n : (part + 1) * per;
+    if (lo < hi && lo < t->n) t->fn(t->ctx, lo, hi < t->n ? hi : t->n);
+}
+
+static void product_part(const void *ctx, long lo, long hi) {
+    const job_t *j = ctx;
+    (j->tb == TRANS ? KT : KN)[j->M](j, (int)lo, (int)hi);
 }
 
 /* ---- the pool: n_threads - 1 workers; the calling thread does part 0 ---- */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static int pool_started;
-static job_t pool_job;
+static task_t pool_task;
 static int pool_parts;
 static int pool_gen;   /* bumped once per dispatched product */
 static int pool_done;  /* workers finished with the current product */
@@ -207,7 +219,7 @@ static void *worker(void *arg) {
             until = 0;
         }
         seen = __atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST);
-        if (part < pool_parts) run_part(&pool_job, part, pool_parts);
+        if (part < pool_parts) run_part(&pool_task, part, pool_parts);
         __atomic_add_fetch(&pool_done, 1, __ATOMIC_SEQ_CST);
     }
     return NULL;
@@ -236,13 +248,13 @@ static int start_pool(void) {
     return started + 1;
 }
 
-/* Run the product, split over the pool when it is big enough and the pool is free. */
-static void run(const job_t *j) {
-    const kernel_fn one = (j->tb == TRANS ? KT : KN)[j->M];
-    const int most = j->N / SPLIT;
-    if (n_threads < 2 || (size_t)j->N * j->K < THREAD_MIN_ELEMS || most < 2 ||
+/* Run the task, split over the pool when it is big enough (`work` >= THREAD_MIN_ELEMS, at
+ * least two granules) and the pool is free; otherwise on the calling thread alone. */
+static void run(const task_t *t, size_t work) {
+    const long most = t->n / t->granule;
+    if (n_threads < 2 || work < THREAD_MIN_ELEMS || most < 2 ||
         pthread_mutex_trylock(&pool_lock) != 0) {
-        one(j, 0, j->N);
+        t->fn(t->ctx, 0, t->n);
         return;
     }
     if (!pool_started) {
@@ -252,13 +264,13 @@ static void run(const job_t *j) {
         pool_started = 1;
     }
     const int workers = n_threads - 1;
-    pool_job = *j;
-    pool_parts = most < n_threads ? most : n_threads;
+    pool_task = *t;
+    pool_parts = most < n_threads ? (int)most : n_threads;
     __atomic_store_n(&pool_done, 0, __ATOMIC_SEQ_CST);
     __atomic_add_fetch(&pool_gen, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&pool_sleepers, __ATOMIC_SEQ_CST) > 0)
         syscall(SYS_futex, &pool_gen, FUTEX_WAKE_PRIVATE, workers, NULL, NULL, 0);
-    run_part(j, 0, pool_parts);
+    run_part(t, 0, pool_parts);
     while (__atomic_load_n(&pool_done, __ATOMIC_SEQ_CST) < workers) cpu_relax();
     pthread_mutex_unlock(&pool_lock);
 }
@@ -311,7 +323,111 @@ void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, co
             for (int k = 0; k < K; k++) xr[k] = A[(size_t)k * lda + r];
     }
     const job_t j = {M, N, K, tb, alpha, beta, x, B, ldb, C, ldc};
-    run(&j);
+    const task_t t = {product_part, &j, N, SPLIT};
+    run(&t, (size_t)N * K);
     if (x != stack_x) free(x);
     __atomic_fetch_add(&n_calls, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- element-wise work MLX's CPU backend does with scalar exp/erf ---- */
+typedef int vi __attribute__((vector_size(64), __may_alias__, aligned(4)));
+
+static inline vf vselect(vi mask, vf a, vf b) { return (vf)((mask & (vi)a) | (~mask & (vi)b)); }
+
+/* exp(x) for x <= 0 as in a softmax (or any x in [-87, 88]): 2^n e^r with n = round(x / ln 2),
+ * r = x - n ln 2 (Cody-Waite, two constants) and a degree-7 Taylor polynomial on
+ * [-ln2/2, ln2/2]: about 1e-7 relative error. Below -87 it gives ~1e-38, not 0. */
+static inline vf vexp(vf x) {
+    const vf lo = (vf){0} - 87.0f, hi = (vf){0} + 88.0f;
+    x = vselect(x < lo, lo, x);
+    x = vselect(x > hi, hi, x);
+    const vi ni = __builtin_convertvector(x * 1.44269504f + 1024.5f, vi) - 1024;
+    const vf n = __builtin_convertvector(ni, vf);
+    const vf r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    vf p = r * (1.0f / 5040) + (1.0f / 720);
+    p = p * r + (1.0f / 120);
+    p = p * r + (1.0f / 24);
+    p = p * r + (1.0f / 6);
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * (vf)((ni + 127) << 23);
+}
+
+static inline float sexp(float x) { /* the same for one float (row tails) */
+    vf v = (vf){0} + x;
+    return vexp(v)[0];
+}
+
+typedef struct {
+    float *a;
+    long cols;
+} rows_t;
+
+static void softmax_part(const void *ctx, long lo, long hi) {
+    const rows_t *t = ctx;
+    const long cols = t->cols, cv = cols - cols % VL;
+    for (long i = lo; i < hi; i++) {
+        float *row = t->a + i * cols;
+        float m = row[0];
+        if (cv > 0) {
+            vf mv = *(const vf *)row;
+            for (long c = VL; c < cv; c += VL) {
+                const vf v = *(const vf *)(row + c);
+                mv = vselect(v > mv, v, mv);
+            }
+            for (int l = 0; l < VL; l++) m = mv[l] > m ? mv[l] : m;
+        }
+        for (long c = cv; c < cols; c++) m = row[c] > m ? row[c] : m;
+        vf sv = (vf){0};
+        for (long c = 0; c < cv; c += VL) {
+            const vf e = vexp(*(const vf *)(row + c) - m);
+            *(vf *)(row + c) = e;
+            sv += e;
+        }
+        float sum = hsum(sv);
+        for (long c = cv; c < cols; c++) sum += row[c] = sexp(row[c] - m);
+        const float inv = 1.0f / sum;
+        for (long c = 0; c < cv; c += VL) *(vf *)(row + c) *= inv;
+        for (long c = cv; c < cols; c++) row[c] *= inv;
+    }
+}
+
+/* Softmax over each row of the contiguous (rows, cols) float32 `a`, in place. */
+void mas_softmax_rows(float *a, long rows, long cols) {
+    if (rows < 1 || cols < 1) return;
+    const rows_t r = {a, cols};
+    const task_t t = {softmax_part, &r, rows, 1};
+    run(&t, (size_t)rows * cols);
+}
+
+/* Exact (erf) GELU: x >= 0: x - h, x < 0: h, with h = 0.5 x (1 - erf(|x| / sqrt 2)) and erf
+ * from Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), as cpu_ops._gelu_block computes it. */
+static inline vf vgelu(vf v) {
+    const vf z = vselect(v < 0, -v, v) * 0.70710678118654752f;
+    const vf t = 1.0f / (z * 0.3275911f + 1.0f);
+    vf poly = t * 1.061405429f - 1.453152027f;
+    poly = poly * t + 1.421413741f;
+    poly = poly * t - 0.284496736f;
+    poly = poly * t + 0.254829592f;
+    poly = poly * t;
+    const vf h = poly * vexp(-(z * z)) * 0.5f * v;
+    return vselect(v < 0, h, v - h);
+}
+
+static void gelu_part(const void *ctx, long lo, long hi) {
+    float *a = (float *)ctx;
+    long i = lo;
+    for (; i + VL <= hi; i += VL) *(vf *)(a + i) = vgelu(*(const vf *)(a + i));
+    for (; i < hi; i++) {
+        vf v = (vf){0} + a[i];
+        a[i] = vgelu(v)[0];
+    }
+}
+
+/* GELU of the contiguous float32 `a` (n elements), in place. */
+void mas_gelu(float *a, long n) {
+    if (n < 1) return;
+    const task_t t = {gelu_part, a, n, 1024};
+    run(&t, (size_t)n);
 }

@@ -4,6 +4,7 @@ eight rows (`_gemv.c`)."""
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import subprocess
 import sys
@@ -153,3 +154,46 @@ def test_forward_can_be_turned_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "0"]
+
+
+@linux
+@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (3, 15), (5, 16), (7, 17), (9000, 1500)])
+def test_softmax_rows_equals_float64(rows, cols):
+    """`_gemv.c`'s in-place softmax (vectorised exp, one pass per row) against float64, with
+    row tails off the vector width and a size that splits over the threads; rows spanning
+    more than exp's range (their small entries must come out ~0, not garbage)."""
+    _forward_or_skip()
+    rng = np.random.default_rng(cols)
+    x = (rng.standard_normal((rows, cols)) * 8).astype(np.float32)
+    x[0, :] -= np.linspace(0, 200, cols, dtype=np.float32)  # e^-200 underflows float32
+    got = x.copy()
+    _blas.elementwise().mas_softmax_rows(got.ctypes.data, rows, cols)
+    x64 = x.astype(np.float64)
+    e = np.exp(x64 - x64.max(axis=1, keepdims=True))
+    want = e / e.sum(axis=1, keepdims=True)
+    assert np.abs(got - want).max() < 2e-6
+    big = want > 1e-3
+    assert (np.abs(got - want) / np.where(big, want, 1))[big].max() < 2e-6
+
+
+@linux
+@pytest.mark.parametrize("n", [1, 17, 1024, 1500 * 1536 + 3])
+def test_gelu_equals_exact_erf_gelu(n):
+    """`_gemv.c`'s in-place GELU (A&S 7.1.26 erf, as cpu_ops' NumPy path) against the exact
+    erf GELU in float64 and against the NumPy path, with tails and a threaded size."""
+    _forward_or_skip()
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 4).astype(np.float32)
+    x[: min(n, 6)] = [0.0, -0.0, 1e-8, -30.0, 30.0, -5.0][: min(n, 6)]
+    got = x.copy()
+    _blas.elementwise().mas_gelu(got.ctypes.data, n)
+    x64 = x.astype(np.float64)
+    erf = np.vectorize(math.erf)
+    exact = 0.5 * x64 * (1 + erf(x64 / math.sqrt(2)))
+    bound = 3e-7 + 2.5e-7 * np.abs(x64)  # erf's 1.5e-7 times |x| / 2, and float32 rounding
+    assert np.all(np.abs(got - exact) <= bound)
+    from mlx_audio_stack.models.whisper.cpu_ops import _gelu_block
+
+    numpy_path = x.copy()
+    _gelu_block(numpy_path)
+    assert np.all(np.abs(got - numpy_path) <= bound)

@@ -279,11 +279,14 @@ NOTES = """## Where the time goes (tiny.en, this machine)
   for 5 x 6 heads of one query, and the cache concatenated anew each step), the products
   ~4 ms at this VM's memory bandwidth (~30 GB/s on two threads: 80 MB projection + 33 MB
   of layers), the rest per-op overhead of ~160 small MLX ops.
-- Encoder: 360-490 ms per window in this round's noisy runs (~336 ms on a quiet machine
-  last round) against 221 ms for CTranslate2; it is now the larger part of our gap in
-  greedy decoding. Per tiny.en block (~90 ms): attention scores 16 ms, softmax 11-17 ms,
-  probabilities x values 12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms, q/k/v/out 13 ms; the two
-  convolutions ~21 ms (MLX's conv measured no slower than im2col + one matmul here).
+- Encoder: its softmax and GELU now run in `_gemv.c` (one vectorised pass per row or
+  block on its threads, instead of NumPy's five passes over memory): per window 445 -> 372
+  ms (tiny.en), 784 -> 635 ms (base), medians of interleaved runs; CTranslate2 took 221 ms
+  (tiny.en, measured an earlier round). It is the larger part of our gap in greedy
+  decoding. Per tiny.en block before that change (~90 ms): attention scores 16 ms, softmax
+  11-17 ms (now ~4), probabilities x values 12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms (now ~1),
+  q/k/v/out 13 ms; the two convolutions ~21 ms (MLX's conv measured no slower than im2col +
+  one matmul here).
 - Tried and dropped, all measured: attention in blocks of 128-256 query rows (490 vs 414
   ms); each one-row decoder `Linear` as a ctypes `sgemv` from Python (the per-call sync
   with MLX costs what the skipped packing saves); forwarding five-row products as five

@@ -4,7 +4,10 @@ Measured on the development machine (DESIGN.md): softmax over the encoder's (hea
 attention scores took ~230 ms per layer in MLX against ~23 ms in torch, and GELU ~57 ms
 against ~1.6 ms; NumPy's vectorised `exp` runs ~10x faster than MLX's here. These helpers
 evaluate the MLX array and do the element-wise work in place through a zero-copy NumPy view
-of its buffer. On a GPU (Metal/CUDA) the plain MLX ops are used instead.
+of its buffer: with `_gemv.c`'s vectorised softmax and GELU where `_blas` loaded it (one
+pass per row or block, on its threads: softmax over (6, 1500, 1500) 10.9 -> 4.1 ms, GELU over
+1500 x 1536 9.4 -> 0.9 ms), else with NumPy. On a GPU (Metal/CUDA) the plain MLX ops are
+used instead.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ... import _blas
 from ...cpu_ops import numpy_view, parallel_rows, use_cpu_path
 
 # erf(z) = 1 - t(a1 + t(a2 + t(a3 + t(a4 + t a5)))) exp(-z^2), t = 1 / (1 + p z), z >= 0
@@ -52,7 +56,12 @@ def softmax_(x: mx.array) -> mx.array:
     a = numpy_view(x)
     if a is None:
         return mx.softmax(x, axis=-1, precise=True)
-    parallel_rows(_softmax_rows, a.reshape(-1, a.shape[-1]))
+    rows = a.reshape(-1, a.shape[-1])
+    fast = _blas.elementwise()
+    if fast is not None:  # one pass per row in L1 instead of NumPy's five over memory
+        fast.mas_softmax_rows(rows.ctypes.data, rows.shape[0], rows.shape[1])
+    else:
+        parallel_rows(_softmax_rows, rows)
     return x
 
 
@@ -64,7 +73,11 @@ def gelu_(x: mx.array) -> mx.array:
     v = numpy_view(x)
     if v is None:
         return nn.gelu(x)
-    parallel_rows(lambda rows: _blocks(_gelu_block, rows), v.reshape(-1, v.shape[-1]))
+    fast = _blas.elementwise()
+    if fast is not None:  # the same formula in one vectorised pass
+        fast.mas_gelu(v.ctypes.data, v.size)
+    else:
+        parallel_rows(lambda rows: _blocks(_gelu_block, rows), v.reshape(-1, v.shape[-1]))
     return x
 
 
