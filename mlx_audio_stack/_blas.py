@@ -127,7 +127,7 @@ def gemv_threads() -> int:
     for name in ("MAS_GEMV_THREADS", "OPENBLAS_NUM_THREADS"):
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
-            return min(int(value), 16)
+            return int(value)  # `_gemv.c` caps it at its MAX_THREADS (16)
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

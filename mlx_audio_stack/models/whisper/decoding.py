@@ -159,19 +159,17 @@ class Inference:
         repeated for the others. With a previous-text prompt that first call is most of a
         window's decoder work (tiny.en, beam 5, 5 x 212 tokens: ~0.4 s)."""
         new = tokens[:, self.n_seen :] if self.cache is not None else tokens
-        if group > 1 and self.cache is None:
-            logits, cache = self.model.decoder(
-                mx.array(new[::group]), self.audio_features, None, positions
-            )
-            self.cache = [
+        shared = group > 1 and self.cache is None
+        logits, cache = self.model.decoder(
+            mx.array(new[::group] if shared else new), self.audio_features, self.cache, positions
+        )
+        if shared:
+            cache = [
                 ((mx.repeat(k, group, axis=0), mx.repeat(v, group, axis=0)), cross)
                 for (k, v), cross in cache
             ]
             logits = mx.repeat(logits, group, axis=0)
-        else:
-            logits, self.cache = self.model.decoder(
-                mx.array(new), self.audio_features, self.cache, positions
-            )
+        self.cache = cache
         self.n_seen = tokens.shape[1]
         return logits
 
@@ -417,11 +415,10 @@ class DecodingTask:
         no_speech = [np.nan] * n
         inference = Inference(self.model, audio_features)
         for i in range(self.sample_len):
-            # project only the positions used: the last one (and <|startoftranscript|> at first)
-            if i == 0:  # every group's rows still hold the same tokens: decode one per group
-                logits = inference.logits(tokens, [self.sot_index, -1], group=self.n_group)
-            else:
-                logits = inference.logits(tokens, [-1])
+            # project only the positions used: the last one (and <|startoftranscript|> at first);
+            # at first every group's rows hold the same tokens, so one per group is decoded
+            positions = [self.sot_index, -1] if i == 0 else [-1]
+            logits = inference.logits(tokens, positions, group=self.n_group)
             last = logits[:, -1]
             if i == 0:
                 at_sot = logits[:, 0].astype(mx.float32)
