@@ -11,7 +11,8 @@ With it comes a small C file (`_gemv.c`, compiled once with the system C compile
 user cache) that takes MLX's float32 products of up to GEMV_ROWS rows away from the BLAS's
 sgemm, which packs the whole weight first, and reads each weight once for all rows on a few
 threads: a Whisper decoding step (one row), a beam-search step (five rows). It also has an
-in-place row softmax and GELU with a vectorised exp, see `elementwise()`.
+in-place row softmax and GELU with a vectorised exp, a fused attention for Whisper's encoder
+and a layer norm, see `elementwise()`.
 `MAS_GEMV=off` skips it; without a C compiler it is skipped silently. `MAS_GEMV_THREADS` sets
 its thread count (default: OPENBLAS_NUM_THREADS, else the usable CPUs, at most 8).
 """
@@ -160,13 +161,25 @@ def _init_gemv(shim: ctypes.CDLL | None, blas_path: str) -> None:
     shim.mas_softmax_rows.restype = None
     shim.mas_gelu.argtypes = [ctypes.c_void_p, ctypes.c_long]
     shim.mas_gelu.restype = None
+    shim.mas_attention.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_long] * 10 + [ctypes.c_float]
+    shim.mas_attention.restype = ctypes.c_int
+    shim.mas_attention_step.argtypes = (
+        [ctypes.c_void_p] * 3 + [ctypes.c_long] * 6 + [ctypes.c_float]
+    )
+    shim.mas_attention_step.restype = ctypes.c_int
+    shim.mas_layer_norm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_long] * 2 + [ctypes.c_float]
+    shim.mas_layer_norm.restype = None
     if shim.mas_gemv_init(os.fsencode(blas_path), GEMV_ROWS, gemv_threads()) == 0:
         gemv_forward = shim
 
 
 def elementwise() -> ctypes.CDLL | None:
-    """`_gemv.c`'s in-place softmax over rows and GELU (vectorised exp, on its threads), or
-    None where it is not loaded: `mas_softmax_rows(ptr, rows, cols)`, `mas_gelu(ptr, n)`."""
+    """`_gemv.c`'s in-place softmax over rows and GELU (vectorised exp, on its threads), its
+    fused attention and layer norm, or None where it is not loaded:
+    `mas_softmax_rows(ptr, rows, cols)`, `mas_gelu(ptr, n)`, `mas_attention(q, k, v, B, T, S,
+    H, ldq, ldk, ldv, bq, bk, bv, scale)` (64-wide heads, result in q, returns nonzero when out
+    of memory), `mas_attention_step(q, k, v, Bk, R, S, H, ldq, ldh, scale)` (a decoding step's
+    R <= 16 query rows per head-major cache), `mas_layer_norm(x, w, b, y, rows, cols, eps)`."""
     return gemv_forward
 
 

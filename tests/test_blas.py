@@ -202,3 +202,112 @@ def test_gelu_equals_exact_erf_gelu(n):
     numpy_path = x.copy()
     _gelu_block(numpy_path)
     assert np.all(np.abs(got - numpy_path) <= bound)
+
+
+def _attention64(q, k, v):
+    """float64 softmax(q k^T / 8) v for (..., T, 64) q and (..., S, 64) k, v."""
+    s = q.astype(np.float64) @ k.astype(np.float64).swapaxes(-1, -2) / 8.0
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)) @ v.astype(np.float64)
+
+
+def _heads(x, H):  # (B, T, 64 H) -> (B, H, T, 64)
+    return x.reshape(x.shape[0], x.shape[1], H, 64).transpose(0, 2, 1, 3)
+
+
+@linux
+@pytest.mark.parametrize(
+    ("B", "T", "S", "H"),
+    [(1, 1500, 1500, 6), (2, 97, 33, 3), (1, 49, 1, 2), (1, 300, 257, 1)],
+)
+def test_fused_encoder_attention_equals_float64(B, T, S, H):
+    """`_gemv.c`'s fused attention (Whisper's encoder): query blocks off the block size (48)
+    and the tile sizes, keys off the panel width (32), one key, one head, batches, and the
+    encoder's full size split over the threads; the result lands in q's buffer."""
+    _forward_or_skip()
+    from mlx_audio_stack.models.whisper.cpu_ops import attention_
+
+    rng = np.random.default_rng(T)
+    q, k, v = (rng.standard_normal((B, n, 64 * H)).astype(np.float32) * 2 for n in (T, S, S))
+    qm = mx.array(q) + 0  # fresh: the result overwrites it
+    want = _attention64(_heads(q, H), _heads(k, H), _heads(v, H)).transpose(0, 2, 1, 3)
+    if T * S < 1 << 16:  # below that size the model keeps MLX's path: call the kernel itself
+        qa = np.ascontiguousarray(q)
+        C = 64 * H
+        args = (B, T, S, H, C, C, C, T * C, S * C, S * C, 0.125)
+        assert (
+            _blas.elementwise().mas_attention(qa.ctypes.data, k.ctypes.data, v.ctypes.data, *args)
+            == 0
+        )
+        got = qa
+    else:
+        got = np.array(attention_(qm, mx.array(k), mx.array(v), H))
+    assert np.abs(got - want.reshape(got.shape)).max() < 2e-5
+
+
+@linux
+@pytest.mark.parametrize(("Bk", "R", "S", "H"), [(1, 5, 1500, 6), (5, 1, 151, 6), (2, 3, 17, 8)])
+def test_step_attention_equals_float64(Bk, R, S, H):
+    """A decoding step's attention in `_gemv.c`: R query rows per cache (the beams of one audio
+    over its cross-attention keys, or one row per beam's own cache), rows off the 4-row
+    output tile, caches contiguous or in a `StepCache` with room to spare."""
+    _forward_or_skip()
+    from mlx_audio_stack.models.whisper.cpu_ops import StepCache, attention_step
+
+    rng = np.random.default_rng(S)
+    q = rng.standard_normal((Bk * R, 1, 64 * H)).astype(np.float32) * 2
+    k, v = (rng.standard_normal((Bk, H, S, 64)).astype(np.float32) * 2 for _ in range(2))
+    want = _attention64(q.reshape(Bk, R, H, 64).transpose(0, 2, 1, 3), k, v)
+    want = want.transpose(0, 2, 1, 3).reshape(Bk * R, 1, 64 * H)
+    got = attention_step(mx.array(q) + 0, mx.array(k), mx.array(v), H)
+    assert np.abs(np.array(got) - want).max() < 2e-5
+    if R == 1:  # a beam's self-attention cache: the last key and value appended in place
+        cache = StepCache(mx.array(k[:, :, :-1]), mx.array(v[:, :, :-1]))
+        assert cache.k_np.shape[2] > S  # room for the next steps
+        last = lambda a: mx.array(a[:, :, -1:].transpose(0, 2, 1, 3).reshape(Bk, 1, 64 * H))  # noqa: E731
+        cache.append(last(k), last(v))
+        assert cache[0].shape == (Bk, H, S, 64)
+        got = attention_step(mx.array(q) + 0, cache, None, H)
+        assert np.abs(np.array(got) - want).max() < 2e-5
+
+
+@linux
+def test_step_cache_grows_and_reorders_like_a_gather():
+    """`StepCache` past its first capacity, and a beam reorder with repeated rows, against
+    plain NumPy concatenation and indexing."""
+    _forward_or_skip()
+    from mlx_audio_stack.models.whisper.cpu_ops import StepCache
+
+    rng = np.random.default_rng(0)
+    k = rng.standard_normal((3, 2, 5, 64)).astype(np.float32)
+    v = k + 1
+    cache = StepCache(mx.array(k), mx.array(v))
+    for step in range(200):
+        kn = rng.standard_normal((3, 1, 128)).astype(np.float32)
+        cache.append(mx.array(kn), mx.array(kn + 1))
+        k = np.concatenate([k, kn.reshape(3, 1, 2, 64).transpose(0, 2, 1, 3)], axis=2)
+        if step % 50 == 0:
+            src = [2, 2, 0]
+            cache.reorder(src)
+            k = k[src]
+    assert cache.length == 205 and cache.k_np.shape[2] >= 205
+    assert np.array_equal(np.array(cache[0]), k)
+    assert np.array_equal(np.array(cache[1]), k + 1)
+
+
+@linux
+@pytest.mark.parametrize(("rows", "cols"), [(1, 7), (3, 384), (1500, 512), (4, 1000)])
+def test_layer_norm_equals_float64(rows, cols):
+    """`_gemv.c`'s layer norm against float64, rows off the vector width and the thread split,
+    rows with a large offset (mean subtracted before the variance)."""
+    _forward_or_skip()
+    from mlx_audio_stack.models.whisper.cpu_ops import layer_norm
+
+    rng = np.random.default_rng(cols)
+    x = (rng.standard_normal((rows, cols)) * 3 + 100).astype(np.float32)
+    w, b = (rng.standard_normal(cols).astype(np.float32) for _ in range(2))
+    got = np.array(layer_norm(mx.array(x), mx.array(w), mx.array(b), 1e-5))
+    x64 = x.astype(np.float64)
+    mu, var = x64.mean(axis=1, keepdims=True), x64.var(axis=1, keepdims=True)
+    want = (x64 - mu) / np.sqrt(var + 1e-5) * w + b
+    assert np.abs(got - want).max() < 1e-4 * (1 + np.abs(want).max())

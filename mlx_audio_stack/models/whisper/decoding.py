@@ -12,6 +12,7 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import CHUNK_LENGTH
+from .cpu_ops import StepCache
 from .model import Whisper
 from .tokenizer import Tokenizer
 
@@ -178,7 +179,10 @@ class Inference:
         if self.cache is None or source == list(range(len(source))):
             return
         idx = mx.array(source)
-        self.cache = [((k[idx], v[idx]), cross) for (k, v), cross in self.cache]
+        self.cache = [
+            (kv.reorder(source) if isinstance(kv, StepCache) else (kv[0][idx], kv[1][idx]), cross)
+            for kv, cross in self.cache
+        ]
 
 
 # ------------------------------------------------------------------ token selection

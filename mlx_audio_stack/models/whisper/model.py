@@ -19,7 +19,17 @@ import mlx.nn as nn
 import numpy as np
 
 from ... import _blas
-from .cpu_ops import gelu_, matvec, matvec_view, softmax_, use_cpu_path
+from .cpu_ops import (
+    StepCache,
+    attention_,
+    attention_step,
+    gelu_,
+    layer_norm,
+    matvec,
+    matvec_view,
+    softmax_,
+    use_cpu_path,
+)
 
 
 @dataclass
@@ -90,6 +100,10 @@ class LayerNorm(nn.LayerNorm):
     def __call__(self, x: mx.array) -> mx.array:
         if not use_cpu_path(x):
             return super().__call__(x)
+        if x.ndim > 1 and x.shape[-2] >= 256:  # the encoder's (1500, C): a pass per row in C
+            y = layer_norm(x, self.weight, self.bias, 1e-5)
+            if y is not None:
+                return y
         return _layer_norm(x, self.weight, self.bias)
 
 
@@ -112,7 +126,23 @@ class MultiHeadAttention(nn.Module):
         """The cache holds keys/values head-major, (B, h, S, d) contiguous: a decoder step then
         attends without first copying a transposed view of them (on MLX's CPU backend that
         copy of the 1500 cross-attention keys and values was two thirds of a block's time)."""
-        q = self._heads(self.query(x))
+        if xa is None and kv_cache is None and mask is None:  # the encoder
+            q, k, v = self.query(x), self.key(x), self.value(x)
+            o = attention_(q, k, v, self.n_head)
+            if o is not None:  # fused on CPU (`_gemv.c`)
+                return self.out(o), (self._heads(k), self._heads(v))
+            q, k, v = self._heads(q), self._heads(k), self._heads(v)
+            return self.out(self._attend(q, k, v, mask)), (k, v)
+        q = self.query(x)
+        if xa is None and kv_cache is not None and mask is None and x.shape[1] == 1:
+            # a decoding step on CPU: the cache grows in place (`StepCache`)
+            cache = StepCache.of(kv_cache)
+            if cache is not None:
+                cache.append(self.key(x), self.value(x))
+                o = attention_step(q, cache, None, self.n_head)
+                if o is None:
+                    o = self._attend(self._heads(q), cache[0], cache[1], None)
+                return self.out(o), cache
         if xa is None:  # self-attention: append this step's keys/values to the cache
             k, v = self._heads(self.key(x)), self._heads(self.value(x))
             if kv_cache is not None:
@@ -123,7 +153,11 @@ class MultiHeadAttention(nn.Module):
             v = mx.contiguous(self._heads(self.value(xa)))
         else:
             k, v = kv_cache
-        return self.out(self._attend(q, k, v, mask)), (k, v)
+        if mask is None and x.shape[1] == 1:  # a decoding step: fused on CPU (`_gemv.c`)
+            o = attention_step(q, k, v, self.n_head)
+            if o is not None:
+                return self.out(o), (k, v)
+        return self.out(self._attend(self._heads(q), k, v, mask)), (k, v)
 
     def _heads(self, x: mx.array) -> mx.array:
         """(B, T, C) -> (B, h, T, d), a view."""
