@@ -254,43 +254,47 @@ def main() -> None:
 # What profiling found (tiny.en, this machine, idle); kept here so the report keeps it.
 NOTES = """## Where the time goes (tiny.en, this machine)
 
-- Steady decoder step in a full 60 s transcription (median over the run's one-token calls):
-  greedy ~6.1 ms, beam 5 ~11.1 ms, against ~5.8 ms for a CTranslate2 fp32 greedy step (its
-  `generate` of 110 tokens minus 10, same encoder output, measured an earlier round). A
-  greedy step was 19.8 ms three rounds ago; the way down, newest first:
-  (1) few-row products in C (`mlx_audio_stack/_gemv.c`, loaded ahead of the BLAS): MLX
-  hands every product to OpenBLAS 0.3.21's `sgemm`, which packs the weight before
-  multiplying even for one row; the file takes products of up to 8 rows and reads each
-  weight once for all rows on a small thread pool (one worker on this machine). Beam-5
-  step (cache 150, median of interleaved runs) 19.8 -> 14.9 ms; the output projection
-  alone, five rows, ~8 -> ~3 ms. A greedy step: the same as the earlier forward to
-  `sgemv` (7.6 ms both), which had taken it 12.1 -> 9.5 ms; (2) a decoder step's
-  cross-attention softmax goes through NumPy's exp (MLX's CPU exp is scalar): beam 5
-  14.0 -> 12.2 ms, greedy 7.1 -> 6.6 ms; (3) beam search and best-of decode the prompt
-  once per audio and repeat its cache: its rows are all the same tokens, and with the
-  previous window's text as prompt that first call (5 x 212 tokens) took ~0.4 s, 1.24 ->
-  0.37 s over the 3 windows of the 60 s clip; (4) earlier rounds: the output projection
-  stored (C, n_vocab) with the embedding a view of it, layer norms compiled into one
-  kernel, the key/value cache kept head-major (B, h, S, d), only the positions used
-  projected, beams sharing their audio's cross-attention keys and values, a block-wise
-  top-k for beam candidates (`np.argpartition` took ~6 ms a step on the -inf runs the
-  timestamp rules leave).
-- What the beam step still spends (cache 150): self-attention ~3.3 ms (MLX's CPU attention
-  for 5 x 6 heads of one query, and the cache concatenated anew each step), the products
-  ~4 ms at this VM's memory bandwidth (~30 GB/s on two threads: 80 MB projection + 33 MB
-  of layers), the rest per-op overhead of ~160 small MLX ops.
-- Encoder: its softmax and GELU now run in `_gemv.c` (one vectorised pass per row or
-  block on its threads, instead of NumPy's five passes over memory): per window 445 -> 372
-  ms (tiny.en), 784 -> 635 ms (base), medians of interleaved runs; CTranslate2 took 221 ms
-  (tiny.en, measured an earlier round). It is the larger part of our gap in greedy
-  decoding. Per tiny.en block before that change (~90 ms): attention scores 16 ms, softmax
-  11-17 ms (now ~4), probabilities x values 12.5 ms, MLP 10 + 10 ms, GELU 9-15 ms (now ~1),
-  q/k/v/out 13 ms; the two convolutions ~21 ms (MLX's conv measured no slower than im2col +
-  one matmul here).
-- Tried and dropped, all measured: attention in blocks of 128-256 query rows (490 vs 414
-  ms); each one-row decoder `Linear` as a ctypes `sgemv` from Python (the per-call sync
-  with MLX costs what the skipped packing saves); forwarding five-row products as five
-  `sgemv` calls (each reads the weight again: blocks 12.1 vs 10.4 ms); a strided
+- This round (`_gemv.c` again, interleaved medians in one process unless said otherwise):
+  (1) the encoder's self-attention fused in C: per head, blocks of 48 query rows whose
+  scores (48 x 1500), softmax and probabilities x values stay in cache, reading q, k, v in
+  their (T, C) layout (no head transposes) and writing the result over q: 37.7 -> 23.0 ms
+  per tiny.en block (6 heads), 73.6 -> 31.5 ms per base block (8 heads); (2) the encoder's
+  layer norms in one pass per row in C (MLX's CPU layer norm took ~3 ms per (1500, 384)):
+  a window 432 -> 300 ms (tiny.en), 696 -> 575 ms (base); (3) a decoding step's attention
+  in C: the beams' rows read each cached key and value once, scores and softmax in cache
+  (cross-attention: one task per head over the audio's 1500 frames; self-attention: one per
+  beam and head); (4) the self-attention cache preallocated and written in place, beams
+  reordered in place (`StepCache`), instead of MLX concatenating the whole cache anew and
+  gathering it every step; (5) a step's GELU in C at any size (MLX's erf is scalar: 453 ->
+  263 us for a beam step's MLP). Step with 150 cached tokens: beam 5 15.8 -> 11.4 ms, greedy
+  9.1 -> 7.8 ms; in the 60 s run, beam 5 15.9 -> 12.0 ms a step, greedy 8.4 -> 8.0 ms (this
+  VM ran ~30 % slower this round than the previous one, so these absolute figures are above
+  the earlier rounds' below). Layer norm in C for a step's few rows was slower (13.2 vs
+  14.0 ms: the sync with MLX costs more than it saves) and was dropped.
+- Earlier rounds, newest first: (1) few-row products in C (`mlx_audio_stack/_gemv.c`,
+  loaded ahead of the BLAS): MLX hands every product to OpenBLAS 0.3.21's `sgemm`, which
+  packs the weight before multiplying even for one row; the file takes products of up to 8
+  rows and reads each weight once for all rows on a small thread pool (one worker on this
+  machine). Beam-5 step (cache 150) 19.8 -> 14.9 ms; the output projection alone, five
+  rows, ~8 -> ~3 ms; (2) the encoder's softmax and GELU in C: a window 445 -> 372 ms
+  (tiny.en), 784 -> 635 ms (base); (3) beam search and best-of decode the prompt once per
+  audio and repeat its cache (with the previous window's text as prompt that first call,
+  5 x 212 tokens, took ~0.4 s): 1.24 -> 0.37 s over the 3 windows of the 60 s clip; (4)
+  the output projection stored (C, n_vocab) with the embedding a view of it, layer norms
+  compiled into one kernel, the key/value cache kept head-major (B, h, S, d), only the
+  positions used projected, beams sharing their audio's cross-attention keys and values, a
+  block-wise top-k for beam candidates (`np.argpartition` took ~6 ms a step on the -inf
+  runs the timestamp rules leave).
+- What is left: a tiny.en greedy step is mostly its products (the 80 MB output projection
+  and 33 MB of layers at this VM's ~20-30 GB/s) plus ~100 small MLX ops; a beam step adds
+  ~4 ms (five rows through every op, and ~2.5 ms of Python bookkeeping for the candidates
+  and timestamp rules). The encoder's remaining time per tiny.en window (~290 ms against
+  CTranslate2's 221 ms measured an earlier round) is matrix products: q/k/v/out ~17 ms and
+  MLP ~25 ms per block through OpenBLAS, attention ~23 ms, the two convolutions ~16 ms.
+- Tried and dropped, all measured: attention in blocks of 128-256 query rows through MLX
+  (490 vs 414 ms); each one-row decoder `Linear` as a ctypes `sgemv` from Python (the
+  per-call sync with MLX costs what the skipped packing saves); forwarding five-row products
+  as five `sgemv` calls (each reads the weight again: blocks 12.1 vs 10.4 ms); a strided
   column-panel kernel for the (C, n_vocab) projection (26 ms single-threaded; streaming
   eight rows at once into L1-sized column blocks: ~2.5 ms on two threads); the pool's
   workers spinning 0.2 ms instead of 2 ms before sleeping (slower by 0.2-0.3 ms a step);
