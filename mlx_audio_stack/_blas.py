@@ -167,6 +167,8 @@ def _init_gemv(shim: ctypes.CDLL | None, blas_path: str) -> None:
         [ctypes.c_void_p] * 3 + [ctypes.c_long] * 6 + [ctypes.c_float]
     )
     shim.mas_attention_step.restype = ctypes.c_int
+    shim.mas_res2net.argtypes = [ctypes.c_void_p] + [ctypes.c_long] * 6 + [ctypes.c_void_p] * 5
+    shim.mas_res2net.restype = ctypes.c_int
     shim.mas_layer_norm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_long] * 2 + [ctypes.c_float]
     shim.mas_layer_norm.restype = None
     if shim.mas_gemv_init(os.fsencode(blas_path), GEMV_ROWS, gemv_threads()) == 0:
@@ -179,7 +181,8 @@ def elementwise() -> ctypes.CDLL | None:
     `mas_softmax_rows(ptr, rows, cols)`, `mas_gelu(ptr, n)`, `mas_attention(q, k, v, B, T, S,
     H, ldq, ldk, ldv, bq, bk, bv, scale)` (64-wide heads, result in q, returns nonzero when out
     of memory), `mas_attention_step(q, k, v, Bk, R, S, H, ldq, ldh, scale)` (a decoding step's
-    R <= 16 query rows per head-major cache), `mas_layer_norm(x, w, b, y, rows, cols, eps)`."""
+    R <= 16 query rows per head-major cache), `mas_layer_norm(x, w, b, y, rows, cols, eps)`,
+    `mas_res2net(x, B, T, scale, c, k, d, frames, w, bias, bn_scale, bn_shift)` (ECAPA)."""
     return gemv_forward
 
 
