@@ -111,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--out", default=str(ROOT / "reports" / "ecapa.md"))
-    p.add_argument("--sb-worker", metavar="WAVS_NPY", help=argparse.SUPPRESS)  # see below
     a = p.parse_args(argv)
     torch.set_num_threads(2)
 
