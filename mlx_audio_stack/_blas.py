@@ -62,6 +62,11 @@ def load_blas() -> str | None:
         )
         return None
     paths = (override,) if override else CANDIDATES
+    # OpenBLAS's idle threads spin ~0.1 s (2^28 cycles) after each product before they sleep.
+    # Here the products alternate with `_gemv.c`'s passes on all cores, and a spinning BLAS
+    # thread took a core from them: in an ECAPA pass those passes ran 10-20x slower than
+    # alone. 2^4 cycles: they sleep at once (read when OpenBLAS loads; the user's value wins).
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     for path in paths:
         if os.path.exists(path):
             shim = _gemv_library()  # first: MLX's cblas_sgemm must resolve to it
@@ -171,6 +176,20 @@ def _init_gemv(shim: ctypes.CDLL | None, blas_path: str) -> None:
     shim.mas_res2net.restype = ctypes.c_int
     shim.mas_layer_norm.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_long] * 2 + [ctypes.c_float]
     shim.mas_layer_norm.restype = None
+    vp, lg, fl = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
+    shim.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [fl, vp, ctypes.c_int, vp, ctypes.c_int]
+    shim.cblas_sgemm.argtypes += [fl, vp, ctypes.c_int]
+    shim.cblas_sgemm.restype = None
+    shim.mas_im2col.argtypes = [vp] + [lg] * 6 + [vp, vp]
+    shim.mas_im2col.restype = None
+    shim.mas_bias_relu_affine.argtypes = [vp] + [lg] * 3 + [vp] * 3 + [ctypes.c_int]
+    shim.mas_bias_relu_affine.restype = None
+    shim.mas_scale_add.argtypes = [vp, lg, vp, lg, vp, vp] + [lg] * 4
+    shim.mas_scale_add.restype = None
+    shim.mas_time_stats.argtypes = [vp] + [lg] * 4 + [vp, fl, vp, vp]
+    shim.mas_time_stats.restype = None
+    shim.mas_attentive_stats.argtypes = [vp] * 3 + [lg] * 4 + [vp, fl, vp, vp]
+    shim.mas_attentive_stats.restype = None
     if shim.mas_gemv_init(os.fsencode(blas_path), GEMV_ROWS, gemv_threads()) == 0:
         gemv_forward = shim
 

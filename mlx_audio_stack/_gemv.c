@@ -184,6 +184,7 @@ static int pool_parts;
 static int pool_gen;   /* bumped once per dispatched product */
 static int pool_done;  /* workers finished with the current product */
 static int pool_sleepers;
+static int pool_hush;  /* bumped when a product goes to the BLAS: spinning workers sleep */
 
 static void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -204,6 +205,7 @@ static void *worker(void *arg) {
     int seen = 0; /* start_pool() zeroes pool_gen before any worker exists */
     for (;;) {
         long until = 0;
+        int hush = __atomic_load_n(&pool_hush, __ATOMIC_RELAXED);
         for (unsigned spins = 0; __atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST) == seen; spins++) {
             if ((spins & 255) != 255) {
                 cpu_relax();
@@ -211,12 +213,14 @@ static void *worker(void *arg) {
             }
             const long t = now_ns();
             if (until == 0) until = t + SPIN_NS;
-            if (t < until) continue;
+            /* spin on, unless the BLAS has started a product: its threads need the cores */
+            if (t < until && __atomic_load_n(&pool_hush, __ATOMIC_RELAXED) == hush) continue;
             __atomic_add_fetch(&pool_sleepers, 1, __ATOMIC_SEQ_CST);
             if (__atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST) == seen)
                 syscall(SYS_futex, &pool_gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
             __atomic_sub_fetch(&pool_sleepers, 1, __ATOMIC_SEQ_CST);
             until = 0;
+            hush = __atomic_load_n(&pool_hush, __ATOMIC_RELAXED);
         }
         seen = __atomic_load_n(&pool_gen, __ATOMIC_SEQ_CST);
         if (part < pool_parts) run_part(&pool_task, part, pool_parts);
@@ -304,6 +308,9 @@ void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, co
     }
     if (order != ROW_MAJOR || M < 1 || M > max_rows || N < 1 || K < 1 ||
         (ta != NO_TRANS && ta != TRANS) || (tb != NO_TRANS && tb != TRANS)) {
+        /* A product big enough for the BLAS's threads: the pool's spinning workers would take
+         * their cores (on 2 cores an ECAPA pass took 2x as long), so they go to sleep now. */
+        if ((double)M * N * K >= (double)(1 << 20)) __atomic_add_fetch(&pool_hush, 1, __ATOMIC_RELAXED);
         real_sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -721,4 +728,221 @@ int mas_res2net(float *x, long B, long T, long scale, long c, long k, long d, co
     }
     free(col), free(in), free(out);
     return 0;
+}
+
+/* ---- ECAPA-TDNN on CPU: the passes between its matrix products, on the pool ---- */
+
+/* im2col for a k-tap convolution with dilation d and reflection padding at each utterance's
+ * frames[b] (NULL: at T): x (B, T, c) with row stride ldx -> col (B * T, k * c). */
+typedef struct {
+    const float *x;
+    float *col;
+    long T, c, k, d, ldx;
+    const long *frames;
+} im2col_t;
+
+static void im2col_part(const void *ctx, long lo, long hi) {
+    const im2col_t *a = ctx;
+    const long pad = a->d * (a->k - 1) / 2, kc = a->k * a->c;
+    for (long r = lo; r < hi; r++) {
+        const long b = r / a->T, t = r % a->T, n = a->frames ? a->frames[b] : a->T;
+        for (long tap = 0; tap < a->k; tap++) {
+            const long s = reflect(t - pad + tap * a->d, n, a->T);
+            memcpy(a->col + r * kc + tap * a->c, a->x + (b * a->T + s) * a->ldx,
+                   sizeof(float) * a->c);
+        }
+    }
+}
+
+void mas_im2col(const float *x, long ldx, long B, long T, long c, long k, long d,
+                const long *frames, float *col) {
+    const im2col_t a = {x, col, T, c, k, d, ldx, frames};
+    const task_t t = {im2col_part, &a, B * T, 1};
+    run(&t, (size_t)B * T * k * c);
+}
+
+/* y (rows, n), row stride ldy, in place: y = shift + scale * relu(y + bias) (a TDNN block's
+ * bias, ReLU and inference BatchNorm), then tanh when `act` is 1. */
+typedef struct {
+    float *y;
+    long n, ldy;
+    const float *bias, *scale, *shift;
+    int act;
+} post_t;
+
+static inline vf vtanh(vf v) { /* sign(v) (1 - e) / (1 + e), e = exp(-2 |v|) */
+    const vf a = vselect(v < 0, -v, v);
+    const vf e = vexp(a * -2.0f);
+    const vf t = (1.0f - e) / (1.0f + e);
+    return vselect(v < 0, -t, t);
+}
+
+static void post_part(const void *ctx, long lo, long hi) {
+    const post_t *p = ctx;
+    const long nv = p->n - p->n % VL;
+    for (long r = lo; r < hi; r++) {
+        float *y = p->y + r * p->ldy;
+        for (long j = 0; j < p->n; j++) {
+            const float v = y[j] + p->bias[j];
+            y[j] = (v > 0.0f ? v : 0.0f) * p->scale[j] + p->shift[j];
+        }
+        if (p->act != 1) continue;
+        for (long j = 0; j < nv; j += VL) *(vf *)(y + j) = vtanh(*(const vf *)(y + j));
+        for (long j = nv; j < p->n; j++) {
+            vf v = (vf){0} + y[j];
+            y[j] = vtanh(v)[0];
+        }
+    }
+}
+
+void mas_bias_relu_affine(float *y, long rows, long n, long ldy, const float *bias,
+                          const float *scale, const float *shift, int act) {
+    const post_t p = {y, n, ldy, bias, scale, shift, act};
+    const task_t t = {post_part, &p, rows, 1};
+    run(&t, (size_t)rows * n);
+}
+
+/* out[b, t] = y[b, t] * g[b] + res[b, t] over (B, T, n) with row strides ldo, ldy, ldr (a
+ * squeeze-excitation's scaling and the residual). */
+typedef struct {
+    float *out;
+    const float *y, *g, *res;
+    long T, n, ldo, ldy, ldr;
+} scale_add_t;
+
+static void scale_add_part(const void *ctx, long lo, long hi) {
+    const scale_add_t *a = ctx;
+    for (long r = lo; r < hi; r++) {
+        const float *y = a->y + r * a->ldy, *res = a->res + r * a->ldr, *g = a->g + r / a->T * a->n;
+        float *o = a->out + r * a->ldo;
+        for (long j = 0; j < a->n; j++) o[j] = y[j] * g[j] + res[j];
+    }
+}
+
+void mas_scale_add(float *out, long ldo, const float *y, long ldy, const float *g,
+                   const float *res, long ldr, long B, long T, long n) {
+    const scale_add_t a = {out, y, g, res, T, n, ldo, ldy, ldr};
+    const task_t t = {scale_add_part, &a, B * T, 1};
+    run(&t, (size_t)B * T * n);
+}
+
+/* Weighted statistics over time, per utterance and column, for x (B, T, n) with row stride
+ * ldx and weights w (B, T) that sum to 1 over each utterance's frames (NULL: 1 / T each):
+ * mean (B, n) and, unless std is NULL, std = sqrt(max(var, eps)) with var the weighted mean
+ * of (x - mean)^2. Columns are split over the pool. */
+typedef struct {
+    const float *x, *w;
+    float *mean, *std;
+    long B, T, n, ldx;
+    float eps;
+} stats_t;
+
+static void stats_part(const void *ctx, long lo, long hi) {
+    const stats_t *a = ctx;
+    const float uniform = 1.0f / (float)a->T;
+    for (long b = 0; b < a->B; b++) {
+        float *mean = a->mean + b * a->n, *sd = a->std ? a->std + b * a->n : NULL;
+        for (long j = lo; j < hi; j++) mean[j] = 0.0f;
+        for (long t = 0; t < a->T; t++) {
+            const float wt = a->w ? a->w[b * a->T + t] : uniform;
+            if (wt == 0.0f) continue;
+            const float *x = a->x + (b * a->T + t) * a->ldx;
+            for (long j = lo; j < hi; j++) mean[j] += wt * x[j];
+        }
+        if (sd == NULL) continue;
+        for (long j = lo; j < hi; j++) sd[j] = 0.0f;
+        for (long t = 0; t < a->T; t++) {
+            const float wt = a->w ? a->w[b * a->T + t] : uniform;
+            if (wt == 0.0f) continue;
+            const float *x = a->x + (b * a->T + t) * a->ldx;
+            for (long j = lo; j < hi; j++) {
+                const float dv = x[j] - mean[j];
+                sd[j] += wt * dv * dv;
+            }
+        }
+        for (long j = lo; j < hi; j++) sd[j] = __builtin_sqrtf(sd[j] > a->eps ? sd[j] : a->eps);
+    }
+}
+
+void mas_time_stats(const float *x, long ldx, long B, long T, long n, const float *w, float eps,
+                    float *mean, float *std) {
+    const stats_t a = {x, w, mean, std, B, T, n, ldx, eps};
+    const task_t t = {stats_part, &a, n, VL};
+    run(&t, (size_t)B * T * n);
+}
+
+/* Attentive statistics pooling: logits (B, T, n) contiguous get `bias` added and become, in
+ * place, their softmax over time (unnormalized: exp(l - max)) among the frames with
+ * w[b, t] > 0 (w NULL: all; the others get 0); mean (B, n) and std (B, n) are the statistics
+ * of x (B, T, n), row stride ldx, under those softmax weights, std = sqrt(max(var, eps)). */
+typedef struct {
+    float *l;
+    const float *x, *bias, *w;
+    float *mean, *std;
+    long B, T, n, ldx;
+    float eps;
+} attn_stats_t;
+
+enum { ASP_COLS = 256 }; /* columns per pass: their running sums stay in L1 */
+
+static void attn_stats_part(const void *ctx, long lo, long hi) {
+    const attn_stats_t *a = ctx;
+    float peak[ASP_COLS], total[ASP_COLS];
+    for (long b = 0; b < a->B; b++) {
+        for (long j0 = lo; j0 < hi; j0 += ASP_COLS) {
+            const long j1 = j0 + ASP_COLS < hi ? j0 + ASP_COLS : hi, m = j1 - j0;
+            const long mv = m - m % VL;
+            float *mean = a->mean + b * a->n + j0, *sd = a->std + b * a->n + j0;
+            const float *bias = a->bias + j0;
+            for (long j = 0; j < m; j++) peak[j] = -__builtin_inff(), total[j] = mean[j] = sd[j] = 0.0f;
+            for (long t = 0; t < a->T; t++) {
+                float *l = a->l + (b * a->T + t) * a->n + j0;
+                if (a->w && a->w[b * a->T + t] <= 0.0f) continue;
+                for (long j = 0; j < m; j++) {
+                    const float v = l[j] + bias[j];
+                    peak[j] = v > peak[j] ? v : peak[j];
+                }
+            }
+            for (long t = 0; t < a->T; t++) {
+                float *l = a->l + (b * a->T + t) * a->n + j0;
+                const float *x = a->x + (b * a->T + t) * a->ldx + j0;
+                if (a->w && a->w[b * a->T + t] <= 0.0f) {
+                    memset(l, 0, sizeof(float) * m);
+                    continue;
+                }
+                for (long j = 0; j < mv; j += VL) {
+                    const vf e = vexp(*(const vf *)(l + j) + *(const vf *)(bias + j) -
+                                      *(const vf *)(peak + j));
+                    *(vf *)(l + j) = e;
+                    *(vf *)(total + j) += e;
+                    *(vf *)(mean + j) += e * *(const vf *)(x + j);
+                }
+                for (long j = mv; j < m; j++) {
+                    const float e = sexp(l[j] + bias[j] - peak[j]);
+                    l[j] = e, total[j] += e, mean[j] += e * x[j];
+                }
+            }
+            for (long j = 0; j < m; j++) mean[j] /= total[j];
+            for (long t = 0; t < a->T; t++) {
+                if (a->w && a->w[b * a->T + t] <= 0.0f) continue;
+                const float *l = a->l + (b * a->T + t) * a->n + j0;
+                const float *x = a->x + (b * a->T + t) * a->ldx + j0;
+                for (long j = 0; j < m; j++) {
+                    const float dv = x[j] - mean[j];
+                    sd[j] += l[j] * dv * dv;
+                }
+            }
+            for (long j = 0; j < m; j++) {
+                const float var = sd[j] / total[j];
+                sd[j] = __builtin_sqrtf(var > a->eps ? var : a->eps);
+            }
+        }
+    }
+}
+
+void mas_attentive_stats(float *logits, const float *bias, const float *x, long ldx, long B,
+                         long T, long n, const float *w, float eps, float *mean, float *std) {
+    const attn_stats_t a = {logits, x, bias, w, mean, std, B, T, n, ldx, eps};
+    const task_t t = {attn_stats_part, &a, n, VL};
+    run(&t, (size_t)B * T * n);
 }

@@ -386,6 +386,49 @@ def test_eval_harness_on_embeddings_with_known_answers():
     assert 0.3 < r["cosine"]["EER"] < 0.7
 
 
+# every knob off its default: a shortcut (cin != cout), an MFA kernel of 3, no global context
+KNOBS = EcapaArgs(
+    input_size=80,
+    channels=[24, 40, 40, 40, 72],  # SpeechBrain needs the SE-Res2Net blocks equal
+    kernel_sizes=[3, 5, 3, 3, 3],
+    dilations=[1, 1, 2, 3, 2],
+    attention_channels=12,
+    res2net_scale=4,
+    se_channels=6,
+    global_context=False,
+    lin_neurons=10,
+)
+
+
+@pytest.mark.parametrize("args", [TINY, KNOBS], ids=["tiny", "knobs"])
+def test_cpu_forward_equals_the_mlx_layers(args):
+    """The CPU pass (BLAS products + _gemv.c passes) against the model's MLX layers, in the
+    three length modes: none, SpeechBrain's (mask only), exact (mask + frames)."""
+    import sys
+
+    from mlx_audio_stack import _blas
+
+    model = _random_model(args, seed=3)
+    cpu = model.__dict__.get("_cpu_forward")
+    if sys.platform.startswith("linux"):  # the C file compiles here: the fast path must be on
+        assert _blas.elementwise() is not None and cpu is not None
+    if cpu is None:
+        pytest.skip("no _gemv.c on this platform: the MLX layers are the only path")
+    rng = np.random.default_rng(0)
+    frames = np.array([120, 75, 33])
+    feats = mx.array(rng.standard_normal((3, 120, 80)).astype(np.float32))
+    mask = mx.array(np.arange(120)[None] < frames[:, None])
+    for m, fr in [(None, None), (mask, None), (mask, frames)]:
+        got = np.array(model(feats, m, fr))
+        model._cpu_forward = None
+        want = np.array(model(feats, m, fr))
+        model._cpu_forward = cpu
+        assert got.shape == (3, args.lin_neurons)
+        np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max(), rtol=1e-4)
+    # and the modes differ, so each was tested for itself
+    assert np.abs(np.array(model(feats, mask, frames)) - np.array(model(feats))).max() > 1e-3
+
+
 def test_fast_exp_and_masked_softmax():
     from mlx_audio_stack.models.ecapa.model import fast_exp, softmax_time
 

@@ -27,8 +27,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ... import _blas
 from ...cpu_ops import numpy_view, parallel_rows, use_cpu_path
+from .cpu_forward import CpuForward
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm1d default, used by SpeechBrain's BatchNorm1d
 
@@ -287,9 +287,6 @@ class Res2NetBlock(nn.Module):
         self.blocks = [TDNNBlock(c, c, kernel_size, dilation) for _ in range(scale - 1)]
 
     def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
-        y = self._cpu(x, lens)
-        if y is not None:
-            return y
         b, t, c = x.shape
         s = self.scale
         # one copy into (scale, B, T, C/scale): contiguous chunks (mx.split's strided views
@@ -301,52 +298,21 @@ class Res2NetBlock(nn.Module):
             ys.append(self.blocks[i - 1](inp, lens))
         return mx.stack(ys, axis=2).reshape(b, t, c)  # (B, T, scale, C/scale) -> (B, T, C)
 
-    def prepare(self) -> None:
-        """Cache `_cpu`'s weight arguments (after the chunks' own `prepare`): building them
-        took ~2.5 ms a call, half of a 1 x 3 s block's time."""
-        self._c_args = self._weight_args() if _blas.elementwise() is not None else None
-
-    def _weight_args(self) -> SimpleNamespace | None:
+    def weight_args(self) -> SimpleNamespace:
         """The chunks' (k*c, c) weight matrices, biases and BatchNorm scales and shifts as
         float32 arrays (`keep`, alive as long as this) and ctypes arrays of their addresses
-        (`ptrs`: w, bias, scale, shift) for `mas_res2net`; None if one has no plain buffer."""
+        (`ptrs`: w, bias, scale, shift), as `_gemv.c`'s `mas_res2net` takes them."""
         keep, ptrs = [], {"w": [], "bias": [], "scale": [], "shift": []}
         for blk in self.blocks:
             parts = (blk.conv.matrix(), blk.conv.conv.bias, *blk.norm.affine())
             for key, arr in zip(ptrs, parts):
-                arr = mx.contiguous(arr.astype(mx.float32))
-                view = numpy_view(arr)
-                if view is None:
-                    return None
-                keep.append(arr)
+                mx.eval(arr)
+                view = np.ascontiguousarray(np.asarray(memoryview(arr)), dtype=np.float32)
+                keep.append(view)
                 ptrs[key].append(view.ctypes.data)
         return SimpleNamespace(
             keep=keep, ptrs=[(ctypes.c_void_p * len(v))(*v) for v in ptrs.values()]
         )
-
-    def _cpu(self, x: mx.array, lens: Lengths) -> mx.array | None:
-        """The whole block in one C call on CPU (`_gemv.c`'s `mas_res2net`: each chunk's
-        im2col, product and ReLU + BatchNorm, in place in x, which must be fresh): ~60 small
-        MLX ops less per block. None where that path does not apply."""
-        fast = _blas.elementwise()
-        if fast is None or not use_cpu_path(x) or self.blocks[0].conv.groups != 1:
-            return None
-        args = self._c_args if "_c_args" in self.__dict__ else self._weight_args()
-        xa = numpy_view(x)
-        if xa is None or args is None:
-            return None
-        b, t, ch = x.shape
-        conv = self.blocks[0].conv
-        frames = None if lens.frames is None else np.ascontiguousarray(lens.frames, np.int64)
-        if frames is not None and bool(np.all(frames == t)):
-            frames = None
-        failed = fast.mas_res2net(
-            xa.ctypes.data, b, t, self.scale, ch // self.scale, conv.kernel_size, conv.dilation,
-            None if frames is None else frames.ctypes.data, *args.ptrs,
-        )  # fmt: skip
-        if failed:
-            raise MemoryError("out of memory for the Res2Net block's scratch buffers")
-        return x
 
 
 class SEBlock(nn.Module):
@@ -467,9 +433,10 @@ class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
             if isinstance(m, (Conv1d, BatchNorm1d)):
                 m.prepare()
         for _, m in self.named_modules():
-            if isinstance(m, (AttentiveStatisticsPooling, Res2NetBlock)):
-                m.prepare()  # after their convs and norms
+            if isinstance(m, AttentiveStatisticsPooling):
+                m.prepare()  # after its convs and norms
         mx.eval(self.state)
+        self._cpu_forward = CpuForward.build(self)
         return self
 
     def load_weights(self, *args, **kwargs) -> ECAPA_TDNN:
@@ -481,6 +448,13 @@ class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
     ) -> mx.array:
         """feats (B, T, F); mask (B, T) valid frames for statistics; frames (B,) valid counts
         for per-utterance reflection (see module docstring). Returns (B, lin_neurons)."""
+        cpu = self.__dict__.get("_cpu_forward")
+        if cpu is not None and use_cpu_path(feats):
+            w = None
+            if mask is not None:
+                m = np.asarray(mask, np.float32)
+                w = m / m.sum(axis=1, keepdims=True)
+            return mx.array(cpu(np.asarray(feats), w, frames))
         lens = Lengths(feats.shape[1], mask, None if frames is None else np.asarray(frames))
         x = self.blocks[0](feats, lens)
         xl = []
