@@ -15,6 +15,7 @@ in-place row softmax and GELU with a vectorised exp, a fused attention for Whisp
 and a layer norm, see `elementwise()`.
 `MAS_GEMV=off` skips it; without a C compiler it is skipped silently. `MAS_GEMV_THREADS` sets
 its thread count (default: OPENBLAS_NUM_THREADS, else the usable CPUs, at most 8).
+Unless set, OPENBLAS_THREAD_TIMEOUT becomes 4 before OpenBLAS loads (see `load_blas`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ FIX = "install Debian's libopenblas0-pthread (apt-get install libopenblas0-pthre
 loaded: str | None = None
 gemv_forward: ctypes.CDLL | None = None  # the loaded `_gemv.c`, see _gemv_library()
 GEMV_ROWS = 8  # products with at most this many rows are computed by `_gemv.c`
+SET_ENV: dict[str, str] = {}  # environment variables set here (child processes inherit them)
 
 
 def load_blas() -> str | None:
@@ -66,7 +68,8 @@ def load_blas() -> str | None:
     # Here the products alternate with `_gemv.c`'s passes on all cores, and a spinning BLAS
     # thread took a core from them: in an ECAPA pass those passes ran 10-20x slower than
     # alone. 2^4 cycles: they sleep at once (read when OpenBLAS loads; the user's value wins).
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = SET_ENV["OPENBLAS_THREAD_TIMEOUT"] = "4"
     for path in paths:
         if os.path.exists(path):
             shim = _gemv_library()  # first: MLX's cblas_sgemm must resolve to it
@@ -201,7 +204,10 @@ def elementwise() -> ctypes.CDLL | None:
     H, ldq, ldk, ldv, bq, bk, bv, scale)` (64-wide heads, result in q, returns nonzero when out
     of memory), `mas_attention_step(q, k, v, Bk, R, S, H, ldq, ldh, scale)` (a decoding step's
     R <= 16 query rows per head-major cache), `mas_layer_norm(x, w, b, y, rows, cols, eps)`,
-    `mas_res2net(x, B, T, scale, c, k, d, frames, w, bias, bn_scale, bn_shift)` (ECAPA)."""
+    `mas_res2net(x, B, T, scale, c, k, d, frames, w, bias, bn_scale, bn_shift)`, and ECAPA's
+    passes between products (`mas_im2col`, `mas_bias_relu_affine`, `mas_scale_add`,
+    `mas_time_stats`, `mas_attentive_stats`, see models/ecapa/cpu_forward.py); `cblas_sgemm`
+    is the product itself (this file's for up to GEMV_ROWS rows, else the BLAS's)."""
     return gemv_forward
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import platform
 import sys
 import tempfile
@@ -25,6 +26,10 @@ if "--sb-worker" not in sys.argv:  # the worker is SpeechBrain alone, without ou
     import mlx_audio_stack  # noqa: F401  (fast BLAS before mlx)
 
 ROOT = Path(__file__).resolve().parents[1]
+# a pause before every timed run: the idle threads of the run before (torch's OpenMP team,
+# OpenBLAS's, ours) spin for a while after their last task and would take cores from
+# whichever side runs next; a user's process runs one side only
+QUIET_S = 0.05
 
 
 def sb_worker(wav_file: str) -> int:
@@ -58,8 +63,13 @@ class _Worker:
     def __init__(self, wav_file: Path):
         import subprocess
 
+        from mlx_audio_stack import _blas
+
         cmd = [sys.executable, __file__, "--sb-worker", str(wav_file)]
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        env = {k: v for k, v in os.environ.items() if k not in _blas.SET_ENV}  # as users run it
+        self.p = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
         for line in self.p.stdout:  # past anything the imports print
             if line.strip() == "ready":
                 break
@@ -188,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = (("own", run_own), ("sb", run_sb), ("mlx", run_mlx), ("gemm", run_gemms))
         for _ in range(a.reps):
             for name, f in steps:
+                time.sleep(QUIET_S)
                 t0 = time.perf_counter()
                 got = f()
                 times[name].append(got if name == "own" else time.perf_counter() - t0)
@@ -255,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {_cpu()}, {_ncpu()} cores, {platform.system()} {platform.release()}; "
         f"load average {load_start} at the start, {' '.join(load)} at the end.",
         "",
+        f"Each timed run starts after a {QUIET_S * 1000:.0f} ms pause: the idle threads of the "
+        "run before (torch's OpenMP team, OpenBLAS's) spin for a while and would take cores from",
+        "whichever side runs next; a user's process runs one side only.",
+        "",
         "Other jobs may share the cores. Runs alternate, so every side sees the same load, but",
         "load does not hurt them equally: torch's 2-thread OpenMP regions (one per small op)",
         "stall when a thread is descheduled, while MLX runs element-wise ops on one thread and",
@@ -273,22 +288,27 @@ def main(argv: list[str] | None = None) -> int:
         "ran at 173-202 GFLOP/s in MLX and 177-198 in torch; loaded for MLX instead of",
         "OpenBLAS, MKL 2026.2 and BLIS 0.9 ran a 1500x384x1536 product at 157 and 104",
         "GFLOP/s against OpenBLAS's ~180), so the MLX port can win only outside them:",
-        "- every 1x1 conv is one 2-D `addmm` (bias fused), k>1 convs are im2col + one matmul",
-        "  (MLX's CPU conv1d is slower); weights are cached in matmul layout at load;",
+        "- on CPU (Linux, `_gemv.c` compiled) the pass is `models/ecapa/cpu_forward.py`: every",
+        "  product goes straight to the BLAS (`cblas_sgemm`, the OpenBLAS MLX's matmuls use)",
+        "  and everything between products is one C pass on both cores, in place in NumPy",
+        "  buffers: im2col with reflection at each utterance's own end for k>1 convs; bias, ReLU",
+        "  and BatchNorm in one pass; a Res2Net block in one call; the SE means, and its scaling",
+        "  plus the residual written straight into the aggregation input's slice (no concat);",
+        "  the pooling's softmax over time and weighted mean/std in one kernel. As MLX ops this",
+        "  was ~150 single-threaded passes with an allocation each (30-40 ms of a 1 x 3 s pass);",
         "- the attentive pooling's TDNN runs on x only; the repeated mean/std context becomes a",
         "  per-utterance bias (`cat([x, mean, std]) @ W` = `x @ Wx + mean @ Wm + std @ Ws`),",
         "  a third of SpeechBrain's FLOPs there;",
-        "- MLX's CPU `exp` is scalar (15 ms for one utterance's 301x3072 attention logits): on",
-        "  CPU the pooling's softmax takes NumPy's vectorised exp in place on both cores",
-        "  (whole model, 8 x 3 s: ~550 vs ~610 ms with the compiled polynomial exp, which stays",
-        "  for GPUs: 4x MLX's exp, 1e-7 relative);",
-        "- on CPU a Res2Net block is one C call (`_gemv.c`: each chunk's reflection-padded",
-        "  im2col, its product through the BLAS, ReLU and BatchNorm, in place) instead of ~60",
-        "  small MLX ops (one 1 x 3 s block ~5 -> 2.3 ms, its weight arguments built once);",
-        "  elsewhere its chunks are made contiguous once (strided `split` views slowed every op);",
-        "  the pooling keeps its softmax weights unnormalized (one (B, T, C) pass less);",
-        "  ReLU+BatchNorm as a compiled kernel, and in place through NumPy on both cores, were",
-        "  tried and dropped (both slower: after a matmul here, and a sync with MLX per block);",
+        "- idle threads: OpenBLAS's spin ~0.1 s after each product before they sleep, and with",
+        "  products alternating with C passes on both cores a spinning thread took a core (in",
+        "  the pass the C passes ran 10-20x slower than alone). `import mlx_audio_stack` sets",
+        "  OPENBLAS_THREAD_TIMEOUT=4 (sleep at once) unless the user set it, and the C pool's",
+        "  spinning workers go to sleep when a product goes to the BLAS. NumPy's own BLAS (a",
+        "  second OpenBLAS with threads of its own) is never called: the SE's small products",
+        "  through NumPy had doubled a 1 x 3 s pass;",
+        "- elsewhere (GPU) the MLX layers run, with 1x1 convs as one `addmm`, k>1 convs as",
+        "  im2col + matmul and the pooling's exp as a compiled polynomial (4x MLX's scalar CPU",
+        "  `exp`, 1e-7 relative);",
         "- glibc's malloc returned every large freed buffer to the OS, so each big intermediate",
         "  page-faulted again (on this VM one 8x301x3072 exp went from 183 to 27 ms once the",
         "  mmap/trim thresholds were raised with `mallopt`). The setting is process-wide: torch",
@@ -308,11 +328,10 @@ def main(argv: list[str] | None = None) -> int:
         + " (MLX's rest now: "
         + " and ".join(f"{r[1]['mlx'] - r[1]['mlx'] / r[5]:.0f} ms" for r in rows)
         + ").",
-        "What is left beyond the GEMMs:",
-        "BatchNorm/ReLU passes after the 1x1 convs, the pooling's statistics (a C kernel for",
-        "its softmax and weighted statistics saved only 1-2 % and was dropped), and the",
-        "products' own speed at 301 rows (OpenBLAS ~120 GFLOP/s for tdnn1/tdnn2's",
-        "301x1024x1024, against ~165 for the 3072-wide aggregation).",
+        "What is left is mostly the products themselves: at 8 x 3 s they alone take "
+        f"{rows[1][6]:.2f}x",
+        "SpeechBrain's whole pass in our process (the same GEMM speed on both sides), so 0.8x",
+        "of that pass leaves the rest little or no time without fewer FLOPs.",
         "",
     ]
     Path(a.out).write_text("\n".join(lines))

@@ -132,6 +132,9 @@ class Worker:
             # the references run as their users run them: without the OpenBLAS preload
             # and malloc tuning that `import mlx_audio_stack` applies for MLX
             env.update(MAS_BLAS="none", MAS_MALLOC="default")
+            if "mlx_audio_stack._blas" in sys.modules:  # and without its environment settings
+                for key in sys.modules["mlx_audio_stack._blas"].SET_ENV:
+                    env.pop(key, None)
         cmd = [sys.executable, __file__, "--worker", impl, name, str(beam)]
         cmd += ["--seconds", str(seconds)]
         self.p = subprocess.Popen(

@@ -13,6 +13,10 @@ zero-padded batch the frames near a short utterance's end see padding. `frames` 
 frame counts) makes every convolution reflect at each utterance's own end instead, and masks
 the SE and pooling statistics, so a batched utterance gets the embedding it gets alone.
 `mask` alone (without `frames`) reproduces SpeechBrain's batched computation.
+
+On MLX's CPU backend with `_gemv.c` loaded, `prepare()` builds `cpu_forward.CpuForward`, which
+computes the same pass as BLAS products and a few C passes on all cores; these layers run
+everywhere else (GPU, no C compiler, grouped convolutions).
 """
 
 from __future__ import annotations
