@@ -76,6 +76,18 @@ class _Tdnn:
         return cls(_Conv.of(block.conv), _np(scale), _np(shift))
 
 
+def _res2net_args(block) -> SimpleNamespace:
+    """A Res2Net block's chunk weights as `mas_res2net` takes them: ctypes arrays of the
+    addresses (`ptrs`: (k*c, c) matrices, biases, BatchNorm scales, shifts) of float32 arrays
+    (`keep`, alive as long as this)."""
+    keep, ptrs = [], {"w": [], "bias": [], "scale": [], "shift": []}
+    for blk in block.blocks:
+        for key, arr in zip(ptrs, (blk.conv.matrix(), blk.conv.conv.bias, *blk.norm.affine())):
+            keep.append(_np(arr))
+            ptrs[key].append(keep[-1].ctypes.data)
+    return SimpleNamespace(keep=keep, ptrs=[(ctypes.c_void_p * len(v))(*v) for v in ptrs.values()])
+
+
 def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
@@ -100,7 +112,7 @@ class CpuForward:
                     scale=r2.scale,
                     r2k=r2.blocks[0].conv.kernel_size,
                     r2d=r2.blocks[0].conv.dilation,
-                    r2args=r2.weight_args(),
+                    r2args=_res2net_args(r2),
                 )
             )
         self.mfa = _Tdnn.of(model.mfa)

@@ -21,11 +21,9 @@ everywhere else (GPU, no C compiler, grouped convolutions).
 
 from __future__ import annotations
 
-import ctypes
 import math
 from dataclasses import dataclass, field
 from functools import partial
-from types import SimpleNamespace
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -301,22 +299,6 @@ class Res2NetBlock(nn.Module):
             inp = chunks[i] if i == 1 else chunks[i] + ys[-1]
             ys.append(self.blocks[i - 1](inp, lens))
         return mx.stack(ys, axis=2).reshape(b, t, c)  # (B, T, scale, C/scale) -> (B, T, C)
-
-    def weight_args(self) -> SimpleNamespace:
-        """The chunks' (k*c, c) weight matrices, biases and BatchNorm scales and shifts as
-        float32 arrays (`keep`, alive as long as this) and ctypes arrays of their addresses
-        (`ptrs`: w, bias, scale, shift), as `_gemv.c`'s `mas_res2net` takes them."""
-        keep, ptrs = [], {"w": [], "bias": [], "scale": [], "shift": []}
-        for blk in self.blocks:
-            parts = (blk.conv.matrix(), blk.conv.conv.bias, *blk.norm.affine())
-            for key, arr in zip(ptrs, parts):
-                mx.eval(arr)
-                view = np.ascontiguousarray(np.asarray(memoryview(arr)), dtype=np.float32)
-                keep.append(view)
-                ptrs[key].append(view.ctypes.data)
-        return SimpleNamespace(
-            keep=keep, ptrs=[(ctypes.c_void_p * len(v))(*v) for v in ptrs.values()]
-        )
 
 
 class SEBlock(nn.Module):
