@@ -157,20 +157,18 @@ class CpuForward:
         self._gemm(a, a.shape[1], a.shape[1], w, out, w.shape[1], a.shape[0])
         return out
 
-    def _conv(self, conv: _Conv, x: np.ndarray, ldx: int, shape: tuple[int, int], frames,
-              out: np.ndarray | None = None, ldo: int | None = None) -> np.ndarray:  # fmt: skip
-        """conv over x ((B * T, cin) values, row stride ldx; `x` may be a column slice's base
-        offset view) without its bias: im2col first when k > 1."""
+    def _conv(self, conv: _Conv, x: np.ndarray, ldx: int, shape: tuple[int, int], frames):
+        """conv over x ((B * T, cin) values from x's first element on, row stride ldx: x may
+        be a column slice) without its bias, into a new (B * T, cout) array; im2col first when
+        k > 1."""
         b, t = shape
-        if out is None:
-            out = np.empty((b * t, conv.cout), np.float32)
-            ldo = conv.cout
+        out = np.empty((b * t, conv.cout), np.float32)
         if conv.k > 1:
             col = np.empty((b * t, conv.k * conv.cin), np.float32)
             self.fast.mas_im2col(x.ctypes.data, ldx, b, t, conv.cin, conv.k, conv.d, frames,
                                  col.ctypes.data)  # fmt: skip
             x, ldx = col, col.shape[1]
-        self._gemm(x, ldx, conv.w.shape[0], conv.w, out, ldo, b * t)
+        self._gemm(x, ldx, conv.w.shape[0], conv.w, out, conv.cout, b * t)
         return out
 
     def _post(self, y: np.ndarray, rows: int, ldy: int, tdnn: _Tdnn, bias=None, tanh=False):
@@ -230,7 +228,8 @@ class CpuForward:
             s, _ = self._stats(h, width, shape, width, w, 0.0, std=False)
             z = np.maximum(self._matmul(s, blk.se1.w) + blk.se1.bias, 0.0)
             z = self._matmul(z, blk.se2.w) + blk.se2.bias
-            g = 1.0 / (1.0 + np.exp(-z))  # (B, width)
+            e = np.exp(-np.abs(z))  # sigmoid without overflow: (B, width)
+            g = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
             out = cat[:, off:]  # its row stride is cat's
             fast.mas_scale_add(out.ctypes.data, cat.shape[1], h.ctypes.data, width, g.ctypes.data,
                                res.ctypes.data, res_ld, b, t, width)  # fmt: skip
