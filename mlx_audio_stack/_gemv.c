@@ -671,7 +671,7 @@ int mas_attention_step(float *q, const float *k, const float *v, long Bk, long R
     return a.failed;
 }
 
-/* ---- a Res2Net block (ECAPA-TDNN): its chunks' dilated convolutions in one call ---- */
+/* ---- ECAPA-TDNN on CPU: the passes between its matrix products, on the pool ---- */
 
 /* Reflection of frame j into [0, n) ("same" padding at an utterance's own end), clipped to the
  * tensor's T frames. */
@@ -680,57 +680,6 @@ static inline long reflect(long j, long n, long T) {
     if (i >= n) i = 2 * (n - 1) - i;
     return i < 0 ? 0 : i >= T ? T - 1 : i;
 }
-
-/* x (B, T, scale * c) contiguous, in place: chunk 0 stays; chunk i >= 1 becomes
- * shift_i + scale_i * relu(conv_i(in_i) + bias_i), with in_1 = chunk 1 and in_i = chunk i +
- * (new) chunk i - 1, conv_i a k-tap convolution with dilation d and reflection padding at each
- * utterance's frames[b] (NULL: at T), weights w[i - 1] (k * c, c) as im2col rows. The products
- * go to cblas_sgemm (the BLAS's for these sizes). Returns 0, or 1 when out of memory. */
-int mas_res2net(float *x, long B, long T, long scale, long c, long k, long d, const long *frames,
-                const float *const *w, const float *const *bias, const float *const *bn_scale,
-                const float *const *bn_shift) {
-    const long C = scale * c, rows = B * T, kc = k * c, pad = d * (k - 1) / 2;
-    float *col = malloc(sizeof(float) * (size_t)rows * kc);
-    float *in = malloc(sizeof(float) * (size_t)rows * c);
-    float *out = malloc(sizeof(float) * (size_t)rows * c);
-    if (col == NULL || in == NULL || out == NULL) {
-        free(col), free(in), free(out);
-        return 1;
-    }
-    for (long i = 1; i < scale; i++) {
-        for (long r = 0; r < rows; r++) { /* this chunk's input, (rows, c) */
-            const float *xi = x + r * C + i * c;
-            float *dst = in + r * c;
-            if (i == 1)
-                memcpy(dst, xi, sizeof(float) * c);
-            else
-                for (long j = 0; j < c; j++) dst[j] = xi[j] + xi[j - c];
-        }
-        for (long b = 0; b < B; b++) { /* im2col with reflection */
-            const long n = frames ? frames[b] : T;
-            for (long t = 0; t < T; t++) {
-                float *dst = col + (b * T + t) * kc;
-                for (long tap = 0; tap < k; tap++) {
-                    const long s = reflect(t - pad + tap * d, n, T);
-                    memcpy(dst + tap * c, in + (b * T + s) * c, sizeof(float) * c);
-                }
-            }
-        }
-        for (long r = 0; r < rows; r++) memcpy(out + r * c, bias[i - 1], sizeof(float) * c);
-        cblas_sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, (int)rows, (int)c, (int)kc, 1.0f, col, (int)kc,
-                    w[i - 1], (int)c, 1.0f, out, (int)c);
-        const float *sc = bn_scale[i - 1], *sh = bn_shift[i - 1];
-        for (long r = 0; r < rows; r++) {
-            const float *o = out + r * c;
-            float *xi = x + r * C + i * c;
-            for (long j = 0; j < c; j++) xi[j] = (o[j] > 0.0f ? o[j] : 0.0f) * sc[j] + sh[j];
-        }
-    }
-    free(col), free(in), free(out);
-    return 0;
-}
-
-/* ---- ECAPA-TDNN on CPU: the passes between its matrix products, on the pool ---- */
 
 /* im2col for a k-tap convolution with dilation d and reflection padding at each utterance's
  * frames[b] (NULL: at T): x (B, T, c) with row stride ldx -> col (B * T, k * c). */
@@ -945,4 +894,40 @@ void mas_attentive_stats(float *logits, const float *bias, const float *x, long 
     const attn_stats_t a = {logits, x, bias, w, mean, std, B, T, n, ldx, eps};
     const task_t t = {attn_stats_part, &a, n, VL};
     run(&t, (size_t)B * T * n);
+}
+
+/* A Res2Net block in one call. x (B, T, scale * c) contiguous, in place: chunk 0 stays; chunk
+ * i >= 1 becomes shift_i + scale_i * relu(conv_i(in_i) + bias_i), with in_1 = chunk 1 and in_i
+ * = chunk i + (new) chunk i - 1, conv_i a k-tap convolution with dilation d and reflection
+ * padding at each utterance's frames[b] (NULL: at T), weights w[i - 1] (k * c, c) as im2col
+ * rows. Each chunk: `mas_im2col`, the product through cblas_sgemm (the BLAS's for these sizes)
+ * straight into the chunk's columns, `mas_bias_relu_affine`. Returns 0, or 1 when out of
+ * memory. */
+int mas_res2net(float *x, long B, long T, long scale, long c, long k, long d, const long *frames,
+                const float *const *w, const float *const *bias, const float *const *bn_scale,
+                const float *const *bn_shift) {
+    const long C = scale * c, rows = B * T, kc = k * c;
+    float *col = malloc(sizeof(float) * (size_t)rows * kc);
+    float *in = malloc(sizeof(float) * (size_t)rows * c);
+    if (col == NULL || in == NULL) {
+        free(col), free(in);
+        return 1;
+    }
+    for (long i = 1; i < scale; i++) {
+        for (long r = 0; r < rows; r++) { /* this chunk's input, (rows, c) */
+            const float *xi = x + r * C + i * c;
+            float *dst = in + r * c;
+            if (i == 1)
+                memcpy(dst, xi, sizeof(float) * c);
+            else
+                for (long j = 0; j < c; j++) dst[j] = xi[j] + xi[j - c];
+        }
+        mas_im2col(in, c, B, T, c, k, d, frames, col);
+        cblas_sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, (int)rows, (int)c, (int)kc, 1.0f, col, (int)kc,
+                    w[i - 1], (int)c, 0.0f, x + i * c, (int)C);
+        mas_bias_relu_affine(x + i * c, rows, c, C, bias[i - 1], bn_scale[i - 1], bn_shift[i - 1],
+                             0);
+    }
+    free(col), free(in);
+    return 0;
 }
