@@ -15,7 +15,7 @@ allocation each, about a fifth of a 1 x 3 s pass. Here the products go straight 
 - the attentive pooling's softmax over time and its weighted mean and std are one kernel
   (`mas_attentive_stats`), the attention logits written over the spent aggregation input.
 
-It computes what `ECAPA_TDNN`'s MLX layers compute (tests/test_ecapa_cpu.py compares the two,
+It computes what `ECAPA_TDNN`'s MLX layers compute (tests/test_ecapa_model.py compares the two,
 tests/test_ecapa_parity.py compares both with SpeechBrain). `ECAPA_TDNN.prepare` builds it
 where it applies: `_gemv.c` loaded and every convolution ungrouped (grouped ones keep MLX).
 """
@@ -28,6 +28,7 @@ from types import SimpleNamespace
 
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
 
 from ... import _blas
 
@@ -134,7 +135,7 @@ class CpuForward:
         fast = _blas.elementwise()
         if fast is None or any(g != 1 for g in model.args.groups):
             return None
-        if any(p.dtype != mx.float32 for _, p in _leaves(model)):
+        if any(p.dtype != mx.float32 for _, p in tree_flatten(model.parameters())):
             return None
         return cls(model, fast)
 
@@ -261,9 +262,3 @@ class CpuForward:
         )  # fmt: skip
         pooled = np.concatenate([mean, sd], axis=1) * self.bn_scale + self.bn_shift
         return self._matmul(pooled, self.fc.w) + self.fc.bias
-
-
-def _leaves(model):
-    from mlx.utils import tree_flatten
-
-    return tree_flatten(model.parameters())

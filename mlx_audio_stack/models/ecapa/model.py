@@ -434,14 +434,12 @@ class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
     ) -> mx.array:
         """feats (B, T, F); mask (B, T) valid frames for statistics; frames (B,) valid counts
         for per-utterance reflection (see module docstring). Returns (B, lin_neurons)."""
+        lens = Lengths(feats.shape[1], mask, None if frames is None else np.asarray(frames))
         cpu = self.__dict__.get("_cpu_forward")
         if cpu is not None and use_cpu_path(feats):
-            w = None
-            if mask is not None:
-                m = np.asarray(mask, np.float32)
-                w = m / m.sum(axis=1, keepdims=True)
-            return mx.array(cpu(np.asarray(feats), w, frames))
-        lens = Lengths(feats.shape[1], mask, None if frames is None else np.asarray(frames))
+            w = lens.weights(mx.float32)  # (B, T, 1) or None
+            w = None if w is None else np.asarray(w)[:, :, 0]
+            return mx.array(cpu(np.asarray(feats), w, lens.frames))
         x = self.blocks[0](feats, lens)
         xl = []
         for layer in self.blocks[1:]:

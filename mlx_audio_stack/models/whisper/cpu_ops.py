@@ -192,12 +192,6 @@ class StepCache:
     def __getitem__(self, i: int) -> mx.array:
         return (self._k, self._v)[i][:, :, : self.length]
 
-    def __iter__(self):
-        return iter((self[0], self[1]))
-
-    def __len__(self) -> int:
-        return 2
-
 
 def layer_norm(x: mx.array, weight: mx.array, bias: mx.array, eps: float) -> mx.array | None:
     """Layer norm over the last axis in one vectorised pass per row on `_gemv.c`'s threads
