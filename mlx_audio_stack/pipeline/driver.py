@@ -139,6 +139,8 @@ class Pipeline:
             out += self._handle_piece(piece)
         out += self._decode_streams(final=False)
         self._trim_buffer()
+        if self._t // (60 * SAMPLE_RATE) > len(self._rss):  # one memory sample per minute
+            self._rss.append((round(self._t / SAMPLE_RATE, 1), round(_rss_mb(), 1)))
         self._wall += time.perf_counter() - w0
         self._events += out
         return out
@@ -176,6 +178,7 @@ class Pipeline:
             "peak_rss_mb": round(_peak_rss_mb(), 1),
             "speakers": len(transcripts),
             "decodes": self._decodes,
+            "rss_mb_by_minute": list(self._rss),
         }
         return PipelineResult(
             transcripts=transcripts,
@@ -210,6 +213,7 @@ class Pipeline:
         self._latency: list[tuple[float, float]] = []
         self._wall = 0.0
         self._decodes = 0
+        self._rss: list[tuple[float, float]] = []  # (audio s, current RSS MB) each minute
         self._closed = False
 
     def _handle_piece(self, piece: Piece) -> list[dict]:
@@ -317,7 +321,7 @@ class Pipeline:
             idle = now - self._last_heard.get(sid, now) >= IDLE_FINAL_S
             busy = st.pending_s > 0 or st.hypothesis
             if final or (idle and busy):
-                if not busy and not st.audio.size:
+                if not busy:  # everything it heard is final already
                     continue
                 fin = True
             elif self.asr.ready(st):
@@ -458,6 +462,15 @@ def _merge_turns(turns, gap: float = 0.5) -> list[tuple[str, float, float]]:
         out.append(cur)
         last[spk] = cur
     return [(s, round(a, 3), round(b, 3)) for s, a, b in out]
+
+
+def _rss_mb() -> float:
+    """Current resident memory (Linux /proc; elsewhere the peak, which bounds it)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return _peak_rss_mb()
 
 
 def _peak_rss_mb() -> float:
