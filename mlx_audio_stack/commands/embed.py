@@ -66,11 +66,14 @@ def register(sub) -> None:
 def run_embed(args) -> int:
     import numpy as np
 
+    from ..audio import audio_info
     from ..errors import MasError
     from ..models.ecapa.embed import load_ecapa
 
     if args.format == "npy" and not args.out:
         raise MasError("--format npy needs --out FILE.npy")
+    for f in args.audio:  # bad files (FIFO, truncated, empty...) refused before the model loads
+        audio_info(f)
     enc = load_ecapa(_model_path(args.model))
     emb = enc.embed(
         args.audio,
