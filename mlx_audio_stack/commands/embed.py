@@ -94,7 +94,9 @@ def run_embed(args) -> int:
         lines = [" ".join(f"{x:.7g}" for x in e) for e in emb]
     text = "\n".join(lines) + "\n"
     if args.out:
-        Path(args.out).write_text(text)
+        from ..formats import write_atomic
+
+        write_atomic(args.out, text)
         print(f"wrote {args.out} ({len(lines)} embeddings)")
     else:
         sys.stdout.write(text)
