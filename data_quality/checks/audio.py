@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 import soundfile as sf
 
-from mlx_audio_stack.audio import wav_truncation
+from mlx_audio_stack.audio import MAX_ABS, wav_truncation
 from mlx_audio_stack.data.fingerprint import fingerprint, full_hash
 
 from ..core import Context, Finding, check
@@ -235,6 +235,17 @@ def audio_deep(ctx: Context) -> list[Finding]:
                     item,
                     "finite samples",
                     f"{s['nonfinite']} NaN/inf samples",
+                )
+            )
+        if s["peak"] > 1.0:  # float files only: PCM decodes within [-1, 1]
+            sev = "error" if s["peak"] > MAX_ABS else "warning"
+            out.append(
+                Finding(
+                    "audio_deep.range",
+                    sev,
+                    item,
+                    "samples within [-1, 1]" if sev == "warning" else f"|x| <= {MAX_ABS:g}",
+                    f"peak {s['peak']:.3g}",
                 )
             )
         if s["clip"] > CLIP_WARN:
