@@ -18,7 +18,7 @@ SAMPLE_RATE = 16000  # every model here runs at 16 kHz unless it says otherwise
 
 
 MAX_ABS = 1e5  # larger samples are refused: float audio lives in [-1, 1] (int16 values: 32768)
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes that streaming writers leave in a WAV header
+_UNKNOWN_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF)  # sizes streaming writers leave in a WAV header
 
 
 def check_regular_file(path: str | Path) -> os.stat_result:
