@@ -1,6 +1,6 @@
-"""Cost of the QA gate's audio binding: `require_qa` re-checks every file a verdict vouches for
-(stat + sha256 of its first and last 16 KiB; a deep verdict also rehashes files whose mtime
-changed, or all with verify="full"). Writes reports/qa/GATE.md.
+"""Cost of the QA gate's audio binding: `require_qa` stats every file a verdict vouches for and
+rehashes those whose stat identity changed (sha256 of the first and last 16 KiB; a deep
+verdict: the whole file; verify="full": every file). Writes reports/qa/GATE.md.
 
 Two manifests: (a) 100,000 records that share few files (1 s windows over real LibriSpeech
 files, as tools/bench_qa.py builds them), and (b) --files distinct small WAV files, one record
@@ -109,9 +109,11 @@ def main() -> None:
         f"CPU: {_cpu()}, {os.cpu_count()} cores shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end of the run); warm page cache.",
         "",
-        "`require_qa` = manifest sha256 + verdict read + HMAC check + per file: stat, size, "
-        "sha256 of the first and last 16 KiB (8 threads). Fingerprinting = what a QA run adds "
-        "to record the verdict (deep: the full sha256 of every file). Best of 3 gate calls.",
+        "`require_qa` = manifest sha256 + verdict read + HMAC check + one stat per file (files "
+        "untouched since the run; a changed file costs its partial or full hash, as the "
+        "verify='full' column shows for all). Fingerprinting = what a QA run does to record "
+        "the verdict (stat + partial hash; deep: + the full sha256 of every file; the cheap "
+        "check hashed the same 32 KiB before). Best of 3 gate calls.",
         "",
         "| manifest | verdict | fingerprinting s | require_qa s | require_qa verify='full' s |",
         "|---|---|---:|---:|---:|",

@@ -1,9 +1,11 @@
 """What binds a QA verdict to the audio it vouches for, and what makes it unforgeable.
 
-Fingerprint of a file: its size, mtime and a sha256 of (size, first 16 KiB, last 16 KiB)
-("partial"); a --deep run adds the sha256 of the whole file. The gate re-checks size and
-partial hash of every file (stat + two 16 KiB reads per file), and for a deep verdict the full
-sha256 of any file whose mtime changed (or of every file with verify="full").
+Fingerprint of a file: its stat identity (device, inode, size, mtime, ctime) and a sha256 of
+(size, first 16 KiB, last 16 KiB) ("partial"); a --deep run adds the sha256 of the whole file.
+The gate stats every file: one whose identity is unchanged has not been written since (ctime
+moves on every write and on every utime, and cannot be set back), so nothing is read; any
+other file (replaced, edited, copied or moved elsewhere) must match the partial hash, and for
+a deep verdict the full sha256. verify="full" reads every file.
 
 Authentication: each stored verdict carries an HMAC-SHA256 over its fields (which include a
 digest of the fingerprint table) under a per-user secret key: $MAS_QA_KEY_FILE, else
@@ -58,12 +60,26 @@ def full_hash(path: str) -> str:
     return h.hexdigest()
 
 
+STAT_KEYS = ("dev", "ino", "size", "mtime_ns", "ctime_ns")  # a file's identity in stat()
+
+
+def _identity(st: os.stat_result) -> dict:
+    return {
+        "dev": st.st_dev,
+        "ino": st.st_ino,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+    }
+
+
 def fingerprint(path: str, deep: bool = False) -> dict:
-    """{"size", "mtime_ns", "partial"[, "sha256"]} of a regular file (OSError otherwise)."""
+    """{dev, ino, size, mtime_ns, ctime_ns, partial[, sha256]} of a regular file (OSError
+    otherwise)."""
     st = os.stat(path)
     if not stat.S_ISREG(st.st_mode):
         raise OSError(f"{path}: not a regular file")
-    fp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "partial": partial_hash(path, st.st_size)}
+    fp = {**_identity(st), "partial": partial_hash(path, st.st_size)}
     if deep:
         fp["sha256"] = full_hash(path)
     return fp
@@ -78,15 +94,16 @@ def merge_fingerprints(old: dict, new: dict) -> dict:
         fp = dict(fp)
         prev = old.get(a)
         if "sha256" not in fp and isinstance(prev, dict) and "sha256" in prev:
-            if all(prev.get(k) == fp.get(k) for k in ("size", "mtime_ns", "partial")):
+            if all(prev.get(k) == fp.get(k) for k in (*STAT_KEYS, "partial")):
                 fp["sha256"] = prev["sha256"]
         out[a] = fp
     return out
 
 
 def files_digest(files: dict, deep: bool) -> str:
-    """sha256 of the fields of the table a verdict relies on (sha256 only for a deep one)."""
-    keys = ("size", "partial", "sha256") if deep else ("size", "partial")
+    """sha256 of the table a verdict relies on (stat identity, partial hash; sha256 only for a
+    deep one): signed with the verdict, so the table cannot be edited to fit a changed file."""
+    keys = (*STAT_KEYS, "partial", "sha256") if deep else (*STAT_KEYS, "partial")
     rows = [[a, *(files[a].get(k) for k in keys)] for a in sorted(files)]
     return hashlib.sha256(_canonical(rows)).hexdigest()
 
@@ -151,6 +168,9 @@ def verify_entry(entry: dict) -> bool:
 
 # ---------------------------------------------------------------------------- gate time
 def _check_one(path: str, fp: dict, deep: bool, full: bool) -> str | None:
+    """One file against its fingerprint. Same stat identity (device, inode, size, mtime and
+    ctime, which no user can set back) as when checked: unchanged, no read (unless `full`).
+    Else the partial hash, and for a deep verdict the full sha256, must match."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -161,12 +181,14 @@ def _check_one(path: str, fp: dict, deep: bool, full: bool) -> str | None:
         return f"{path}: no longer a regular file"
     if st.st_size != fp.get("size"):
         return f"{path}: size {st.st_size} bytes, was {fp.get('size')}"
+    same = _identity(st) == {k: fp.get(k) for k in STAT_KEYS}
+    if same and not full:
+        return None
     try:
         if partial_hash(path, st.st_size) != fp.get("partial"):
             return f"{path}: content differs from the checked file (same size)"
-        if deep and "sha256" in fp and (full or st.st_mtime_ns != fp.get("mtime_ns")):
-            if full_hash(path) != fp["sha256"]:
-                return f"{path}: content differs from the checked file (sha256)"
+        if deep and "sha256" in fp and full_hash(path) != fp["sha256"]:
+            return f"{path}: content differs from the checked file (sha256)"
     except OSError as exc:
         return f"{path}: unreadable ({exc.strerror})"
     return None
@@ -180,7 +202,10 @@ def verify_files(
     if verify not in ("partial", "full"):
         raise ValueError(f"verify: expected 'partial' or 'full', got {verify!r}")
     if files_digest(files, bool(entry.get("deep"))) != entry.get("files_digest"):
-        return "the verdict's fingerprint table was edited (its digest does not match)"
+        return (
+            "the verdict's fingerprint table no longer matches it (edited, or rewritten by a "
+            "later QA run of another task on changed files): run the suite again"
+        )
     base = os.path.dirname(os.path.realpath(manifest))
     jobs = []
     for a in sorted(files):

@@ -182,12 +182,13 @@ def qa_status(
     entries = data["entries"]
     entry = entries.get(f"{task}:{h}:{version}")
     if entry is not None and not verify_entry(entry):
+        why = (
+            "is not signed (written by hand, or by an older version)"
+            if "hmac" not in entry
+            else f"fails its signature (edited, or signed with another QA key than {key_path()})"
+        )
         return GateStatus(
-            "unchecked",
-            f"{path}: the stored verdict for task {task!r} fails its signature (edited, or "
-            f"written with another QA key: {key_path()}); {rerun}",
-            h,
-            version,
+            "unchecked", f"{path}: the stored verdict for task {task!r} {why}; {rerun}", h, version
         )
     if entry and (entry["deep"] or not deep):
         if entry["passed"]:
