@@ -3,7 +3,7 @@
     python tests/bad_audio_corpus.py OUT_DIR
 
 Every file is made from the bundled demo clip or generated; `build()` returns
-{name: path}. The sparse 2 GB file takes 4 KB on disk.
+{name: path}. The sparse 1 GB file takes 4 KB on disk.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import numpy as np
 import soundfile as sf
 
 SR = 16000
-HUGE_BYTES = 2_000_000_000  # data bytes the 'huge' headers declare
-HUGE_CHANNELS, HUGE_RATE = 16, 384000  # the real 2 GB file: 163 s once mixed down
+HEADER_BYTES = 2_000_000_000  # data bytes the small file's header declares
+HUGE_BYTES = 1_000_000_000  # data bytes of the real (sparse) large file
+HUGE_CHANNELS, HUGE_RATE = 16, 384000  # that file: 81 s once mixed down
 
 
 def wav_header(channels: int, rate: int, data_bytes: int) -> bytes:
@@ -58,9 +59,9 @@ def build(out: str | Path, speech: str | Path | None = None) -> dict[str, Path]:
     sf.write(put("wrong_ext.mp3"), x[: 4 * sr], sr, "PCM_16", format="WAV")  # WAV named .mp3
     sf.write(put("empty.wav"), np.zeros(0, np.float32), SR, subtype="PCM_16")
     # a 16 KB file whose header declares 2 GB (libsndfile shrinks it to what is there)
-    put("huge_header.wav").write_bytes(wav_header(1, SR, HUGE_BYTES) + bytes(16384))
-    # a real (sparse) 2 GB file: read whole it needs 8 GB as float32
-    with open(put("huge_2gb.wav"), "wb") as f:
+    put("huge_header.wav").write_bytes(wav_header(1, SR, HEADER_BYTES) + bytes(16384))
+    # a real (sparse) 1 GB file: read whole it needs 2 GB as float32
+    with open(put("huge_1gb.wav"), "wb") as f:
         f.write(wav_header(HUGE_CHANNELS, HUGE_RATE, HUGE_BYTES))
         f.truncate(44 + HUGE_BYTES)
     sf.write(put("scaled_1e30.wav"), x * np.float32(1e30), sr, subtype="FLOAT")
