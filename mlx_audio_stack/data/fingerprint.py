@@ -167,25 +167,27 @@ def verify_entry(entry: dict) -> bool:
 
 
 # ---------------------------------------------------------------------------- gate time
-def _check_one(path: str, fp: dict, deep: bool, full: bool) -> str | None:
-    """One file against its fingerprint. Same stat identity (device, inode, size, mtime and
-    ctime, which no user can set back) as when checked: unchanged, no read (unless `full`).
-    Else the partial hash, and for a deep verdict the full sha256, must match."""
+def _stat_check(path: str, fp: dict, full: bool) -> tuple[str | None, bool]:
+    """(problem, needs a hash) of one file from stat() alone. Same stat identity (device,
+    inode, size, mtime and ctime, which no user can set back) as when checked: unchanged."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return f"{path}: missing (deleted or moved)"
+        return f"{path}: missing (deleted or moved)", False
     except OSError as exc:
-        return f"{path}: cannot access ({exc.strerror})"
+        return f"{path}: cannot access ({exc.strerror})", False
     if not stat.S_ISREG(st.st_mode):
-        return f"{path}: no longer a regular file"
+        return f"{path}: no longer a regular file", False
     if st.st_size != fp.get("size"):
-        return f"{path}: size {st.st_size} bytes, was {fp.get('size')}"
-    same = _identity(st) == {k: fp.get(k) for k in STAT_KEYS}
-    if same and not full:
-        return None
+        return f"{path}: size {st.st_size} bytes, was {fp.get('size')}", False
+    return None, full or _identity(st) != {k: fp.get(k) for k in STAT_KEYS}
+
+
+def _hash_check(path: str, fp: dict, deep: bool) -> str | None:
+    """A file whose identity changed: its partial hash, and for a deep verdict its full
+    sha256, must match."""
     try:
-        if partial_hash(path, st.st_size) != fp.get("partial"):
+        if partial_hash(path, fp["size"]) != fp.get("partial"):
             return f"{path}: content differs from the checked file (same size)"
         if deep and "sha256" in fp and full_hash(path) != fp["sha256"]:
             return f"{path}: content differs from the checked file (sha256)"
@@ -198,7 +200,8 @@ def verify_files(
     manifest: str | Path, files: dict, entry: dict, verify: str = "partial"
 ) -> str | None:
     """None when every file still matches the verdict's fingerprints, else a message naming
-    the first file that does not (and how many others). `verify`: 'partial' or 'full'."""
+    the first file that does not (and how many others). `verify`: 'partial' (stat every
+    file, hash the changed ones) or 'full' (hash every file)."""
     if verify not in ("partial", "full"):
         raise ValueError(f"verify: expected 'partial' or 'full', got {verify!r}")
     if files_digest(files, bool(entry.get("deep"))) != entry.get("files_digest"):
@@ -207,16 +210,21 @@ def verify_files(
             "later QA run of another task on changed files): run the suite again"
         )
     base = os.path.dirname(os.path.realpath(manifest))
-    jobs = []
+    deep, full = bool(entry.get("deep")), verify == "full"
+    problems, to_hash = [], []
     for a in sorted(files):
         p = a if os.path.isabs(a) else os.path.normpath(os.path.join(base, a))
-        jobs.append((p, files[a]))
-    deep, full = bool(entry.get("deep")), verify == "full"
-    if len(jobs) > 64:  # reads and hashing release the GIL: overlap them
+        problem, need = _stat_check(p, files[a], full)
+        if problem:
+            problems.append(problem)
+        elif need:
+            to_hash.append((p, files[a]))
+    if len(to_hash) > 64:  # reads and hashing release the GIL: overlap them
         with ThreadPoolExecutor(8) as ex:
-            problems = [p for p in ex.map(lambda j: _check_one(j[0], j[1], deep, full), jobs) if p]
+            hashed = list(ex.map(lambda j: _hash_check(j[0], j[1], deep), to_hash))
     else:
-        problems = [p for p in (_check_one(p, fp, deep, full) for p, fp in jobs) if p]
+        hashed = [_hash_check(p, fp, deep) for p, fp in to_hash]
+    problems += [p for p in hashed if p]
     if not problems:
         return None
     more = f" (and {len(problems) - 1} more files)" if len(problems) > 1 else ""
