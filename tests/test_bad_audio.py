@@ -307,3 +307,35 @@ def test_unreadable_permissions(corpus, tmp_path):
         assert r["exc"] is None and r["rc"] == 1, r
         assert r["stderr"].strip() == f"mas {name}: error: {path}: permission denied (not readable)"
     assert not out.exists()
+
+
+def test_streamed_reading_equals_whole_file(tmp_path):
+    """What lets vad, transcribe and separate stream long inputs: block-wise reading with one
+    continuous resampler equals reading the whole file, and streamed VAD probabilities equal
+    the whole-file ones (context and LSTM state carried across blocks)."""
+    import librosa
+
+    from mlx_audio_stack.audio import load_audio, stream_audio
+    from mlx_audio_stack.paths import DEMO_CLIP
+
+    x, sr = sf.read(str(DEMO_CLIP), dtype="float32")
+    wav = tmp_path / "stereo22k.wav"
+    y = librosa.resample(x, orig_sr=sr, target_sr=22050)
+    sf.write(wav, np.stack([y, 0.5 * y], axis=1), 22050, subtype="FLOAT")
+    for rate in (16000, 8000, 22050):
+        whole = load_audio(wav, rate)
+        blocks = list(stream_audio(wav, block_s=0.77, sr=rate))
+        assert len(blocks) > 10
+        np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    d = WEIGHTS / "silero-vad"
+    if not (d / "model.safetensors").is_file():
+        pytest.skip(f"{d} missing: run `mas weights get silero-vad`")
+    from mlx_audio_stack.models.silero_vad.load import load_vad
+    from mlx_audio_stack.models.silero_vad.offline import file_speech_probs, speech_probs
+
+    model = load_vad(d)
+    for rate in (16000, 8000):
+        ref = speech_probs(model, load_audio(wav, rate), rate)
+        got, n = file_speech_probs(model, wav, rate, block_s=1.3)
+        assert n == load_audio(wav, rate).size and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, atol=1e-5)
