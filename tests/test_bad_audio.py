@@ -147,14 +147,14 @@ def test_vad(corpus, tmp_path):
     def argv(name, path):
         return ["vad", str(path), "-o", str(out / f"{Path(name).stem}.json")]
 
-    ok = ["silence_10min.wav", "wrong_ext.mp3", "huge_1gb.wav"]
+    ok = ["silence_3s.wav", "wrong_ext.mp3", "huge_1gb.wav"]
     cases = _error_cases(corpus, argv) + [{"name": n, "argv": argv(n, corpus[n])} for n in ok]
     res = _drive(cases, VAD_MEMORY_LIMIT)
     _check_errors(res, corpus, "vad", out)
     for n in ok:
         assert res[n]["rc"] == 0 and res[n]["exc"] is None, res[n]
     seg = {n: json.loads((out / f"{Path(n).stem}.json").read_text())[0] for n in ok}
-    assert seg["silence_10min.wav"]["segments"] == []
+    assert seg["silence_3s.wav"]["segments"] == []
     assert len(seg["wrong_ext.mp3"]["segments"]) >= 1
     # the real 1 GB file: streamed under the 2 GB address-space limit
     big = seg["huge_1gb.wav"]
@@ -319,13 +319,14 @@ def test_streamed_reading_equals_whole_file(tmp_path):
     from mlx_audio_stack.paths import DEMO_CLIP
 
     x, sr = sf.read(str(DEMO_CLIP), dtype="float32")
+    x = x[: 5 * sr]
     wav = tmp_path / "stereo22k.wav"
     y = librosa.resample(x, orig_sr=sr, target_sr=22050)
     sf.write(wav, np.stack([y, 0.5 * y], axis=1), 22050, subtype="FLOAT")
     for rate in (16000, 8000, 22050):
         whole = load_audio(wav, rate)
         blocks = list(stream_audio(wav, block_s=0.77, sr=rate))
-        assert len(blocks) > 10
+        assert len(blocks) >= 7
         np.testing.assert_array_equal(np.concatenate(blocks), whole)
     d = WEIGHTS / "silero-vad"
     if not (d / "model.safetensors").is_file():
