@@ -48,12 +48,27 @@ def render(result: dict[str, Any], fmt: str) -> str:
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
 
+def current_umask() -> int:
+    """The process umask (os.umask can only be read by setting it; set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(fd_or_path: int | str | Path, mode: int = 0o666) -> None:
+    """Give a file made by tempfile.mkstemp (always 0600) the mode a plain open() would have:
+    `mode` minus the umask. Call it before renaming the file into place."""
+    os.chmod(fd_or_path, mode & ~current_umask())
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` via a temporary file in the same folder, then rename."""
+    """Write `text` to `path` via a temporary file in the same folder, then rename. The file
+    gets the user's umask (0644 under the usual 022), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask_mode(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -66,11 +66,14 @@ def register(sub) -> None:
 def run_embed(args) -> int:
     import numpy as np
 
+    from ..audio import audio_info
     from ..errors import MasError
     from ..models.ecapa.embed import load_ecapa
 
     if args.format == "npy" and not args.out:
         raise MasError("--format npy needs --out FILE.npy")
+    for f in args.audio:  # bad files (FIFO, truncated, empty...) refused before the model loads
+        audio_info(f)
     enc = load_ecapa(_model_path(args.model))
     emb = enc.embed(
         args.audio,
@@ -91,7 +94,9 @@ def run_embed(args) -> int:
         lines = [" ".join(f"{x:.7g}" for x in e) for e in emb]
     text = "\n".join(lines) + "\n"
     if args.out:
-        Path(args.out).write_text(text)
+        from ..formats import write_atomic
+
+        write_atomic(args.out, text)
         print(f"wrote {args.out} ({len(lines)} embeddings)")
     else:
         sys.stdout.write(text)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MasError
+from ..formats import umask_mode
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -145,6 +146,7 @@ def write_manifest(records: Iterable[dict], path: str | Path, relative: bool = T
     base = path.resolve().parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
     try:
+        umask_mode(fd)  # mkstemp's 0600 -> what open() would give
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for rec in records:
                 rec = dict(rec)
