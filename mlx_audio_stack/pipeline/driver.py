@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import check_finite
 from ..errors import AudioError
 from .asr import ASRStream, StreamState
 from .config import FRAME_S, SAMPLE_RATE, PipelineConfig
@@ -121,9 +122,7 @@ class Pipeline:
         """Feed mono float32 samples at 16 kHz; return the events decided by them."""
         if self._closed:
             raise AudioError("push() after flush(): start a new Pipeline")
-        x = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(x)):
-            raise AudioError(f"audio chunk: {int((~np.isfinite(x)).sum())} samples are NaN or inf")
+        x = check_finite(np.asarray(chunk, dtype=np.float32).reshape(-1), "audio chunk")
         w0 = time.perf_counter()
         out: list[dict] = []
         self._buf = np.concatenate([self._buf, x])
