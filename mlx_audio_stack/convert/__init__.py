@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConversionError
+from ..errors import ConversionError, MasError
 from ..weights_io import save_model_dir
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -156,7 +156,16 @@ def convert(
     patterns = REGISTRY[model].hub_patterns if model else None
     path = resolve_source(src, patterns)
     conv = REGISTRY[model] if model else detect(path)
-    result = conv.convert(path, **options)
+    try:
+        result = conv.convert(path, **options)
+    except MasError:
+        raise
+    except Exception as exc:  # a malformed source must end in one line, never a traceback
+        msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ConversionError(
+            f"{path}: cannot convert as {conv.model_type}: malformed source "
+            f"({type(exc).__name__}: {msg})"
+        ) from exc
     if quantize is not None:
         if conv.quantize is None:
             raise ConversionError(f"--quantize is not supported for {conv.model_type}")
