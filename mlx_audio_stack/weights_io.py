@@ -3,13 +3,14 @@ strictly (equal key sets and shapes, every difference named)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import struct
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def safetensors_header(path: str | Path, error: type[MasError] = WeightsError) -
         raise error(f"{path}: safetensors header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise error(f"{path}: safetensors header is a {type(header).__name__}, not an object")
-    meta = header.pop("__metadata__", {})
+    meta = header.pop("__metadata__", None) or {}  # MLX writes null when there is none
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise error(f"{path}: safetensors __metadata__ must map strings to strings")
     data_len = size - 8 - n
@@ -234,6 +235,20 @@ def checked_args(
         except ValueError as exc:
             raise error(f"{where}: {exc}") from None
     return obj
+
+
+@contextlib.contextmanager
+def load_errors(path: str | Path, what: str) -> Iterator[None]:
+    """Turn anything a malformed weights folder provokes into one WeightsError line."""
+    try:
+        yield
+    except MasError:
+        raise
+    except Exception as exc:
+        msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise WeightsError(
+            f"{path}: cannot load as {what}: malformed folder ({type(exc).__name__}: {msg})"
+        ) from exc
 
 
 def load_model_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:

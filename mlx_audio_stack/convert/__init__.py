@@ -101,9 +101,18 @@ def resolve_source(src: str | Path, patterns: tuple[str, ...] | None = None) -> 
         ) from exc
 
 
+def _detects(conv: Converter, src: Path) -> bool:
+    try:
+        return bool(conv.detect(src))
+    except MasError:
+        raise
+    except Exception:  # a detector peeking into a malformed file: not this model
+        return False
+
+
 def detect(src: Path) -> Converter:
     _discover()
-    hits = [c for c in REGISTRY.values() if c.detect(src)]
+    hits = [c for c in REGISTRY.values() if _detects(c, src)]
     if len(hits) == 1:
         return hits[0]
     if not hits:

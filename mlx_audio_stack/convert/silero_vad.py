@@ -32,7 +32,9 @@ def _find_source(src: Path) -> Path | None:
     if src.is_dir():
         for name in (JIT_NAME, SAFETENSORS_NAME):
             if (src / name).is_file():
-                return src / name
+                from ..weights_io import inside
+
+                return inside(src / name, src, "a symlink", ConversionError)
     return None
 
 
@@ -103,6 +105,9 @@ def read_source(path: Path) -> tuple[dict[str, np.ndarray], list[int]]:
     if _is_silero_safetensors(path):
         from safetensors.numpy import load_file
 
+        from ..weights_io import safetensors_header
+
+        safetensors_header(path, ConversionError)
         return dict(load_file(str(path))), [16000]
     raise ConversionError(
         f"{path}: not a Silero VAD file (expected {JIT_NAME} or "
@@ -120,7 +125,7 @@ def convert(src: Path, **_options: Any) -> Converted:
     tensors, rates = read_source(path)
     if not rates:
         raise ConversionError(f"{path}: no 16 kHz or 8 kHz branch found")
-    args = ModelArgs(sample_rates=rates)
+    args = ModelArgs.from_dict({"sample_rates": rates}, f"{path}: branches", ConversionError)
     expected = expected_shapes(args)
     weights = sanitize(tensors, expected)
     # drop the archive's non-parameter tensors (e.g. the JIT's stored `_state`)

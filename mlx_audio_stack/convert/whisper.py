@@ -311,17 +311,22 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
     from ..models.whisper.model import ModelDimensions, sanitize
 
     alignment_heads: list = []
+    cfg: dict | None = None
     folder: Path | None = src if src.is_dir() else src.parent
+    if src.is_dir():  # files to be copied must not lead out of the folder: checked up front
+        for n in TOKENIZER_FILES:
+            if (src / n).exists() or (src / n).is_symlink():
+                _local(src / n, src)
     if src.is_file() and _is_openai_pt(src):
         dims, sd = _from_openai(src)
         sources = [src]
         folder = None if tokenizer is None else folder
-    elif (cfg := _hf_config(src)) is not None:
+    elif cfg := _hf_config(src):
         dims, sd, sources = _from_hf(src, cfg)
         gen = src / "generation_config.json"
         if gen.exists():
             alignment_heads = _json_object(gen).get("alignment_heads") or []
-    elif _is_ct2(src):
+    elif _is_ct2(src) or (src.is_dir() and model_bin_parts(src)):
         try:
             dims, sd = _from_ct2(src)
         except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
@@ -336,7 +341,7 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
             f"{src}: not a Whisper checkpoint (OpenAI .pt, Hugging Face "
             f"folder, or CTranslate2 folder)"
         )
-    where = f"{src}: whisper dims"
+    where = f"{src / 'config.json' if src.is_dir() and cfg else src}: whisper dims"
     if not isinstance(dims, dict):
         raise ConversionError(f"{where}: expected a mapping, got {type(dims).__name__}")
     dims = ModelDimensions.from_dict(dims, where, ConversionError)

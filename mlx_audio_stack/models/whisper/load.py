@@ -10,7 +10,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ...errors import WeightsError
-from ...weights_io import inside, load_model_dir, load_strict
+from ...weights_io import inside, load_errors, load_model_dir, load_strict
 from .model import ModelDimensions, Whisper, sanitize
 
 
@@ -68,7 +68,11 @@ def check_dims_against(
     }
     for k, shape in expect.items():
         if k not in weights:
-            raise error(f"{where}: weights lack {k}")
+            held = sorted(weights)
+            raise error(
+                f"{where}: weights lack {k}; they hold {len(held)} tensors: "
+                f"{', '.join(held[:8])}{' ...' if len(held) > 8 else ''}"
+            )
         got = tuple(weights[k].shape)
         if quantized and k == "decoder.token_embedding.weight":  # packed: rows only
             got, shape = got[:1], shape[:1]
@@ -92,7 +96,11 @@ def quantize_model(model: Whisper, bits: int, group_size: int) -> None:
 def load_model(path: str | Path, dtype: mx.Dtype | str | None = None) -> Whisper:
     """Load `path` (a folder written by `mas convert`) with compute dtype `dtype` (default per
     backend). The tokenizer file name is kept on `model.tokenizer_path`."""
-    path = Path(path)
+    with load_errors(path, "whisper"):
+        return _load(Path(path), dtype)
+
+
+def _load(path: Path, dtype: mx.Dtype | str | None) -> Whisper:
     config, weights = load_model_dir(path)
     if isinstance(dtype, str):
         dtype = getattr(mx, dtype)
@@ -103,14 +111,15 @@ def load_model(path: str | Path, dtype: mx.Dtype | str | None = None) -> Whisper
         raise WeightsError(f"{where}: quantization {q!r}: expected bits 4 or 8")
     if q and q.get("group_size") not in (32, 64, 128):
         raise WeightsError(f"{where}: quantization group_size {q.get('group_size')!r}")
-    weights = sanitize(weights)
-    dims = ModelDimensions.from_dict(config.get("args"), f"{where}: args")
-    check_dims_against(dims, weights, str(path), quantized=bool(q))
-    model = build_model(config, dtype, where)
     tok = config.get("tokenizer", "tokenizer.json")
     if not isinstance(tok, str) or not tok:
         raise WeightsError(f"{where}: tokenizer must be a file name, got {tok!r}")
     tokenizer_path = inside(tok, path, "config.json's tokenizer path")
+    dims = ModelDimensions.from_dict(config.get("args"), f"{where}: args")
+    check_alignment_heads(config.get("alignment_heads", []), dims, where)
+    weights = sanitize(weights)
+    check_dims_against(dims, weights, str(path), quantized=bool(q))
+    model = build_model(config, dtype, where)
     if q:
         quantize_model(model, q["bits"], q["group_size"])
     weights = {
