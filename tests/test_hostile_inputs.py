@@ -179,7 +179,13 @@ def test_kill_during_convert_leaves_old_or_new_and_no_temps(tmp_path):
     outcomes = []
     for i, sig in enumerate([signal.SIGKILL, signal.SIGTERM] * 3):
         p = subprocess.Popen([*base, "--dtype", "float32"], env=env, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(1.0, 6.0))  # imports take ~2 s, the write ~1-3 s
+        # the kill lands at a random point of the write: once the temp folder exists, wait
+        # 0-0.8 s more (the write takes ~0.5-2 s here, so some kills land after the rename)
+        t0 = time.monotonic()
+        while not _temps(tmp_path) and p.poll() is None and time.monotonic() - t0 < 60:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.8))
+        during = bool(_temps(tmp_path))
         p.send_signal(sig)
         rc = p.wait(timeout=60)
         err = p.stderr.read().decode()
@@ -188,7 +194,7 @@ def test_kill_during_convert_leaves_old_or_new_and_no_temps(tmp_path):
         if sig == signal.SIGTERM:  # cleaned up at once, like Ctrl-C
             assert _temps(tmp_path) == [], (i, rc, err)
             assert rc in (0, 128 + signal.SIGTERM), err
-        outcomes.append((sig.name, rc, cfg["dtype"]))
+        outcomes.append((sig.name, rc, cfg["dtype"], "during write" if during else "after"))
         # the next run removes what a SIGKILL left, and completes
         done = subprocess.run(
             [*base, "--dtype", "float16"], env=env, capture_output=True, text=True, timeout=120
@@ -197,6 +203,7 @@ def test_kill_during_convert_leaves_old_or_new_and_no_temps(tmp_path):
         assert _temps(tmp_path) == [], outcomes
         assert json.loads((out / "config.json").read_text())["dtype"] == "float16"
     print(outcomes)
+    assert any(o[3] == "during write" for o in outcomes)
 
 
 def test_stale_temps_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):

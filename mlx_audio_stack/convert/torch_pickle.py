@@ -153,8 +153,8 @@ class _Archive:
         self.out_bytes = 0
         self.storages: dict[str, _Storage] = {}
 
-    def charge(self, nbytes: int, info: zipfile.ZipInfo, name: str) -> None:
-        self.read_bytes += nbytes
+    def charge(self, nbytes: int, info: zipfile.ZipInfo, name: str, tensor: bool = True) -> None:
+        self.read_bytes += nbytes if tensor else 0  # the pickle has its own cap
         if info.compress_type != zipfile.ZIP_STORED:
             self.inflated += nbytes
             if self.inflated > self.inflate_limit:
@@ -312,7 +312,7 @@ def _read_zip(path: Path, torchscript: bool) -> Any:
                 f"{path}: {pkl[0]} declares {info.file_size} bytes, over the "
                 f"{MAX_PICKLE_BYTES}-byte limit for a checkpoint's pickle"
             )
-        archive.charge(info.file_size, info, pkl[0])
+        archive.charge(info.file_size, info, pkl[0], tensor=False)
         with zf.open(info) as f:
             payload = f.read(MAX_PICKLE_BYTES + 1)
         unpickler = SafeUnpickler(io.BytesIO(payload), archive.storage, torchscript, str(path))
