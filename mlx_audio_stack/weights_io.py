@@ -64,11 +64,15 @@ def save_model_dir(
 
 # ---------------------------------------------------------------- paths inside a folder
 def inside(path: str | Path, root: str | Path, what: str, error: type[MasError] = WeightsError):
-    """`path` resolved (symlinks followed), refused unless it stays inside folder `root`."""
+    """`path` resolved (symlinks followed), refused unless it stays inside folder `root` (or,
+    for a Hugging Face cache snapshot, inside that repository's own `blobs/`)."""
     root_r = Path(root).resolve()
+    allowed = [root_r]
+    if root_r.parent.name == "snapshots" and (root_r.parent.parent / "blobs").is_dir():
+        allowed.append(root_r.parent.parent / "blobs")  # a Hugging Face cache snapshot's files
     p = Path(path)
     resolved = (p if p.is_absolute() else Path(root) / p).resolve()
-    if resolved != root_r and root_r not in resolved.parents:
+    if not any(resolved == a or a in resolved.parents for a in allowed):
         raise error(
             f"{Path(root) / p if not p.is_absolute() else p}: {what} leads outside "
             f"{Path(root)} (to {resolved}); refused"

@@ -212,3 +212,23 @@ def test_hyperparams_arithmetic_is_bounded(tmp_path):
         read_hyperparams(hp)
     hp.write_text("n: 8\nk: !ref <n> ** 3 // 2\n")
     assert read_hyperparams(hp)["k"] == 256
+
+
+def test_symlinks_may_not_leave_the_folder_except_into_a_hub_snapshots_blobs(tmp_path):
+    import os
+
+    from mlx_audio_stack.weights_io import inside
+
+    repo = tmp_path / "models--org--name"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "blobs" / "f00d").write_text("{}")
+    (tmp_path / "secret").write_text("x")
+    os.symlink("../../blobs/f00d", snap / "tokenizer.json")  # how the hub cache stores files
+    os.symlink("../../../secret", snap / "vocab.json")
+    assert inside(snap / "tokenizer.json", snap, "a symlink") == repo / "blobs" / "f00d"
+    with pytest.raises(WeightsError, match=r"vocab\.json: a symlink leads outside"):
+        inside(snap / "vocab.json", snap, "a symlink")
+    with pytest.raises(WeightsError, match="leads outside"):
+        inside("../../etc/passwd", snap, "tokenizer path")
