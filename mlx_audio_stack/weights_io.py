@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_output
+from .atomic import atomic_output, remove_stale
 from .errors import MasError, WeightsError
 
 CONVERTER_VERSION = "1"
@@ -48,6 +48,7 @@ def save_model_dir(
     import mlx.core as mx
 
     out = Path(out)
+    remove_stale(out)  # may put back an old folder whose replacement was killed
     if out.exists() and not overwrite:
         raise WeightsError(f"{out}: already exists (pass overwrite=True / --force to replace it)")
     with atomic_output(out, directory=True) as tmp:

@@ -184,6 +184,8 @@ def pickle_cases() -> dict[str, tuple[bytes | object, dict[str, bytes], set[str]
         # inflating (ratio limit); one needing 4 elements reads 16 bytes of it only
         "bomb_needed": (sd(tensor(numel=25_000_000, size=(25_000_000,))), {"0": zeros}, bomb),
         "bomb_declared": (sd(tensor(numel=25_000_000)), {"0": zeros}, bomb),
+        # the pickle itself as a bomb: 100 MB of NONE opcodes deflated to ~100 KB
+        "pickle_bomb": (b"\x80\x02" + b"N" * 100_000_000 + b".", s4, {"archive/data.pkl"}),
     }
 
 

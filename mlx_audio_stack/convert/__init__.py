@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import remove_stale
 from ..errors import ConversionError, MasError
 from ..weights_io import save_model_dir
 
@@ -158,6 +159,7 @@ def convert(
 
     _discover()
     out = Path(out)
+    remove_stale(out)  # temps of killed runs; an old folder whose replacement was killed
     if out.exists() and not force:
         raise ConversionError(f"{out}: already exists (use --force to overwrite)")
     if model is not None and model not in REGISTRY:

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ConversionError
 from ..weights_io import check_weights, inside, load_safetensors
 from . import Converted, Converter, register
-from .torch_pickle import flatten_state_dict, load_torch_checkpoint
+from .torch_pickle import MAX_PICKLE_BYTES, flatten_state_dict, load_torch_checkpoint, pickle_head
 
 MODEL_TYPE = "mossformer2"
 BEST = "last_best_checkpoint"
@@ -123,15 +123,7 @@ def _torch_state_dict(path: Path) -> dict[str, np.ndarray]:
 def _pickle_mentions_signature(path: Path) -> bool:
     """Cheap check of a torch zip checkpoint: its data.pkl (keys and structure only, no
     tensor data) must name every SIGNATURE key; avoids reading a GB-sized foreign file."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        names = [n for n in z.namelist() if n.endswith("data.pkl")]
-        if not names:
-            return False
-        raw = z.read(names[0])
+    raw = pickle_head(path, MAX_PICKLE_BYTES)
     return all(k.encode() in raw for k in SIGNATURE)
 
 

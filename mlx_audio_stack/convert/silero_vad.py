@@ -9,7 +9,6 @@ Sources (a file, or a folder holding one of them, e.g. the package's `data/`):
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +39,9 @@ def _find_source(src: Path) -> Path | None:
 
 def _is_silero_jit(path: Path) -> bool:
     """A TorchScript zip whose pickled root is silero's `VADRNNJITMerge` (checked by name)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
-            if not pkl:
-                return False
-            head = zf.read(pkl[0])[:4096]
-    except (zipfile.BadZipFile, OSError):
-        return False
+    from .torch_pickle import pickle_head
+
+    head = pickle_head(path, 4096)
     return b"vad.model.vad_annotator" in head and b"VADRNNJITMerge" in head
 
 

@@ -159,7 +159,7 @@ class _Archive:
             self.inflated += nbytes
             if self.inflated > self.inflate_limit:
                 raise ConversionError(
-                    f"{self.path}: {name}: compressed storages would inflate to over "
+                    f"{self.path}: {name}: compressed zip entries would inflate to over "
                     f"{MAX_INFLATE_RATIO}x the file size ({self.inflate_limit} bytes): refused "
                     f"as a decompression bomb (torch.save never compresses)"
                 )
@@ -317,6 +317,27 @@ def _read_zip(path: Path, torchscript: bool) -> Any:
             payload = f.read(MAX_PICKLE_BYTES + 1)
         unpickler = SafeUnpickler(io.BytesIO(payload), archive.storage, torchscript, str(path))
         return unpickler.load()
+
+
+def pickle_head(path: str | Path, limit: int = 1 << 20) -> bytes:
+    """At most `limit` bytes of a torch zip's data.pkl, for detection (b"" when there is none,
+    the zip is corrupt, or the entry would inflate past MAX_INFLATE_RATIO x the file size)."""
+    path = Path(path)
+    try:
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            return b""
+        with zipfile.ZipFile(path) as zf:
+            pkl = [i for i in zf.infolist() if i.filename.endswith("data.pkl")]
+            if not pkl:
+                return b""
+            info = pkl[0]
+            ratio_ok = info.file_size <= MAX_INFLATE_RATIO * max(path.stat().st_size, 1)
+            if info.compress_type != zipfile.ZIP_STORED and not ratio_ok:
+                return b""
+            with zf.open(info) as f:
+                return f.read(limit)
+    except Exception:  # a detector peeking: anything unreadable is simply not a match
+        return b""
 
 
 def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from ..errors import ConversionError
 from ..weights_io import check_weights, inside, load_safetensors
 from . import Converted, Converter, register
 from ._ctranslate2 import model_bin_parts, read_model_bin, read_spec_name
-from .torch_pickle import load_torch_checkpoint
+from .torch_pickle import MAX_PICKLE_BYTES, load_torch_checkpoint, pickle_head
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -34,13 +33,7 @@ TOKENIZER_FILES = (
 
 # ---------------------------------------------------------------- detection
 def _is_openai_pt(p: Path) -> bool:
-    if not p.is_file() or not zipfile.is_zipfile(p):
-        return False
-    with zipfile.ZipFile(p) as zf:
-        pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
-        if not pkl:
-            return False
-        head = zf.read(pkl[0])
+    head = pickle_head(p, MAX_PICKLE_BYTES)
     return b"model_state_dict" in head and b"n_audio_state" in head
 
 
@@ -114,7 +107,7 @@ def _load_hf_weights(folder: Path) -> tuple[dict[str, Any], list[Path]]:
         index = folder / index_name
         if index.exists():
             try:
-                wmap = json.loads(index.read_text())["weight_map"]
+                wmap = json.loads(_local(index, folder).read_text())["weight_map"]
                 files = sorted(set(wmap.values()))
                 if not all(isinstance(f, str) and f for f in files):
                     raise TypeError("shard names must be strings")
@@ -317,11 +310,12 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
         for n in TOKENIZER_FILES:
             if (src / n).exists() or (src / n).is_symlink():
                 _local(src / n, src)
-    if src.is_file() and _is_openai_pt(src):
+    if src.is_file():  # the reader names what is wrong with a file that is not one
         dims, sd = _from_openai(src)
         sources = [src]
         folder = None if tokenizer is None else folder
     elif cfg := _hf_config(src):
+        _local(src / "config.json", src)
         dims, sd, sources = _from_hf(src, cfg)
         gen = src / "generation_config.json"
         if gen.exists():
