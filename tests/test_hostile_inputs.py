@@ -260,3 +260,48 @@ def test_kill_during_transcribe_output_leaves_old_or_complete_file(tmp_path):
     done = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and out.read_text() == full
     assert _temps(tmp_path) == []
+
+
+def test_kill_during_streaming_separate_leaves_complete_files_and_no_temps(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from test_mossformer2 import _random_model, _save
+
+    folder = _save(_random_model(2), tmp_path / "m")
+    x = (np.random.default_rng(0).standard_normal(16000 * 20) * 0.1).astype(np.float32)
+    sf.write(str(tmp_path / "mix.wav"), x, 16000)
+    out = tmp_path / "sep"
+    base = [sys.executable, "-m", "mlx_audio_stack", "separate", str(tmp_path / "mix.wav"),
+            "--model", str(folder), "--out", str(out), "--chunk", "0.5",
+            "--overlap", "0.1"]  # fmt: skip
+
+    def temps(pid: int | None = None) -> list[str]:
+        tag = ".tmp-" if pid is None else f".tmp-{pid}-"
+        return sorted(q.name for q in out.glob(".*") if tag in q.name)
+
+    def complete() -> None:  # every spk file present is a whole 20 s WAV
+        for p in out.glob("spk*.wav"):
+            assert sf.info(str(p)).frames == len(x), p
+
+    rng = random.Random(2)
+    killed_mid_write = 0
+    for sig in (signal.SIGKILL, signal.SIGTERM) * 2:
+        p = subprocess.Popen(base, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t0 = time.monotonic()  # kill at a random point while the streamed temps are written
+        while (
+            not (out.is_dir() and temps(p.pid)) and p.poll() is None and time.monotonic() - t0 < 60
+        ):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.5))
+        p.send_signal(sig)
+        rc = p.wait(timeout=60)
+        complete()
+        if sig == signal.SIGTERM:  # its own temps, and the stale ones it found, are gone
+            assert temps() == [], rc
+        else:
+            killed_mid_write += bool(temps(p.pid))  # what SIGKILL left: the next run removes it
+    assert killed_mid_write > 0
+    done = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    complete()
+    assert sorted(q.name for q in out.iterdir()) == ["spk1.wav", "spk2.wav"]
