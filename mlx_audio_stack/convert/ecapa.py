@@ -300,7 +300,8 @@ def detect(src: Path) -> bool:
     if not (hp.is_file() and (d / CKPT).is_file()):
         return False
     try:
-        text = hp.read_text(errors="replace")
+        with open(hp, "rb") as f:
+            text = f.read(MAX_YAML_BYTES).decode("utf-8", errors="replace")
     except OSError:
         return False
     return re.search(r"embedding_model:\s*!new:" + re.escape(ECAPA_CLASS) + r"\b", text) is not None

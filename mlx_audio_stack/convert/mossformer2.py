@@ -73,7 +73,8 @@ def _checkpoint_of(src: Path) -> Path | None:
     best = src / BEST
     if not best.is_file():
         return None
-    lines = best.read_text(errors="replace").strip().splitlines()
+    with open(best, "rb") as f:  # one file name on its first line
+        lines = f.read(4096).decode("utf-8", errors="replace").strip().splitlines()
     if not lines:
         raise ConversionError(f"{best}: empty; expected the checkpoint file name on line 1")
     ckpt = src / lines[0].strip()
