@@ -1,5 +1,6 @@
 """Hostile and malformed checkpoints, safetensors, configs, YAML and symlinked folders through
-every CLI entry point that takes weights (`convert`, `transcribe/separate/embed/vad --model`).
+every CLI entry point that takes weights (`convert`, `transcribe/separate/embed/vad --model`,
+`pipeline --model`).
 
 The corpus is written by `tools/make_hostile_corpus.py` (deterministic, standard library only)
 into the test's tmp dir (5-6 MB with its decompression bombs and deep pickles, too big to
@@ -108,7 +109,15 @@ def test_every_entry_point_refuses_every_hostile_input(corpus, tmp_path):
     assert not problems, "\n".join(problems)
     categories = {c["category"] for c in cases}
     assert categories == {"pickle", "safetensors", "config", "symlink", "yaml", "ct2"}
-    assert len(cases) > 250
+    assert len(cases) > 300
+    assert {c["argv"][0] for c in cases} == {
+        "convert",
+        "transcribe",
+        "separate",
+        "embed",
+        "vad",
+        "pipeline",
+    }
 
 
 # one real console run per category (the driver calls cli.main in-process)
@@ -123,6 +132,7 @@ REAL = [
     "symlink/ct2-tokenizer",
     "yaml/billion_laughs",
     "ct2/huge_nbytes",
+    "config/whisper-heads_5_5-pipeline",
 ]
 
 

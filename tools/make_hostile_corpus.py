@@ -446,6 +446,12 @@ def build(root: Path) -> list[dict]:
         case("ct2", name, ["convert", f"{{C}}/ct2/{name}", "--out", "{O}/w", "--model", "whisper"],
              "model.bin")  # fmt: skip
 
+    # `mas pipeline` loads Whisper first: every Whisper folder case again through it
+    for c in [c for c in cases if c["argv"][0] == "transcribe"]:
+        m = c["argv"][c["argv"].index("--model") + 1]
+        argv = ["pipeline", "{C}/audio.wav", "--model", m, "--embedder", "none",
+                "--separator", "none", "--quiet", "--out", "{O}/p"]  # fmt: skip
+        cases.append({**c, "id": f"{c['id']}-pipeline", "argv": argv})
     (root / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
     return cases
 
