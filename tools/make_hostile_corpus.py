@@ -77,6 +77,11 @@ def pickle_cases() -> dict[str, tuple[bytes | object, dict[str, bytes], set[str]
         "missing_storage": (sd(tensor(key="7")), s4, set()),
         "storage_key_path": (sd(tensor(key="../../x")), s4, set()),
         "bad_pid": (sd(Pid(("file", "/etc/passwd"))), s4, set()),
+        "not_a_storage": (
+            sd(Call(G("torch._utils", "_rebuild_tensor_v2"), (5, 0, (4,), (1,), False, None))),
+            s4,
+            set(),
+        ),
         "unknown_storage_type": (sd(tensor(storage="QInt8Storage")), s4, set()),
         "evil_system": (
             sd(Call(G("os", "system"), (f"touch {MARKER}",))),

@@ -212,7 +212,8 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_a, **_k
             f"{where}: view (offset {offset}, size {size}, stride {stride}) reaches element "
             f"{last}, beyond the storage's {storage.numel} elements"
         )
-    storage.archive.tensor_bytes(numel * storage.itemsize, storage.name)
+    out_itemsize = 4 if isinstance(storage.dtype, str) else storage.itemsize  # bf16 -> f32
+    storage.archive.tensor_bytes(numel * out_itemsize, storage.name)
     data = storage.elements(last + 1)
     if not size:
         return data[offset].copy()
@@ -357,8 +358,10 @@ def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:
     if zipfile.is_zipfile(path):
         try:
             return _read_zip(path, torchscript)
-        except (ConversionError, UnsafePickleError):
-            raise
+        except (ConversionError, UnsafePickleError) as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise type(exc)(f"{path}: {exc}") from None
         except Exception as exc:  # anything a hostile file provokes becomes one clear line
             msg = str(exc).splitlines()[0][:200] if str(exc) else ""
             raise ConversionError(
