@@ -208,6 +208,12 @@ def checked_args(
     values = {}
     for k, v in d.items():
         t = hints[k]
+        optional = type(None) in typing.get_args(t)  # `float | None`
+        if optional:
+            if v is None:
+                values[k] = v
+                continue
+            t = next(a for a in typing.get_args(t) if a is not type(None))
         lo, hi = limits.get(k, (1, MAX_INT))
         bad = f"{where}: {k} = {v!r}"
         if t is bool:
