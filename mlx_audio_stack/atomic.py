@@ -22,6 +22,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import MasError
+
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-.*)?$")
 
@@ -106,15 +108,22 @@ def remove_stale(final: str | Path) -> list[Path]:
 def temp_path(final: str | Path, directory: bool = False) -> Path:
     """A fresh temp sibling of `final` (a folder when `directory`), after removing stale ones."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(final)
-    prefix = f".{final.name}.tmp-{os.getpid()}-"
-    if directory:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=final.parent)
-        os.close(fd)
-        tmp = Path(name)
+    if final.is_dir() and not final.is_symlink() and not directory:
+        raise MasError(f"{final}: is a folder; give a file name for the output")
+    if directory and (final.is_symlink() or (final.exists() and not final.is_dir())):
+        raise MasError(f"{final}: exists and is not a folder; it is left as it is")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(final)
+        prefix = f".{final.name}.tmp-{os.getpid()}-"
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=final.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise MasError(f"{final}: cannot write there ({exc.strerror or exc})") from None
     tmp.chmod(umask_mode(directory))  # mkstemp/mkdtemp make it private; outputs are not
     return tmp
 
