@@ -232,3 +232,20 @@ def test_symlinks_may_not_leave_the_folder_except_into_a_hub_snapshots_blobs(tmp
         inside(snap / "vocab.json", snap, "a symlink")
     with pytest.raises(WeightsError, match="leads outside"):
         inside("../../etc/passwd", snap, "tokenizer path")
+
+
+def test_outputs_in_impossible_places_are_one_line_errors(tmp_path):
+    from mlx_audio_stack.atomic import atomic_output
+    from mlx_audio_stack.errors import MasError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MasError, match="exists and is not a folder"):
+        save_model_dir(tmp_path / "file", {"a": mx.zeros(2)}, {"model_type": "x"}, overwrite=True)
+    assert (tmp_path / "file").read_text() == "x"
+    with pytest.raises(MasError, match="is a folder"):
+        with atomic_output(tmp_path):
+            pass
+    with pytest.raises(MasError, match="cannot write there"):
+        with atomic_output(tmp_path / "file" / "sub.txt"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
