@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +62,10 @@ def umask_mode(fd_or_path: int | str | Path, mode: int = 0o666) -> None:
 
 def write_atomic(path: str | Path, text: str) -> Path:
     """Write `text` to `path` via a temporary file in the same folder, then rename. The file
-    gets the user's umask (0644 under the usual 022), not mkstemp's 0600."""
+    gets the user's umask (a plain open() makes the temporary file)."""
+    from .atomic import atomic_output  # pid-named temp, stale ones of dead runs removed
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        umask_mode(fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
