@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +44,6 @@ def render(result: dict[str, Any], fmt: str) -> str:
             f"{timestamp(a)} --> {timestamp(b)}\n{t}\n" for a, b, t in _cues(result)
         )
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-
-
-def current_umask() -> int:
-    """The process umask (os.umask can only be read by setting it; set back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def umask_mode(fd_or_path: int | str | Path, mode: int = 0o666) -> None:
-    """Give a file made by tempfile.mkstemp (always 0600) the mode a plain open() would have:
-    `mode` minus the umask. Call it before renaming the file into place."""
-    os.chmod(fd_or_path, mode & ~current_umask())
 
 
 def write_atomic(path: str | Path, text: str) -> Path:

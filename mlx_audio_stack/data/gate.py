@@ -18,13 +18,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import atomic_output
 from ..errors import MasError
-from ..formats import umask_mode
 from ..paths import REPO_ROOT
 from .fingerprint import (
     VerdictFileError,
@@ -131,15 +130,8 @@ def record_result(result, report: str | None = None) -> Path:
     data["files"] = files
     data["manifest"] = str(Path(result.manifest).resolve())
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".qa-status.")
-    try:
-        umask_mode(fd)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
     return path
 
 

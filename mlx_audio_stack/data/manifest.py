@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import atomic_output
 from ..errors import MasError
-from ..formats import umask_mode
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -144,20 +143,12 @@ def write_manifest(records: Iterable[dict], path: str | Path, relative: bool = T
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        umask_mode(fd)  # mkstemp's 0600 -> what open() would give
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec in records:
-                rec = dict(rec)
-                if relative and os.path.isabs(rec.get("audio", "")):
-                    rec["audio"] = os.path.relpath(rec["audio"], base)
-                f.write(json.dumps(_ordered(rec), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            rec = dict(rec)
+            if relative and os.path.isabs(rec.get("audio", "")):
+                rec["audio"] = os.path.relpath(rec["audio"], base)
+            f.write(json.dumps(_ordered(rec), ensure_ascii=False) + "\n")
     return path
 
 
