@@ -81,6 +81,10 @@ def _rebuild_from_type_v2(func, _new_type, args, _state):
     return func(*args)
 
 
+def _none(*_args, **_kw) -> None:
+    return None
+
+
 def _ordered_dict(*args, **kw):
     return OrderedDict(*args, **kw)
 
@@ -110,11 +114,12 @@ ALLOWED = {
 
 
 class SafeUnpickler(pickle.Unpickler):
-    def __init__(self, file, storages, torchscript: bool, source: str):
+    def __init__(self, file, storages, torchscript: bool, source: str, dry: bool = False):
         super().__init__(file)
         self._storages = storages
         self._torchscript = torchscript
         self._source = source
+        self._dry = dry  # rebuild no tensor (legacy files: a first pass to learn the storages)
 
     def find_class(self, module: str, name: str):
         # protocol-2 pickles (torch.save's default) use Python 2 names: '__builtin__.set'
@@ -122,6 +127,8 @@ class SafeUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in ALLOWED:
+            if self._dry and module.startswith("torch._"):
+                return _none
             return ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
@@ -138,7 +145,12 @@ class SafeUnpickler(pickle.Unpickler):
         _, storage_type, key, _location, _numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
             raise UnsafePickleError(f"{self._source}: unexpected storage type {storage_type!r}")
-        return self._storages(str(key), storage_type.dtype)
+        data = self._storages(str(key), storage_type.dtype)
+        view = pid[5] if len(pid) > 5 else None  # legacy files: (view key, offset, size)
+        if view is not None and data is not None:
+            _view_key, offset, size = view
+            return data[int(offset) : int(offset) + int(size)]
+        return data
 
 
 def _read_zip(path: Path, torchscript: bool) -> Any:
@@ -187,11 +199,94 @@ def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80":
-        raise ConversionError(
-            f"{path}: legacy (pre-1.6, non-zip) PyTorch checkpoint; re-save it with a current "
-            f"torch (`torch.save(torch.load(p), p)`) and convert again"
-        )
+        try:
+            return _read_legacy(path, torchscript)
+        except (ConversionError, UnsafePickleError):
+            raise
+        except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError) as exc:
+            raise ConversionError(f"{path}: corrupt legacy PyTorch checkpoint ({exc})") from exc
     raise ConversionError(f"{path}: not a PyTorch checkpoint (not a zip archive)")
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
+LEGACY_PROTOCOL = 1001
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For the legacy header pickles (magic number, protocol, sys_info): no globals at all."""
+
+    def find_class(self, module: str, name: str):
+        raise UnsafePickleError(f"refusing pickled global '{module}.{name}' in a legacy header")
+
+
+def _read_legacy(path: Path, torchscript: bool) -> Any:
+    """A legacy (pre-1.6, `_use_new_zipfile_serialization=False`) `torch.save` file.
+
+    Layout: five pickles back to back (magic number, protocol version, sys_info, the object,
+    the sorted list of storage keys), then each storage as an int64 element count and its raw
+    bytes. The storages' dtypes are named only inside the object's pickle, so it is read twice
+    through the same allow-list: first with tensors rebuilt as None, to learn each storage's
+    dtype and find where the storages start; then for real, with the storages read.
+    """
+    with open(path, "rb") as f:
+        if _PlainUnpickler(f).load() != LEGACY_MAGIC:
+            raise ConversionError(f"{path}: not a PyTorch checkpoint (no torch magic number)")
+        if (proto := _PlainUnpickler(f).load()) != LEGACY_PROTOCOL:
+            raise ConversionError(f"{path}: unsupported legacy torch protocol {proto!r}")
+        info = _PlainUnpickler(f).load()
+        if isinstance(info, dict) and not info.get("little_endian", True):
+            raise ConversionError(f"{path}: big-endian legacy checkpoints are not supported")
+        obj_at = f.tell()
+        dtypes: dict[str, Any] = {}
+        SafeUnpickler(f, _recorder(dtypes), torchscript, str(path), dry=True).load()
+        keys = _PlainUnpickler(f).load()
+        if not isinstance(keys, list):
+            raise ConversionError(f"{path}: legacy checkpoint without its storage key list")
+        spans: dict[str, tuple[int, int]] = {}  # key -> (byte offset of its data, elements)
+        for key in map(str, keys):
+            (count,) = np.frombuffer(f.read(8), dtype="<i8")
+            if key not in dtypes:
+                raise ConversionError(f"{path}: storage {key!r} is not used by any tensor")
+            spans[key] = (f.tell(), int(count))
+            f.seek(int(count) * _itemsize(dtypes[key]), 1)
+
+        data_file = open(path, "rb")  # noqa: SIM115 (closed below; the unpickler reads `f`)
+
+        def storage(key: str, dtype) -> np.ndarray:
+            if key not in spans:
+                raise ConversionError(f"{path}: storage {key!r} missing from the legacy file")
+            start, count = spans[key]
+            data_file.seek(start)
+            raw = data_file.read(count * _itemsize(dtype))
+            if len(raw) != count * _itemsize(dtype):
+                raise ConversionError(f"{path}: storage {key!r} is truncated")
+            if isinstance(dtype, str):  # bfloat16: upper 16 bits of a float32
+                return (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+            return np.frombuffer(raw, np.dtype(dtype).newbyteorder("<")).astype(dtype)
+
+        f.seek(obj_at)
+        cache: dict[str, np.ndarray] = {}
+
+        def cached(key: str, dtype) -> np.ndarray:
+            if key not in cache:
+                cache[key] = storage(key, dtype)
+            return cache[key]
+
+        try:
+            return SafeUnpickler(f, cached, torchscript, str(path)).load()
+        finally:
+            data_file.close()
+
+
+def _itemsize(dtype) -> int:
+    return 2 if isinstance(dtype, str) else np.dtype(dtype).itemsize
+
+
+def _recorder(dtypes: dict[str, Any]):
+    def record(key: str, dtype) -> None:
+        dtypes[key] = dtype
+
+    return record
 
 
 def flatten_state_dict(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:
