@@ -44,21 +44,28 @@ def n_frames(n_samples: int, hop: int) -> int:
     return 1 + n_samples // hop
 
 
-def mel_frames(wav: np.ndarray, args: VoiceEncoderArgs, start: int = 0, count: int | None = None):
+def mel_frames(
+    wav: np.ndarray,
+    args: VoiceEncoderArgs,
+    start: int = 0,
+    count: int | None = None,
+    offset: int = 0,
+) -> np.ndarray:
     """Power mel frames [start, start + count) of `wav` (centred framing) -> (count, n_mels).
 
     Frame j covers samples [j * hop - n_fft // 2, j * hop + n_fft // 2), zeros outside `wav`.
+    `offset`: the sample index of wav[0] in the stream (a streaming buffer's start).
     """
     n_fft, hop = args.n_fft, args.hop
-    total = n_frames(wav.size, hop)
+    total = n_frames(offset + wav.size, hop)
     count = total - start if count is None else count
     half = n_fft // 2
     lo = start * hop - half  # first sample of the first frame
     hi = (start + count - 1) * hop + half + (n_fft - 2 * half)  # one past its last
     seg = np.zeros(max(hi - lo, n_fft), np.float32)
-    a, b = max(lo, 0), min(hi, wav.size)
+    a, b = max(lo, offset), min(hi, offset + wav.size)
     if b > a:
-        seg[a - lo : b - lo] = wav[a:b]
+        seg[a - lo : b - lo] = wav[a - offset : b - offset]
     frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop][:count]  # (count, n_fft)
     # as librosa: float32 frames x float64 window, FFT in float64, stored as complex64, |.|^2
     spec = np.fft.rfft(frames * hann(n_fft), axis=-1).astype(np.complex64)
