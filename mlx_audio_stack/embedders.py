@@ -17,8 +17,10 @@ from typing import Any
 from .errors import WeightsError
 
 # default weights folders under weights/, in order of preference
-DEFAULTS = (("ecapa-voxceleb", "mas convert <spkrec-ecapa-voxceleb folder> --out "
-             "weights/ecapa-voxceleb"), ("voice-encoder", "mas weights get voice-encoder"))  # fmt: skip
+DEFAULTS = (
+    ("ecapa-voxceleb", "mas convert <spkrec-ecapa-voxceleb folder> --out weights/ecapa-voxceleb"),
+    ("voice-encoder", "mas weights get voice-encoder"),
+)
 
 
 def load_embedder(path: str | Path) -> Any:

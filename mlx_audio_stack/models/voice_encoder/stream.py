@@ -35,7 +35,9 @@ class StreamState:
 
     samples: int = 0  # samples received so far
     offset: int = 0  # stream index of audio[0]
-    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # kept samples (what future partials need)
+    audio: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.float32)
+    )  # kept samples (what future partials need)
     next_partial: int = 0  # index k of the next partial (starts at frame k * step)
     starts: tuple[int, ...] = ()  # start frames of the kept partials
     partials: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (P, dim)
