@@ -82,6 +82,14 @@ def weights_of(lstm) -> CpuWeights:
     return cached
 
 
+# `_gemv.c` computes a product of up to GEMV_ROWS rows on the calling thread alone when its
+# weight block has fewer than THREAD_MIN_ELEMS (65536) elements, else on its pool; a
+# recurrence step's product split into column blocks below that stays on this thread: no
+# hand-over and wait between threads at each of the 480 steps of a pass, which on a loaded
+# machine (a descheduled worker) cost milliseconds per step.
+STEP_COLS = 192  # columns per block: 192 x 256 = 49152 weight elements
+
+
 def _gemm(a: np.ndarray, w: np.ndarray, out: np.ndarray, beta: float) -> None:
     """out (M, N) = a (M, K) @ w (K, N) (+ out when beta is 1); all C-contiguous float32."""
     m, k = a.shape
@@ -90,6 +98,22 @@ def _gemm(a: np.ndarray, w: np.ndarray, out: np.ndarray, beta: float) -> None:
         ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, a.ctypes.data, k, w.ctypes.data, n,
         beta, out.ctypes.data, n,
     )  # fmt: skip
+
+
+def _gemm_step(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+    """out += a @ w for a recurrence step: column blocks on this thread (see STEP_COLS) when
+    `_gemv.c` takes the rows, else one product for the BLAS."""
+    m, k = a.shape
+    n = w.shape[1]
+    if m > _blas.GEMV_ROWS or k * STEP_COLS >= 65536:
+        _gemm(a, w, out, 1.0)
+        return
+    sgemm = _blas.elementwise().cblas_sgemm
+    pa, pw, po = a.ctypes.data, w.ctypes.data, out.ctypes.data
+    for j in range(0, n, STEP_COLS):
+        nj = min(STEP_COLS, n - j)
+        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, nj, k, 1.0, pa, k, pw + 4 * j, n, 1.0,
+              po + 4 * j, n)  # fmt: skip
 
 
 def last_hidden(weights: CpuWeights, x: np.ndarray) -> np.ndarray:
@@ -109,7 +133,7 @@ def last_hidden(weights: CpuWeights, x: np.ndarray) -> np.ndarray:
             g = xp[s]  # (B, 4H): i, f, o (halved), g
             h_prev = hs[(s - 1) % len(hs)]
             if s > 0:  # the initial state is zero: nothing to add at step 0
-                _gemm(h_prev, lw.w_hh, g, 1.0)
+                _gemm_step(h_prev, lw.w_hh, g)
             np.tanh(g, out=g)
             sig = g[:, : 3 * h]
             sig *= 0.5
