@@ -142,6 +142,8 @@ def metrics(target, nontarget) -> dict:
 
 def run_pairs(embed_fns: dict, data: Path, max_seconds: float) -> dict:
     """{system: {list: metrics}} for issue 15's two lists; `embed_fns`: name -> fn(wavs)."""
+    import numpy as np
+
     from mlx_audio_stack.audio import load_audio
 
     (test, tspk), (extra, espk) = pairs_lists(data)
@@ -153,14 +155,17 @@ def run_pairs(embed_fns: dict, data: Path, max_seconds: float) -> dict:
         mid = w.size // 2
         halves += [w[:mid][:n_max], w[mid:][:n_max]]
         hspk += [spk, spk]
-    out = {}
+    out, scores = {}, {}
     for name, fn in embed_fns.items():
-        out[name] = {
-            "test-other, 10 spk x 10 utts, all pairs": metrics(*all_pair_scores(fn(test_w), tspk)),
-            f"untranscribed, {len(extra)} spk, two halves each": metrics(
-                *all_pair_scores(fn(halves), hspk)
-            ),
+        lists = {
+            "test-other, 10 spk x 10 utts, all pairs": all_pair_scores(fn(test_w), tspk),
+            f"untranscribed, {len(extra)} spk, two halves each": all_pair_scores(fn(halves), hspk),
         }
+        out[name] = {k: metrics(*v) for k, v in lists.items()}
+        scores[name] = np.concatenate([np.concatenate(v) for v in lists.values()])
+    if len(scores) == 2:  # the same trials scored by both systems
+        a, b = scores.values()
+        out["max |score difference|"] = float(np.abs(a - b).max())
     return out
 
 
@@ -180,7 +185,7 @@ def pairs_report(results: dict, model: str, max_seconds: float, seconds: dict) -
     lines = [
         "## Speaker verification (real weights)",
         "",
-        f"Model `{model}`; raw cosine scores; utterances cropped to {max_seconds:g} s. Trials:",
+        f"Model `weights/{Path(model).name}`; raw cosine scores; utterances cropped to {max_seconds:g} s. Trials:",
         "LibriSpeech test-other, 10 speakers x 10 utterances, every pair; the single-utterance",
         "speakers of librispeech_untranscribed, each utterance cut into two halves (the halves",
         "of one speaker: a target trial; every pair of halves of two speakers: non-target).",
@@ -190,19 +195,23 @@ def pairs_report(results: dict, model: str, max_seconds: float, seconds: dict) -
         "| trial list | system | targets / non-targets | EER % | EER threshold | minDCF (p=0.01) |",
         "|---|---|---:|---:|---:|---:|",
     ]
+    diff = results.pop("max |score difference|", None)
     for name, lists in results.items():
         for lst, m in lists.items():
             lines.append(
                 f"| {lst} | {name} | {m['targets']} / {m['nontargets']} | "
-                f"{100 * m['EER']:.2f} | {m['threshold']:.3f} | {m['minDCF(0.01)']:.3f} |"
+                f"{100 * m['EER']:.2f} | {m['threshold']:.4f} | {m['minDCF(0.01)']:.3f} |"
             )
+    if diff is not None:
+        lines += ["", f"The two systems' scores of the same trials differ by at most {diff:.1e}."]
     lines += [
         "",
         "Embedding time in this run: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
         + " (a shared machine; see the speed section for the benchmark).",
         "",
-        f"Reproduce: `python tools/eval_verification.py --model {model} --protocol pairs "
+        "Reproduce: `python tools/eval_verification.py --model "
+        f"weights/{Path(model).name} --protocol pairs "
         "--reference resemblyzer --out reports/voice_encoder.md`",
         "",
     ]
