@@ -185,7 +185,8 @@ def pairs_report(results: dict, model: str, max_seconds: float, seconds: dict) -
     lines = [
         "## Speaker verification (real weights)",
         "",
-        f"Model `weights/{Path(model).name}`; raw cosine scores; utterances cropped to {max_seconds:g} s. Trials:",
+        f"Model `weights/{Path(model).name}`; raw cosine scores; utterances cropped to "
+        f"{max_seconds:g} s. Trials:",
         "LibriSpeech test-other, 10 speakers x 10 utterances, every pair; the single-utterance",
         "speakers of librispeech_untranscribed, each utterance cut into two halves (the halves",
         "of one speaker: a target trial; every pair of halves of two speakers: non-target).",
