@@ -98,7 +98,7 @@ def test_forward_shapes_unit_rows_and_lstm_equations():
 
 def test_cpu_recurrence_matches_mlx_at_full_size():
     if not cpu_lstm.applies(mx.zeros((1,), mx.float32)):
-        pytest.skip("the CPU recurrence needs MLX's CPU backend with _gemv.c loaded (Linux)")
+        pytest.skip("the C recurrence needs Linux, a loaded BLAS and a C compiler (_lstm.c)")
     enc = _encoder(FULL, seed=2)
     for b in (1, 3, 11):  # up to 8 rows: _gemv.c's products; more: the BLAS's
         x = np.random.default_rng(b).uniform(0, 8, (b, 160, 40)).astype(np.float32)

@@ -1,25 +1,36 @@
-"""The LSTM recurrence on MLX's CPU backend: NumPy buffers, products through `cblas_sgemm`.
+"""The LSTM recurrence on MLX's CPU backend (Linux): a small C loop (`_lstm.c`) per layer.
 
 As MLX ops a recurrence step is a small product and ~10 element-wise ops, each a graph node
-with its own allocation and dispatch; over 3 layers x 160 steps that overhead, not the
-arithmetic, was the time (tools/bench_voice_encoder.py). Here, per layer:
+with its own dispatch; over 3 layers x 160 steps that overhead, not the arithmetic, was the
+time. Per layer here:
 
 - every step's input projection is one product over all steps and rows, onto the summed
-  biases (`(T * B, in) @ (in, 4H)`);
-- each step adds `h @ W_hh^T` in place into its slice (`cblas_sgemm` with beta 1: up to 8
-  rows `_gemv.c`'s own threads, more the BLAS's), then updates the cell in place;
+  biases (`(T * B, in) @ (in, 4H)`, the BLAS);
+- `_lstm.c` runs the steps: `h @ W_hh^T` added in place into the step's slice (the process's
+  `cblas_sgemm`, in column blocks that `_gemv.c` computes on the calling thread), then the cell
+  update with a vectorised tanh;
 - the gates are reordered i, f, o, g and the sigmoid gates' weights halved once (exact in
-  float32), so one `tanh` over the whole (B, 4H) block gives every gate: sigmoid(z) =
+  float32), so one tanh over the whole (B, 4H) block gives every gate: sigmoid(z) =
   0.5 + 0.5 tanh(z / 2).
 
-Computes what `model.lstm_last_hidden_mlx` computes (tests/test_voice_encoder_model.py compares
-the two; tests/test_voice_encoder_parity.py compares both with resemblyzer's torch LSTM).
+`_lstm.c` is compiled once with the system C compiler into the user cache (as `_gemv.c` is);
+without a compiler, off Linux, without a loaded BLAS, or with MAS_VOICE_LSTM=mlx, the MLX
+recurrence (`model.lstm_last_hidden_mlx`) runs instead. tests/test_voice_encoder_model.py
+compares the two; tests/test_voice_encoder_parity.py compares both with resemblyzer.
 NumPy's own `@` is never called: its BLAS's idle threads would spin against this one's.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
 
 import mlx.core as mx
 import numpy as np
@@ -44,10 +55,49 @@ class CpuWeights:
 
 
 def applies(x: mx.array) -> bool:
-    """On MLX's CPU backend, in float32, with `_gemv.c` (and its `cblas_sgemm`) loaded."""
-    return (
-        mx.default_device() == mx.cpu and x.dtype == mx.float32 and _blas.elementwise() is not None
-    )
+    """On MLX's CPU backend, in float32, with `_lstm.c` built and loaded."""
+    return mx.default_device() == mx.cpu and x.dtype == mx.float32 and _library() is not None
+
+
+@lru_cache(maxsize=1)
+def _library() -> SimpleNamespace | None:
+    """Compile (once, cached by source and CPU) and load `_lstm.c`, or None where it cannot."""
+    if os.environ.get("MAS_VOICE_LSTM", "").strip().lower() == "mlx":
+        return None
+    if not sys.platform.startswith("linux") or _blas.loaded is None:
+        return None
+    src = Path(__file__).with_name("_lstm.c")
+    cc = _blas.c_compiler()
+    if cc is None or not src.exists():
+        return None
+    key = hashlib.sha256(src.read_bytes() + _blas._cpu_signature()).hexdigest()[:16]
+    for cache in (_blas._cache_dir(), Path(os.environ.get("TMPDIR", "/tmp")) / "mlx-audio-stack"):
+        so = cache / f"lstm-{key}.so"
+        try:
+            if not so.exists():
+                cache.mkdir(parents=True, exist_ok=True)
+                tmp = cache / f".lstm-{key}.{os.getpid()}.so"  # compile, then rename: atomic
+                for arch in (["-march=native"], []):
+                    cmd = [cc, "-O3", *arch, "-shared", "-fPIC", "-o", str(tmp), str(src), "-lm"]
+                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                    if done.returncode == 0:
+                        break
+                if done.returncode != 0:
+                    tmp.unlink(missing_ok=True)
+                    return None
+                os.replace(tmp, so)
+            lib = ctypes.CDLL(str(so))  # its cblas_sgemm resolves to the loaded BLAS / _gemv.c
+        except (OSError, subprocess.SubprocessError):
+            continue
+        vp, lg = ctypes.c_void_p, ctypes.c_long
+        lib.mas_lstm_layer.argtypes = [vp] * 4 + [lg] * 4
+        lib.mas_lstm_layer.restype = None
+        sgemm = ctypes.CDLL(None).cblas_sgemm  # the process's: _gemv.c's, else the BLAS's
+        sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, vp, ctypes.c_int, vp]
+        sgemm.argtypes += [ctypes.c_int, ctypes.c_float, vp, ctypes.c_int]
+        sgemm.restype = None
+        return SimpleNamespace(layer=lib.mas_lstm_layer, sgemm=sgemm)
+    return None
 
 
 def _reorder(w: np.ndarray, h: int) -> np.ndarray:
@@ -82,67 +132,29 @@ def weights_of(lstm) -> CpuWeights:
     return cached
 
 
-# `_gemv.c` computes a product of up to GEMV_ROWS rows on the calling thread alone when its
-# weight block has fewer than THREAD_MIN_ELEMS (65536) elements, else on its pool; a
-# recurrence step's product split into column blocks below that stays on this thread: no
-# hand-over and wait between threads at each of the 480 steps of a pass, which on a loaded
-# machine (a descheduled worker) cost milliseconds per step.
-STEP_COLS = 192  # columns per block: 192 x 256 = 49152 weight elements
-
-
 def _gemm(a: np.ndarray, w: np.ndarray, out: np.ndarray, beta: float) -> None:
     """out (M, N) = a (M, K) @ w (K, N) (+ out when beta is 1); all C-contiguous float32."""
     m, k = a.shape
     n = w.shape[1]
-    _blas.elementwise().cblas_sgemm(
+    _library().sgemm(
         ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, a.ctypes.data, k, w.ctypes.data, n,
         beta, out.ctypes.data, n,
     )  # fmt: skip
-
-
-def _gemm_step(a: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
-    """out += a @ w for a recurrence step: column blocks on this thread (see STEP_COLS) when
-    `_gemv.c` takes the rows, else one product for the BLAS."""
-    m, k = a.shape
-    n = w.shape[1]
-    if m > _blas.GEMV_ROWS or k * STEP_COLS >= 65536:
-        _gemm(a, w, out, 1.0)
-        return
-    sgemm = _blas.elementwise().cblas_sgemm
-    pa, pw, po = a.ctypes.data, w.ctypes.data, out.ctypes.data
-    for j in range(0, n, STEP_COLS):
-        nj = min(STEP_COLS, n - j)
-        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, nj, k, 1.0, pa, k, pw + 4 * j, n, 1.0,
-              po + 4 * j, n)  # fmt: skip
 
 
 def last_hidden(weights: CpuWeights, x: np.ndarray) -> np.ndarray:
     """x (B, T, in) float32 -> the last layer's final hidden state (B, H), zero initial state."""
     b, t, _ = x.shape
     h = weights.hidden
+    lib = _library()
     inp = np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2))  # (T, B, in)
-    tmp = np.empty((b, h), np.float32)
+    c = np.empty((b, h), np.float32)
+    xp = np.empty((t, b, 4 * h), np.float32)  # gate pre-activations, step-major
     for n, lw in enumerate(weights.layers):
-        last = n + 1 == len(weights.layers)
-        xp = np.empty((t, b, 4 * h), np.float32)  # gate pre-activations, step-major
+        ring = 2 if n + 1 == len(weights.layers) else t  # the last layer keeps two steps
         xp[:] = lw.bias
         _gemm(inp.reshape(t * b, -1), lw.w_ih, xp.reshape(t * b, 4 * h), 1.0)
-        hs = np.empty((2 if last else t, b, h), np.float32)  # the last layer keeps two steps
-        c = np.zeros((b, h), np.float32)
-        for s in range(t):
-            g = xp[s]  # (B, 4H): i, f, o (halved), g
-            h_prev = hs[(s - 1) % len(hs)]
-            if s > 0:  # the initial state is zero: nothing to add at step 0
-                _gemm_step(h_prev, lw.w_hh, g)
-            np.tanh(g, out=g)
-            sig = g[:, : 3 * h]
-            sig *= 0.5
-            sig += 0.5
-            c *= sig[:, h : 2 * h]
-            np.multiply(sig[:, :h], g[:, 3 * h :], out=tmp)
-            c += tmp
-            h_new = hs[s % len(hs)]
-            np.tanh(c, out=h_new)
-            h_new *= sig[:, 2 * h :]
+        hs = np.empty((ring, b, h), np.float32)
+        lib.layer(xp.ctypes.data, lw.w_hh.ctypes.data, hs.ctypes.data, c.ctypes.data, t, b, h, ring)
         inp = hs
     return np.array(inp[(t - 1) % len(inp)])

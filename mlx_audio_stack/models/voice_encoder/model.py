@@ -10,9 +10,9 @@ Checkpoint keys load as they are (`lstm.weight_ih_l{k}` (4H, in), `lstm.weight_h
 `similarity_weight` / `similarity_bias`, which inference never uses.
 
 The LSTM's recurrence is sequential in time; its input projections are one product over all
-time steps. `lstm_last_hidden` picks where the recurrence runs: `cpu_lstm.py` (NumPy buffers,
-products through `cblas_sgemm`) on MLX's CPU backend when `_gemv.c` is loaded, else the MLX
-loop below (a Mac's GPU); tests/test_voice_encoder_model.py compares the two.
+time steps. `lstm_last_hidden` picks where the recurrence runs: `cpu_lstm.py` (a C loop per
+layer, `_lstm.c`) on MLX's CPU backend on Linux, else the MLX loop below (a Mac's GPU);
+tests/test_voice_encoder_model.py compares the two.
 """
 
 from __future__ import annotations
