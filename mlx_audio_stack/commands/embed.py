@@ -65,8 +65,8 @@ def register(sub) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="decision threshold (default on raw cosine: 0.25 for ECAPA, 0.80 for the voice "
-        "encoder, its EER threshold in reports/voice_encoder.md; 2.0 with --cohort)",
+        help="decision threshold (default on raw cosine: 0.25 for ECAPA, 0.74 for the voice "
+        "encoder, from its EER thresholds in reports/voice_encoder.md; 2.0 with --cohort)",
     )
     v.add_argument(
         "--cohort",
