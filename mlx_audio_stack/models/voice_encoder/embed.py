@@ -39,6 +39,9 @@ class VoiceEncoder:
 
     name = "voice-encoder"
     threshold = DEFAULT_THRESHOLD  # default `mas verify` threshold on raw cosine
+    # what the pipeline's tracker reads (it falls back to 0.5, far too low here: this model's
+    # embeddings are non-negative, different speakers often score 0.5-0.7)
+    same_speaker_threshold = DEFAULT_THRESHOLD
 
     def __init__(self, model: VoiceEncoderNet):
         self.model = model
