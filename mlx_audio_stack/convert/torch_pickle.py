@@ -230,7 +230,10 @@ def _read_legacy(path: Path, torchscript: bool) -> Any:
     """
     with open(path, "rb") as f:
         if _PlainUnpickler(f).load() != LEGACY_MAGIC:
-            raise ConversionError(f"{path}: not a PyTorch checkpoint (no torch magic number)")
+            raise ConversionError(
+                f"{path}: not a PyTorch checkpoint (a pickle, but not the legacy torch.save "
+                f"format: no torch magic number)"
+            )
         if (proto := _PlainUnpickler(f).load()) != LEGACY_PROTOCOL:
             raise ConversionError(f"{path}: unsupported legacy torch protocol {proto!r}")
         info = _PlainUnpickler(f).load()
