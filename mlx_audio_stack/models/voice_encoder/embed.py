@@ -39,8 +39,8 @@ class VoiceEncoder:
 
     name = "voice-encoder"
     threshold = DEFAULT_THRESHOLD  # default `mas verify` threshold on raw cosine
-    # what the pipeline's tracker reads (it falls back to 0.5, far too low here: this model's
-    # embeddings are non-negative, different speakers often score 0.5-0.7)
+    # what the pipeline's tracker reads (its fallback 0.5 is too low here: the embeddings are
+    # non-negative (ReLU), so every cosine is >= 0, and the EER thresholds are 0.73-0.75)
     same_speaker_threshold = DEFAULT_THRESHOLD
 
     def __init__(self, model: VoiceEncoderNet):
