@@ -52,6 +52,7 @@ class CpuWeights:
     key: tuple[int, ...]  # ids of the MLX arrays they were made from
     layers: list[LayerWeights]
     hidden: int
+    sources: tuple = ()  # those arrays, held so that their ids cannot be reused while cached
 
 
 def applies(x: mx.array) -> bool:
@@ -127,7 +128,7 @@ def weights_of(lstm) -> CpuWeights:
                 _reorder((b_ih + b_hh)[:, None], h)[:, 0].copy(),
             )
         )
-    cached = CpuWeights(key, layers, h)
+    cached = CpuWeights(key, layers, h, tuple(arrays))
     object.__setattr__(lstm, "_cpu_weights", cached)  # a plain attribute, not a parameter
     return cached
 
