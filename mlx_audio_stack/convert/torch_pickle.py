@@ -6,6 +6,9 @@ This reader unpickles `data.pkl` with an allow-list: only the globals that rebui
 storages and plain containers are resolved; any other global (`os.system`, `builtins.eval`,
 a model class...) raises UnsafePickleError naming it, before anything runs.
 
+Legacy (pre-1.6, `_use_new_zipfile_serialization=False`) files are read too: a few pickles back
+to back, then each storage's raw bytes; resemblyzer's `pretrained.pt` is one.
+
 TorchScript archives (`torch.jit.save`) hold `__torch__.*` module objects; with
 `torchscript=True` those become inert `ScriptObject` attribute bags (no code is executed, the
 archive's `code/` is never evaluated) so their parameters can be read.
@@ -130,14 +133,62 @@ class _Storage:
                     f"{self.archive.path}: storage {self.name}: truncated "
                     f"({len(raw)} of {nbytes} bytes)"
                 )
-            order = "<" if self.archive.byteorder == "little" else ">"
-            arr = np.frombuffer(raw, dtype=self.np_dtype.newbyteorder(order))
-            if isinstance(self.dtype, str):  # bfloat16: the upper 16 bits of a float32
-                arr = (arr.astype(np.uint32) << 16).view(np.float32)
-            else:
-                arr = arr.astype(self.np_dtype)
-            self._data = arr
+            self._data = _decode(raw, self.dtype, self.np_dtype, self.archive.byteorder)
         return self._data
+
+
+def _decode(raw: bytes, dtype: Any, np_dtype: np.dtype, byteorder: str) -> np.ndarray:
+    order = "<" if byteorder == "little" else ">"
+    arr = np.frombuffer(raw, dtype=np_dtype.newbyteorder(order))
+    if isinstance(dtype, str):  # bfloat16: the upper 16 bits of a float32
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.astype(np_dtype)
+
+
+class _FileStorage(_Storage):
+    """A legacy file's storage: `numel` elements at byte `offset` of the file, read lazily."""
+
+    def __init__(self, archive: _LegacyArchive, key: str, dtype: Any, numel: int, offset: int):
+        self.archive, self.key, self.dtype = archive, key, dtype
+        self.np_dtype = np.dtype(np.uint16 if isinstance(dtype, str) else dtype)
+        self.itemsize = self.np_dtype.itemsize
+        self.name = f"storage {key}"
+        self.numel, self.offset = numel, offset
+        self._data = None
+
+    def elements(self, n: int) -> np.ndarray:
+        if self._data is None or len(self._data) < n:
+            nbytes = n * self.itemsize
+            self.archive.charge(nbytes, None, self.name)
+            with open(self.archive.path, "rb") as f:
+                f.seek(self.offset)
+                raw = f.read(nbytes)
+            if len(raw) != nbytes:
+                raise ConversionError(
+                    f"{self.archive.path}: {self.name}: truncated ({len(raw)} of {nbytes} bytes)"
+                )
+            self._data = _decode(raw, self.dtype, self.np_dtype, "little")
+        return self._data
+
+
+class _StorageSlice(_Storage):
+    """A legacy view storage: `size` elements of `base` from element `start` (checked)."""
+
+    def __init__(self, base: _Storage, start: Any, size: Any):
+        where = f"{base.archive.path}: view of {base.name}"
+        if not (_is_int(start) and _is_int(size) and start >= 0 and size >= 0):
+            raise ConversionError(f"{where}: invalid view offset/size {start!r}, {size!r}")
+        if start + size > base.numel:
+            raise ConversionError(
+                f"{where}: elements {start}..{start + size} beyond the storage's {base.numel}"
+            )
+        self.archive, self.key, self.dtype = base.archive, base.key, base.dtype
+        self.np_dtype, self.itemsize = base.np_dtype, base.itemsize
+        self.name = f"{base.name}[{start}:{start + size}]"
+        self.base, self.start, self.numel = base, start, size
+
+    def elements(self, n: int) -> np.ndarray:
+        return self.base.elements(self.start + n)[self.start : self.start + n]
 
 
 class _Archive:
@@ -231,6 +282,10 @@ def _rebuild_from_type_v2(func, _new_type, args, _state):
     return func(*args)
 
 
+def _none(*_args, **_kw) -> None:
+    return None
+
+
 def _ordered_dict(*args, **kw):
     return OrderedDict(*args, **kw)
 
@@ -260,11 +315,12 @@ ALLOWED = {
 
 
 class SafeUnpickler(pickle.Unpickler):
-    def __init__(self, file, storages, torchscript: bool, source: str):
+    def __init__(self, file, storages, torchscript: bool, source: str, dry: bool = False):
         super().__init__(file)
         self._storages = storages
         self._torchscript = torchscript
         self._source = source
+        self._dry = dry  # build no tensor (legacy files: a first pass to learn the storages)
 
     def find_class(self, module: str, name: str):
         # protocol-2 pickles (torch.save's default) use Python 2 names: '__builtin__.set'
@@ -272,6 +328,8 @@ class SafeUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in ALLOWED:
+            if self._dry and module.startswith("torch._"):
+                return _none
             return ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
@@ -290,7 +348,13 @@ class SafeUnpickler(pickle.Unpickler):
             raise UnsafePickleError(f"{self._source}: unexpected storage type {storage_type!r}")
         if not isinstance(key, (str, int)) or not str(key).isalnum():
             raise ConversionError(f"{self._source}: invalid storage key {key!r}")
-        return self._storages(str(key), storage_type.dtype, numel)
+        st = self._storages(str(key), storage_type.dtype, numel)
+        view = pid[5] if len(pid) > 5 else None  # legacy files: (view key, offset, size)
+        if view is not None and st is not None:
+            if not (isinstance(view, tuple) and len(view) == 3):
+                raise ConversionError(f"{self._source}: invalid storage view {view!r}")
+            return _StorageSlice(st, view[1], view[2])
+        return st
 
 
 def _read_zip(path: Path, torchscript: bool) -> Any:
@@ -346,8 +410,9 @@ def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:
 
     Every tensor view is checked against its storage before it is built, storages are read
     lazily and only as far as a view reaches, and the bytes read are capped (see `max_bytes`,
-    MAX_INFLATE_RATIO). Raises ConversionError naming the file for legacy (pre-1.6, non-zip)
-    files, anything that is not a PyTorch checkpoint, and any malformed content;
+    MAX_INFLATE_RATIO). Legacy (pre-1.6, non-zip) files get the same checks. Raises
+    ConversionError naming the file for anything that is not a PyTorch checkpoint and any
+    malformed content;
     UnsafePickleError for a global outside the allow-list.
     """
     path = Path(path)
@@ -370,11 +435,109 @@ def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80":
-        raise ConversionError(
-            f"{path}: legacy (pre-1.6, non-zip) PyTorch checkpoint; re-save it with a current "
-            f"torch (`torch.save(torch.load(p), p)`) and convert again"
-        )
+        try:
+            return _read_legacy(path, torchscript)
+        except (ConversionError, UnsafePickleError) as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise type(exc)(f"{path}: {exc}") from None
+        except Exception as exc:  # anything a hostile file provokes becomes one clear line
+            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise ConversionError(
+                f"{path}: corrupt legacy PyTorch checkpoint ({type(exc).__name__}: {msg})"
+            ) from exc
     raise ConversionError(f"{path}: not a PyTorch checkpoint (not a zip archive)")
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
+LEGACY_PROTOCOL = 1001
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For a legacy file's header pickles (magic number, protocol, sys_info): no globals."""
+
+    def find_class(self, module: str, name: str):
+        raise UnsafePickleError(f"refusing pickled global '{module}.{name}' in a legacy header")
+
+
+class _LegacyArchive(_Archive):
+    """A legacy file's byte budget (the same caps as a zip's) and its storages' places."""
+
+    def __init__(self, path: Path):
+        self.path, self.root, self.byteorder = path, "", "little"
+        self.limit = max_bytes()
+        self.read_bytes = self.inflated = self.out_bytes = 0
+        self.inflate_limit = 0
+        self.spans: dict[str, tuple[int, int]] = {}  # key -> (byte offset, elements)
+        self.storages: dict[str, _Storage] = {}
+
+    def charge(self, nbytes: int, info, name: str, tensor: bool = True) -> None:
+        self.read_bytes += nbytes
+        if self.read_bytes > self.limit:
+            raise ConversionError(
+                f"{self.path}: {name}: tensor data exceeds {self.limit} bytes "
+                f"({MAX_BYTES_ENV} raises this cap)"
+            )
+
+    def storage(self, key: str, dtype: Any, numel: Any) -> _Storage:
+        if key not in self.storages:
+            if key not in self.spans:
+                raise ConversionError(f"{self.path}: storage {key!r} missing from the file")
+            offset, count = self.spans[key]
+            if count != numel:
+                raise ConversionError(
+                    f"{self.path}: storage {key!r}: the pickle declares {numel!r} elements, "
+                    f"the file holds {count}"
+                )
+            self.storages[key] = _FileStorage(self, key, dtype, count, offset)
+        st = self.storages[key]
+        if st.dtype != dtype:
+            raise ConversionError(f"{self.path}: storage {key!r} is used with two dtypes")
+        return st
+
+
+def _read_legacy(path: Path, torchscript: bool) -> Any:
+    """Five pickles back to back (magic number, protocol, sys_info, the object, the sorted
+    storage keys), then each storage as an int64 element count and its raw bytes. The dtypes
+    are named only inside the object's pickle, so it is read twice through the same allow-list:
+    first building nothing, to learn each storage's dtype and where the storages start; then
+    for real, each tensor view checked against its storage as in a zip."""
+    size = path.stat().st_size
+    archive = _LegacyArchive(path)
+    with open(path, "rb") as f:
+        if _PlainUnpickler(f).load() != LEGACY_MAGIC:
+            raise ConversionError(
+                f"{path}: not a PyTorch checkpoint (a pickle without torch's legacy magic number)"
+            )
+        if (proto := _PlainUnpickler(f).load()) != LEGACY_PROTOCOL:
+            raise ConversionError(f"{path}: unsupported legacy torch protocol {proto!r}")
+        info = _PlainUnpickler(f).load()
+        if isinstance(info, dict) and not info.get("little_endian", True):
+            raise ConversionError(f"{path}: big-endian legacy checkpoints are not supported")
+        obj_at = f.tell()
+        seen: dict[str, Any] = {}
+
+        def record(key: str, dtype: Any, _numel: Any) -> None:
+            seen[key] = dtype
+
+        SafeUnpickler(f, record, torchscript, str(path), dry=True).load()
+        keys = _PlainUnpickler(f).load()
+        if not isinstance(keys, list):
+            raise ConversionError(f"{path}: legacy checkpoint without a valid storage key list")
+        for key in map(str, keys):
+            raw = f.read(8)
+            if len(raw) != 8 or key not in seen:
+                raise ConversionError(f"{path}: storage {key!r} is truncated or unused")
+            count = int(np.frombuffer(raw, dtype="<i8")[0])
+            itemsize = 2 if isinstance(seen[key], str) else np.dtype(seen[key]).itemsize
+            if count < 0 or f.tell() + count * itemsize > size:
+                raise ConversionError(
+                    f"{path}: storage {key!r} declares {count} elements, beyond the file's end"
+                )
+            archive.spans[key] = (f.tell(), count)
+            f.seek(count * itemsize, 1)
+        f.seek(obj_at)
+        return SafeUnpickler(f, archive.storage, torchscript, str(path)).load()
 
 
 def flatten_state_dict(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:

@@ -45,6 +45,9 @@ class SpeakerEncoder:
     >>> e = enc.embed(["a.wav", "b.wav"])          # (2, 192) numpy float32
     """
 
+    name = "ecapa"  # the speaker-embedder interface (mlx_audio_stack/embedders.py)
+    threshold = 0.25  # default raw-cosine verification threshold (SpeechBrain's verify_batch)
+
     def __init__(
         self,
         model: ECAPA_TDNN,
@@ -62,6 +65,11 @@ class SpeakerEncoder:
         # convolutions reflect-pad by up to max_pad frames: a shorter input cannot be computed
         self.min_frames = model.args.max_pad + 1
         self.min_samples = (self.min_frames - 1) * self.fbank.args.hop_samples
+
+    @property
+    def dim(self) -> int:
+        """Embedding size (lin_neurons); rows of `embed` are not normalised."""
+        return self.model.args.lin_neurons
 
     @classmethod
     def load(cls, path: str | Path) -> SpeakerEncoder:
