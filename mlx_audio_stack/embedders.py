@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WeightsError
+from .weights_io import load_errors
 
 # default weights folders under weights/, in order of preference
 DEFAULTS = (
@@ -32,10 +33,8 @@ def load_embedder(path: str | Path) -> Any:
             f"{path}: not a converted weights folder (no config.json); get one with "
             f"`mas weights get voice-encoder` or `mas convert`"
         )
-    try:
+    with load_errors(cfg, "a speaker embedder's config"):
         model_type = json.loads(cfg.read_text()).get("model_type")
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise WeightsError(f"{cfg}: unreadable ({exc})") from exc
     if model_type == "ecapa":
         from .models.ecapa.embed import SpeakerEncoder
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ...audio import as_audio
 from ...errors import AudioError, WeightsError
-from ...weights_io import load_model_dir, load_strict
+from ...weights_io import load_errors, load_model_dir, load_strict
 from .frontend import MIN_COVERAGE, RATE, utterance_partials
 from .model import VoiceEncoderArgs, VoiceEncoderNet
 
@@ -53,6 +53,11 @@ class VoiceEncoder:
     @classmethod
     def load(cls, path: str | Path) -> VoiceEncoder:
         """Load a folder written by `mas convert` / `mas weights get voice-encoder`."""
+        with load_errors(path, MODEL_TYPE):
+            return cls._load(Path(path))
+
+    @classmethod
+    def _load(cls, path: Path) -> VoiceEncoder:
         config, weights = load_model_dir(path)
         if config.get("model_type") != MODEL_TYPE:
             raise WeightsError(
