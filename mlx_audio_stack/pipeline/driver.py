@@ -105,7 +105,7 @@ class Pipeline:
             self.components["embedder"] = self.embedder.name if self.embedder else "none"
         threshold = self.cfg.tracker_threshold
         if threshold is None:
-            threshold = getattr(self.embedder, "same_speaker_threshold", 0.5)
+            threshold = comp.tracker_threshold(self.embedder)
         self.tracker = SpeakerTracker(
             threshold,
             self.cfg.max_speakers,
