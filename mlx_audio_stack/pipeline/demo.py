@@ -55,6 +55,16 @@ def _split_at_pause(x: np.ndarray) -> int:
     return lo + int(np.argmin(energy[lo:hi])) + win // 2
 
 
+def _trim(x: np.ndarray, floor_db: float = 40.0) -> np.ndarray:
+    """Drop leading/trailing 20 ms frames more than `floor_db` below the loudest: LibriSpeech
+    utterances start and end in silence, and the layout's overlaps are of speech."""
+    n = int(0.02 * SAMPLE_RATE)
+    frames = x[: x.size // n * n].reshape(-1, n)
+    db = 10 * np.log10(np.mean(np.square(frames), axis=1) + 1e-12)
+    loud = np.flatnonzero(db > db.max() - floor_db)
+    return x[loud[0] * n : (loud[-1] + 1) * n]
+
+
 def demo_meeting() -> DemoMeeting:
     """Build the demo meeting from the bundled assets."""
     halves = []
@@ -62,7 +72,7 @@ def demo_meeting() -> DemoMeeting:
         x = load_audio(ASSETS_DIR / asset, SAMPLE_RATE)
         x = x / (np.sqrt(np.mean(np.square(x))) + 1e-9) * 0.05  # equal loudness
         cut = _split_at_pause(x)
-        halves.append((x[:cut], x[cut:]))
+        halves.append((_trim(x[:cut]), _trim(x[cut:])))
     placed, t = [], 0.0
     for spk, half, offset in LAYOUT:
         start = max(0.0, t + offset)

@@ -39,9 +39,6 @@ class VoiceEncoder:
 
     name = "voice-encoder"
     threshold = DEFAULT_THRESHOLD  # default `mas verify` threshold on raw cosine
-    # what the pipeline's tracker reads (its fallback 0.5 is too low here: the embeddings are
-    # non-negative (ReLU), so every cosine is >= 0, and the EER thresholds are 0.73-0.75)
-    same_speaker_threshold = DEFAULT_THRESHOLD
 
     def __init__(self, model: VoiceEncoderNet):
         self.model = model
