@@ -39,6 +39,7 @@ _API = {
     "load_mossformer2": "mlx_audio_stack.models.mossformer2.load:load_model",
     "separate": "mlx_audio_stack.models.mossformer2.separate:separate",
     "StreamingSeparator": "mlx_audio_stack.models.mossformer2.stream:StreamingSeparator",
+    "load_speaker_counter": "mlx_audio_stack.models.speaker_count.load:load_speaker_counter",
 }
 
 
