@@ -75,7 +75,7 @@ def conf_table(c: np.ndarray) -> list[str]:
 def eval_synthetic(det, data: Path, seed: int, n: int, thr: float, majority: int) -> list[str]:
     vad = load_vad(weights_dir() / "silero-vad")
     utts = simulate.load_utterances(data, vad)
-    noises = simulate.load_noises(data, "test", lambda: ami.silences(data))
+    noises = simulate.load_noises(data, "test", vad, lambda: ami.silences(data))
     rows = []
     for rec, audio, counts in generate_split("test", n, seed, utts["test"], noises):
         p = det.count(audio)

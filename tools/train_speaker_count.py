@@ -58,7 +58,7 @@ def build_data(a, data: Path) -> Path:
     records = []
     for split, n in (("train", a.n_train), ("valid", a.n_valid), ("test", a.n_test)):
         noises = simulate.load_noises(
-            data, split, (lambda: ami.silences(data)) if split == "test" else None
+            data, split, vad, (lambda: ami.silences(data)) if split == "test" else None
         )
         for rec, _, _ in generate_split(split, n, a.seed, utts[split], noises, a.out):
             records.append(rec)
@@ -109,8 +109,9 @@ def main() -> int:
     ap.add_argument("--n-train", type=int, default=2400)
     ap.add_argument("--n-valid", type=int, default=300)
     ap.add_argument("--n-test", type=int, default=400)
-    ap.add_argument("--max-epochs", type=int, default=30)
+    ap.add_argument("--max-epochs", type=int, default=12)
     ap.add_argument("--skip-data", action="store_true", help="reuse --out's manifest")
+    ap.add_argument("--data-only", action="store_true", help="stop after data + QA")
     a = ap.parse_args()
     data = data_dir()
     if data is None:
@@ -127,6 +128,9 @@ def main() -> int:
     times["qa_s"] = round(time.time() - t, 1)
     print(f"QA {'passed' if result.passed else 'FAILED'}: {result.failed_checks}")
     qa_meta = require_qa(manifest_path, "speaker_count", deep=True)  # refuses unless passed
+    if a.data_only:
+        print(json.dumps(times))
+        return 0
 
     t = time.time()
     args = ModelArgs()

@@ -6,9 +6,11 @@ the clip's split) each contribute one segment of one utterance at a random offse
 count varies inside the clip. Per source: level normalised on its speech, then a random
 gain (+-5 dB: at most 10 dB between two talkers), optional synthetic reverberation
 (exponential-decay RIR, RT60 0.2-0.9 s, direct-to-reverberant ratio -2..+10 dB). Additive
-noise at 0-20 dB SNR: VoiceBank-DEMAND noise (noisy minus clean; files split between
-train and held-out), coloured noise (1/f^a, a in 0..2) or, for held-out clips only, AMI
-silences. Overall level -40..-18 dBFS.
+noise at 0-20 dB SNR: VoiceBank-DEMAND noise (noisy minus clean, babble-free files only;
+the first 60 % of a file for training, the rest held out), synthetic noise (random smooth
+spectrum, some amplitude-modulated, some with mains hum) or, for held-out clips only, AMI
+silences (babble-free ones).
+Overall level -40..-18 dBFS.
 
 Labels: each clean source's speech activity comes from Silero VAD (prob >= 0.5 per 32 ms,
 gaps < 0.2 s filled, runs < 0.1 s dropped); a 0.1 s frame counts a source when the source is
@@ -32,8 +34,8 @@ COUNT_PROBS = (0.1, 0.25, 0.35, 0.3)  # target K = 0, 1, 2, 3 talkers
 # speakers never used for training: LibriSpeech test-other / test-clean / dev-clean
 VALID_SPEAKERS = ("1688", "1998", "2033", "2414", "2609")
 TEST_SPEAKERS = ("3005", "3080", "3331", "367", "533", "1089", "2412")
-NOISE_TRAIN = ("p287_001", "p287_002", "p287_003", "p287_004")
-NOISE_HELDOUT = ("p287_005", "p287_006")
+NOISE_MAX_SPEECH = 0.5  # noise recordings with more "speech" than this are babble: unused
+NOISE_FILES = ("p287_001", "p287_002", "p287_003", "p287_004", "p287_005", "p287_006")
 VAD_THRESHOLD = 0.5
 MIN_GAP_S, MIN_RUN_S = 0.2, 0.1
 
@@ -100,31 +102,64 @@ def load_utterances(data: Path, vad, progress: bool = True) -> dict[str, list[Ut
     return out
 
 
+def speech_fraction(vad, x: np.ndarray) -> float:
+    """Share of 32 ms chunks Silero VAD calls speech (input peak-normalised to 0.5)."""
+    from ..silero_vad import speech_probs
+
+    return float(np.mean(speech_probs(vad, 0.5 * x / max(1e-9, np.abs(x).max())) >= 0.5))
+
+
 def load_noises(
-    data: Path, split: str, ami_rttm: Callable | None = None
+    data: Path, split: str, vad, ami_rttm: Callable | None = None
 ) -> list[tuple[str, np.ndarray]]:
-    """(name, noise) list: DEMAND noise of this split's files; held-out splits add AMI
-    silences (regions no RTTM speaker covers, >= 0.5 s) when `ami_rttm` gives them."""
+    """(name, noise) list: DEMAND noise (noisy minus clean) of the VoiceBank pairs, the
+    first 60 % of each file for training and the rest for valid / test; held-out splits
+    add AMI silences (regions no RTTM speaker covers, >= 0.5 s) when `ami_rttm` gives them.
+    A noise that Silero VAD calls speech in >= NOISE_MAX_SPEECH of its chunks is babble
+    (other people talking), which a 0-speaker label would contradict: it is left out
+    (measured: p287_001-004 at 97-99 %, p287_005 55 %, p287_006 18 %)."""
     from ...audio import load_audio
 
-    names = NOISE_TRAIN if split == "train" else NOISE_HELDOUT
     out = []
-    for n in names:
+    for n in NOISE_FILES:
         noisy = load_audio(data / "valentini/noisy" / f"{n}.wav")
         clean = load_audio(data / "valentini/clean" / f"{n}.wav")
         m = min(noisy.size, clean.size)
-        out.append((f"demand:{n}", (noisy[:m] - clean[:m]).astype(np.float32)))
+        if speech_fraction(vad, noisy[:m] - clean[:m]) >= NOISE_MAX_SPEECH:
+            continue
+        cut = int(0.6 * m)
+        part = slice(0, cut) if split == "train" else slice(cut, m)
+        out.append((f"demand:{n}", (noisy[:m] - clean[:m])[part].astype(np.float32)))
     if split != "train" and ami_rttm is not None:
         for name, sil in ami_rttm():
-            out.append((f"ami-silence:{name}", sil))
+            if speech_fraction(vad, sil) < NOISE_MAX_SPEECH:
+                out.append((f"ami-silence:{name}", sil))
     return out
 
 
-def colored_noise(rng: np.random.Generator, n: int, alpha: float) -> np.ndarray:
+def synthetic_noise(rng: np.random.Generator, n: int) -> tuple[str, np.ndarray]:
+    """Stationary noise of a random smooth spectrum (1/f^a tilt + a random-walk envelope of
+    +-10 dB), sometimes amplitude-modulated (0.2-4 Hz) and with mains hum."""
     spec = np.fft.rfft(rng.standard_normal(n))
     f = np.maximum(np.fft.rfftfreq(n, 1 / SR), 20.0)
+    alpha = float(rng.uniform(0, 2))
+    knots = np.cumsum(rng.normal(0, 3.0, 24))  # dB, over log-spaced frequencies
+    env_db = np.interp(np.log(f), np.linspace(np.log(20), np.log(SR / 2), 24), knots)
+    spec = spec / f ** (alpha / 2) * 10 ** (np.clip(env_db - env_db.mean(), -10, 10) / 20)
     spec[f < 40.0] = 0.0  # no DC / sub-audio drift
-    return np.fft.irfft(spec / f ** (alpha / 2), n).astype(np.float32)
+    x = np.fft.irfft(spec, n)
+    name = f"synthetic:{alpha:.2f}"
+    if rng.random() < 0.3:
+        rate, depth = rng.uniform(0.2, 4.0), rng.uniform(0.2, 0.8)
+        x = x * (1 + depth * np.sin(2 * np.pi * rate * np.arange(n) / SR + rng.uniform(0, 6.3)))
+        name += "+am"
+    if rng.random() < 0.2:
+        base = 50.0 if rng.random() < 0.5 else 60.0
+        t = np.arange(n) / SR
+        hum = sum(rng.uniform(0, 1) / k * np.sin(2 * np.pi * base * k * t) for k in range(1, 6))
+        x = x + hum * _rms(x) * rng.uniform(0.3, 2.0)
+        name += "+hum"
+    return name, x.astype(np.float32)
 
 
 def synthetic_rir(rng: np.random.Generator) -> np.ndarray:
@@ -196,9 +231,8 @@ def make_clip(
     speech = mix[np.repeat(counts > 0, FRAME)[:n]] if counts.any() else mix[:0]
     speech_rms = _rms(speech) if speech.size else 1.0
     name, base = noises[int(rng.integers(len(noises)))]
-    if rng.random() < 0.4:  # coloured noise instead of the recorded one
-        alpha = float(rng.uniform(0, 2))
-        name, noise = f"colored:{alpha:.2f}", colored_noise(rng, n, alpha)
+    if rng.random() < 0.5:  # synthetic noise instead of a recorded one
+        name, noise = synthetic_noise(rng, n)
     else:
         reps = -(-n // base.size) + 1
         start = int(rng.integers(0, base.size))

@@ -27,9 +27,11 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-2
-    max_epochs: int = 30
-    patience: int = 6
+    max_epochs: int = 12
+    patience: int = 4
     level_jitter: float = 0.3  # +-3 dB on log10 features: level robustness
+    freq_mask: int = 0  # SpecAugment: mask up to this many mel bands per clip (0: off)
+    tilt: float = 0.0  # random spectral tilt, log10 units across the band range (channel)
 
 
 def load_split(manifest, split: str, args: ModelArgs, progress: bool = True):
@@ -92,7 +94,8 @@ def train(
     xt, yt = train_data
     model = SpeakerCounter(args)
     feats = xt.reshape(-1, args.n_mels)
-    model.feature_mean = mx.array(feats.mean(0))
+    feat_mean = feats.mean(0)
+    model.feature_mean = mx.array(feat_mean)
     model.feature_std = mx.array(feats.std(0) + 1e-3)
     det = SpeakerCountDetector(model)
     freq = np.bincount(yt.ravel(), minlength=args.num_classes) / yt.size
@@ -134,6 +137,14 @@ def train(
         for b in bar:
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             t = xt[idx] + rng.uniform(-cfg.level_jitter, cfg.level_jitter, (len(idx), 1, 1, 1))
+            if cfg.tilt:
+                ramp = np.linspace(-0.5, 0.5, args.n_mels)
+                t = t + rng.uniform(-cfg.tilt, cfg.tilt, (len(idx), 1, 1, 1)) * ramp
+            if cfg.freq_mask:
+                for i in range(len(idx)):
+                    w = int(rng.integers(0, cfg.freq_mask + 1))
+                    f0 = int(rng.integers(0, args.n_mels - w + 1))
+                    t[i, :, :, f0 : f0 + w] = feat_mean[f0 : f0 + w]
             seq = np.concatenate(
                 [
                     np.broadcast_to(pad_l, (len(idx), *pad_l.shape)),
