@@ -48,6 +48,8 @@ def test_tiny_forward_shapes(tiny):
     assert p.shape == (21, 4)  # ceil(32123 / 1600) frames of 0.1 s
     np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
     assert tiny.count(np.zeros(0, np.float32)).shape == (0, 4)
+    flags = tiny.overlap(p)
+    np.testing.assert_array_equal(flags, p[:, 2] + p[:, 3] >= tiny.overlap_threshold)
     assert tiny.rf == 1 + 2 * 3 and tiny.lead == tiny.rf - 1 - TINY.lookahead
 
 
@@ -99,6 +101,7 @@ def test_save_load_roundtrip_and_strict(tiny, tmp_path):
 def test_shipped_weights_load_strictly(shipped):
     assert mas.load_speaker_counter is load_speaker_counter  # registered in _API
     assert shipped.frame_seconds == pytest.approx(0.1)
+    assert shipped.overlap_threshold == shipped.config["overlap_threshold"]
     size = sum(p.stat().st_size for p in SHIPPED_DIR.iterdir())
     assert size < 500_000, f"shipped speaker_count assets are {size} bytes"
     bad = SHIPPED_DIR.parent.parent / "_no_such_dir"

@@ -182,6 +182,7 @@ def main() -> int:
     fd, tmp = tempfile.mkstemp(dir=str(out), prefix=".summary.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; this is ordinary package data
     os.replace(tmp, out / "training_summary.json")
     print(json.dumps({"metrics": metrics, "threshold": thr, "times_s": training["times_s"]}))
     return 0

@@ -58,6 +58,8 @@ class SpeakerCountDetector:
         self.model = model
         self.args: ModelArgs = model.args
         self.config = config or {}
+        # P(2) + P(3+) at or above this flags overlap (chosen on the validation split)
+        self.overlap_threshold = float(self.config.get("overlap_threshold", 0.5))
         a = self.args
         self.token_samples = a.frames_per_token * HOP_LENGTH  # 1600 samples = 0.1 s
         self.frame_seconds = self.token_samples / a.sample_rate  # 0.1 s per output frame
@@ -67,6 +69,10 @@ class SpeakerCountDetector:
         self.latency_seconds = (a.lookahead * self.token_samples + N_FFT - HOP_LENGTH) / (
             a.sample_rate
         )
+
+    def overlap(self, probs: np.ndarray) -> np.ndarray:
+        """(F,) bool: frames where two or more speakers are likely (separation worth it)."""
+        return probs[:, 2:].sum(-1) >= self.overlap_threshold
 
     # ---- shared pieces -------------------------------------------------------------
     def _silence(self, n: int) -> np.ndarray:
