@@ -42,7 +42,7 @@ def generate_split(
     utts: list[simulate.Utterance],
     noises: list[tuple[str, np.ndarray]],
     out_dir: Path | None = None,
-    reverb_p: float = 0.5,
+    reverb_p: float = 0.7,
     progress: bool = True,
 ):
     """Yield (record, audio, frame_counts) for `n` clips of `split`; with `out_dir`, also write

@@ -2,8 +2,8 @@
 
 No centre padding: feature frame i covers samples [HOP * i, HOP * i + N_FFT), so a stream
 can compute each frame as soon as its samples have arrived and get the same numbers as a
-whole-file pass. Computed in float64 numpy (FFT, mel matrix), returned as float32: the
-rounding of a batched matmul then cannot tell a chunked run from a whole-file one.
+whole-file pass. Computed in float64 numpy (FFT, mel matrix), returned as float32; the mel
+projection sums each row in a fixed order, so a chunked run equals a whole-file one.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def log_mel(
     )  # (n, n_fft) views
     spec = np.fft.rfft(frames * hann(n_fft), axis=-1)  # (n, n_fft // 2 + 1)
     power = spec.real**2 + spec.imag**2
-    mel = power @ mel_matrix(n_mels, n_fft)  # (n, n_mels)
+    # einsum's own loop, not BLAS: numpy's BLAS thread pool fought MLX's for the 2 cores
+    # here and made each 0.5 s stream step ~15 ms (RTF 0.03-0.05 vs 0.008 this way)
+    mel = np.einsum("tf,fm->tm", power, mel_matrix(n_mels, n_fft), optimize=False)  # (n, m)
     return np.log10(mel + LOG_FLOOR).astype(np.float32)
 
 

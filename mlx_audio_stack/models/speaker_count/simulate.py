@@ -4,13 +4,13 @@ Reproducible from a seed (every clip draws from `default_rng([seed, split, index
 A clip is CLIP_SECONDS long; K in {0, 1, 2, 3} speakers (distinct LibriSpeech speakers of
 the clip's split) each contribute one segment of one utterance at a random offset, so the
 count varies inside the clip. Per source: level normalised on its speech, then a random
-gain (+-5 dB: at most 10 dB between two talkers), optional synthetic reverberation
+gain (+-5 dB: at most 10 dB between two talkers), synthetic reverberation (70 % of clips)
 (exponential-decay RIR, RT60 0.2-0.9 s, direct-to-reverberant ratio -2..+10 dB). Additive
 noise at 0-20 dB SNR: VoiceBank-DEMAND noise (noisy minus clean, babble-free files only;
 the first 60 % of a file for training, the rest held out), synthetic noise (random smooth
 spectrum, some amplitude-modulated, some with mains hum) or, for held-out clips only, AMI
 silences (babble-free ones).
-Overall level -40..-18 dBFS.
+Overall level -50..-18 dBFS (far-field meeting audio is quiet).
 
 Labels: each clean source's speech activity comes from Silero VAD (prob >= 0.5 per 32 ms,
 gaps < 0.2 s filled, runs < 0.1 s dropped); a 0.1 s frame counts a source when the source is
@@ -183,7 +183,7 @@ def make_clip(
     rng: np.random.Generator,
     utts: list[Utterance],
     noises: list[tuple[str, np.ndarray]],
-    reverb_p: float = 0.5,
+    reverb_p: float = 0.7,
     seconds: float = CLIP_SECONDS,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """One mixture: (audio float32, frame counts int8 per 0.1 s, metadata)."""
@@ -241,7 +241,7 @@ def make_clip(
     noise = noise * (speech_rms / _rms(noise) * 10 ** (-snr / 20))
     mix = mix + noise
     mix -= mix.mean()  # recorded DEMAND noise and 1/f^2 noise carry a DC offset
-    level_db = float(rng.uniform(-40, -18))
+    level_db = float(rng.uniform(-50, -18))
     mix *= 10 ** (level_db / 20) / _rms(mix)
     peak = float(np.max(np.abs(mix)))
     if peak > 0.9:
