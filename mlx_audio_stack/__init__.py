@@ -46,6 +46,7 @@ _API = {
     "Pipeline": "mlx_audio_stack.pipeline:Pipeline",
     "PipelineConfig": "mlx_audio_stack.pipeline:PipelineConfig",
     "run_pipeline": "mlx_audio_stack.pipeline:run_pipeline",
+    "load_speaker_counter": "mlx_audio_stack.models.speaker_count.load:load_speaker_counter",
 }
 
 
