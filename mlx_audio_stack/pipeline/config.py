@@ -30,7 +30,7 @@ class PipelineConfig:
     # piece and goes to separation (runs closer than overlap_bridge_s are joined)
     overlap_min_s: float = 0.2
     overlap_bridge_s: float = 0.3
-    overlap_threshold: float = 0.5  # P(>= 2 speakers) for a frame to count as overlapped
+    overlap_threshold: float | None = None  # P(>= 2 speakers) per frame; None: the detector's
     separation_context_s: float = 0.5  # audio either side of an overlapped piece, for the separator
     source_min_rms_db: float = -35.0  # a separated source this far below the mix is empty
     # ASR streams (LocalAgreement-2, whisper_streaming)

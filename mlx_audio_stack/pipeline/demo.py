@@ -33,7 +33,7 @@ SPEAKERS = (  # (label, asset, transcript)
         "THOUGH THESE DOUBTLESS POSSESSED A GREATER INFLUENCE THAN SHE SUSPECTED",
     ),
 )
-NOISE = "demo-noise-p287_003.flac"
+NOISE = "demo-noise-p287_006.flac"
 SNR_DB = 15.0
 # (speaker index, half, offset in s from the previous utterance's end; negative = overlap)
 LAYOUT = ((0, 0, 0.5), (1, 0, -0.8), (2, 0, 0.4), (0, 1, 0.5), (1, 1, -1.0), (2, 1, 0.4))

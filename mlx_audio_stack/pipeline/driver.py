@@ -134,8 +134,10 @@ class Pipeline:
             self._ov.append(ov)
         with self._timer("segmentation"):
             self._ss, pieces = self.segmenter.step(self._ss, probs)
-        for piece in pieces:
-            out += self._handle_piece(piece)
+        self._pieces += pieces
+        covered = self._ov_frames() * self.overlap.frame_s * SAMPLE_RATE
+        while self._pieces and self._pieces[0].end <= covered:
+            out += self._handle_piece(self._pieces.pop(0))
         out += self._decode_streams(final=False)
         self._trim_buffer()
         if self._t // (60 * SAMPLE_RATE) > len(self._rss):  # one memory sample per minute
@@ -153,8 +155,11 @@ class Pipeline:
         self._vs, probs = self.vad_stage.finish(self._vs)
         self._ss, pieces = self.segmenter.step(self._ss, probs)
         self._ss, last = self.segmenter.finish(self._ss)
-        for piece in pieces + last:
+        self._os, ov = self.overlap.finish(self._os)
+        self._ov.append(ov)
+        for piece in self._pieces + pieces + last:
             out += self._handle_piece(piece)
+        self._pieces = []
         out += self._decode_streams(final=True)
         self._closed = True
         self._wall += time.perf_counter() - w0
@@ -200,6 +205,7 @@ class Pipeline:
         self._os = self.overlap.initial_state()
         self._ts = self.tracker.initial_state()
         self._streams: dict[str, StreamState] = {}
+        self._pieces: list[Piece] = []  # closed, waiting for the overlap detector's frames
         self._last_sid: str | None = None
         self._last_heard: dict[str, float] = {}
         self._buf = np.zeros(0, np.float32)
@@ -347,12 +353,16 @@ class Pipeline:
 
     # --- helpers -----------------------------------------------------------------------------
 
+    def _ov_frames(self) -> int:
+        return sum(len(o) for o in self._ov)
+
     def _split_by_overlap(self, piece: Piece) -> list[tuple[Piece, int]]:
         if not self._ov:
             return [(piece, 1)]
         ov = np.concatenate(self._ov) if len(self._ov) > 1 else self._ov[0]
         self._ov = [ov]
-        return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg)
+        thr = self.cfg.overlap_threshold or getattr(self.overlap, "threshold", 0.5)
+        return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg, thr)
 
     def _has_speech(self, audio: np.ndarray) -> bool:
         from ..models.silero_vad.offline import speech_probs
@@ -368,6 +378,9 @@ class Pipeline:
         keep_from = self._t - int(KEEP_S * SAMPLE_RATE)
         if self._ss.in_speech:
             keep_from = min(keep_from, self.segmenter.open_start(self._ss))
+        if self._pieces:
+            ctx = int(self.cfg.separation_context_s * SAMPLE_RATE)
+            keep_from = min(keep_from, self._pieces[0].start - ctx)
         drop = keep_from - self._buf_start
         if drop > SAMPLE_RATE:  # trim in >= 1 s steps
             self._buf = self._buf[drop:].copy()
@@ -427,17 +440,17 @@ class _Timer:
 
 
 def split_by_overlap(
-    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig
+    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig, threshold: float = 0.5
 ) -> list[tuple[Piece, int]]:
     """Cut a piece at its overlapped runs: [(part, speaker count)], count >= 2 for a run of
     detector frames (`ov` (F, 4) probabilities, `fs` s each) with P(>= 2 speakers) >=
-    overlap_threshold lasting >= overlap_min_s; slivers shorter than overlap_bridge_s go with
+    `threshold` lasting >= overlap_min_s; slivers shorter than overlap_bridge_s go with
     the run beside them."""
     hop = fs * SAMPLE_RATE  # samples per detector frame
     f0 = int(piece.start // hop)
     f1 = max(f0 + 1, int(np.ceil(piece.end / hop)))
     seg = ov[f0:f1]
-    multi = seg[:, 2:].sum(axis=1) >= cfg.overlap_threshold if seg.size else seg
+    multi = seg[:, 2:].sum(axis=1) >= threshold if seg.size else seg
     if not np.any(multi):
         return [(piece, 1)]
     runs = _runs(multi, int(round(cfg.overlap_bridge_s / fs)))

@@ -160,6 +160,9 @@ class NoOverlapDetector:
         probs[:, 1] = 1.0
         return state + samples.size, probs
 
+    def finish(self, state):
+        return state, np.zeros((0, 4), np.float32)
+
 
 class OracleOverlap:
     """Evaluation only: counts of active true sources per 32 ms frame (energy within 30 dB of
@@ -186,6 +189,9 @@ class OracleOverlap:
         c[: have.size] = have
         probs = np.eye(4, dtype=np.float32)[np.clip(c, 0, 3)]
         return state + samples.size, probs
+
+    def finish(self, state):
+        return state, np.zeros((0, 4), np.float32)
 
 
 # --- separation of one overlapped piece ---------------------------------------------------
