@@ -95,9 +95,11 @@ def test_tracker_keeps_stable_ids_and_respects_max_speakers():
         assert mapping[k] == g  # the same voice always gets the same id
     assert len(set(got)) == 3
     # a fourth voice with max_speakers 3 opens nothing: it joins an existing speaker
+    before = st.counts
     st, ids, news = tr.assign(st, centers[3][None], [3.0])
     assert ids[0] in set(got) and not news[0]
     assert len(st.ids) == 3
+    assert st.counts == before  # a forced join leaves the centroids alone
     assert all(r.shape == (5, 64) for r in st.rings)  # fixed-size memory
 
 

@@ -4,7 +4,8 @@ Each speaker has a centroid: the mean of its last `centroid_memory` piece embedd
 size ring, so memory stays flat over hours). A piece joins the most similar speaker when the
 cosine similarity reaches the threshold; otherwise it opens a new speaker, if it is long
 enough (`min_new_speaker_s`, diart's rho_update in spirit) and fewer than `max_speakers`
-exist; otherwise it joins the most similar speaker anyway. The sources of one separated window
+exist; otherwise it joins the most similar speaker anyway, without moving that speaker's
+centroid (one wrong piece in a centroid draws the next ones after it). The sources of one separated window
 are assigned jointly (all assignments tried) and never share an id.
 """
 
@@ -78,8 +79,10 @@ class SpeakerTracker:
         if k:
             sims = state.centroids() @ e
             best = int(np.argmax(sims))
-            if sims[best] >= self.threshold or not self._may_open(state, dur):
+            if sims[best] >= self.threshold:
                 return self._add(state, best, e), state.ids[best], False
+            if not self._may_open(state, dur):  # joins, but does not pull the centroid
+                return replace(state, last=state.ids[best]), state.ids[best], False
         if self._may_open(state, dur) or k == 0:
             return self._open(state, e)
         return state, state.ids[-1], False
