@@ -172,3 +172,36 @@ def test_one_word_at_8khz_in_stereo(weights, shared_data, tmp_path):
     assert list(res.transcripts) == ["S1"]
     assert "seven" in res.transcripts["S1"].lower() or "7" in res.transcripts["S1"]
     assert (tmp_path / "o" / "seven.srt").read_text().count("[S1]") == 1
+
+
+def test_music_and_a_truncated_file(weights, tmp_path, capsys):
+    """Music-like tones (no speech): complete outputs, no invented speakers. A WAV cut short
+    mid-data: one clear error line, exit 1, no outputs."""
+    import soundfile as sf
+
+    from mlx_audio_stack.cli import main
+
+    t = np.arange(16000 * 6) / 16000
+    notes = [261.6, 329.6, 392.0, 523.3]  # a C major arpeggio, 1.5 s a note, with harmonics
+    f = np.repeat(notes, 16000 * 6 // 4 // 1)[: t.size]
+    music = sum(0.1 / k * np.sin(2 * np.pi * k * f * t) for k in (1, 2, 3)).astype(np.float32)
+    res = run_pipeline(
+        music,
+        tmp_path / "m",
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=False,
+        separator=False,
+    )
+    assert len(res.transcripts) <= 1
+    assert (tmp_path / "m" / "report.md").exists()
+
+    wav = tmp_path / "cut.wav"
+    sf.write(wav, music, 16000, subtype="PCM_16")
+    data = wav.read_bytes()
+    wav.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "cut-out"
+    assert main(["pipeline", str(wav), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cut.wav" in err[0] and "truncated" in err[0], err
+    assert not out.exists()

@@ -222,8 +222,12 @@ class Pipeline:
         self._closed = False
 
     def _handle_piece(self, piece: Piece) -> list[dict]:
+        parts = self._split_by_overlap(piece)
+        if self.separator is None and len(parts) > 1:
+            # nothing to separate: keep the piece whole (a longer piece embeds more reliably)
+            parts = [(piece, max(c for _, c in parts))]
         out: list[dict] = []
-        for part, count in self._split_by_overlap(piece):
+        for part, count in parts:
             out += self._handle_part(part, count)
         return out
 
@@ -361,8 +365,7 @@ class Pipeline:
             return [(piece, 1)]
         ov = np.concatenate(self._ov) if len(self._ov) > 1 else self._ov[0]
         self._ov = [ov]
-        thr = self.cfg.overlap_threshold or getattr(self.overlap, "threshold", 0.5)
-        return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg, thr)
+        return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg)
 
     def _has_speech(self, audio: np.ndarray) -> bool:
         from ..models.silero_vad.offline import speech_probs
@@ -440,17 +443,17 @@ class _Timer:
 
 
 def split_by_overlap(
-    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig, threshold: float = 0.5
+    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig
 ) -> list[tuple[Piece, int]]:
     """Cut a piece at its overlapped runs: [(part, speaker count)], count >= 2 for a run of
     detector frames (`ov` (F, 4) probabilities, `fs` s each) with P(>= 2 speakers) >=
-    `threshold` lasting >= overlap_min_s; slivers shorter than overlap_bridge_s go with
+    overlap_threshold lasting >= overlap_min_s; slivers shorter than overlap_bridge_s go with
     the run beside them."""
     hop = fs * SAMPLE_RATE  # samples per detector frame
     f0 = int(piece.start // hop)
     f1 = max(f0 + 1, int(np.ceil(piece.end / hop)))
     seg = ov[f0:f1]
-    multi = seg[:, 2:].sum(axis=1) >= threshold if seg.size else seg
+    multi = seg[:, 2:].sum(axis=1) >= cfg.overlap_threshold if seg.size else seg
     if not np.any(multi):
         return [(piece, 1)]
     runs = _runs(multi, int(round(cfg.overlap_bridge_s / fs)))

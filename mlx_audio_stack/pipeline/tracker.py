@@ -5,8 +5,8 @@ size ring, so memory stays flat over hours). A piece joins the most similar spea
 cosine similarity reaches the threshold; otherwise it opens a new speaker, if it is long
 enough (`min_new_speaker_s`, diart's rho_update in spirit) and fewer than `max_speakers`
 exist; otherwise it joins the most similar speaker anyway, without moving that speaker's
-centroid (one wrong piece in a centroid draws the next ones after it). The sources of one separated window
-are assigned jointly (all assignments tried) and never share an id.
+centroid (one wrong piece in a centroid draws the next ones after it). The sources of one
+separated window are assigned jointly (all assignments tried) and never share an id.
 """
 
 from __future__ import annotations
