@@ -201,6 +201,7 @@ def test_music_and_a_truncated_file(weights, tmp_path, capsys):
     data = wav.read_bytes()
     wav.write_bytes(data[: len(data) // 2])
     out = tmp_path / "cut-out"
+    capsys.readouterr()  # the run above's notes
     assert main(["pipeline", str(wav), "--out", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cut.wav" in err[0] and "truncated" in err[0], err
