@@ -124,7 +124,8 @@ def find_alignment(
     w = np.exp(w - w.max(-1, keepdims=True))
     w /= w.sum(-1, keepdims=True)
     mean, std = w.mean(-2, keepdims=True), w.std(-2, keepdims=True)
-    w = median_filter((w - mean) / std, medfilt_width)
+    with np.errstate(invalid="ignore", divide="ignore"):  # std 0 (one token): NaN as in torch
+        w = median_filter((w - mean) / std, medfilt_width)
     matrix = w.mean(0)[n_sot:-1]
     text_idx, time_idx = dtw(-matrix)
     words, word_tokens = tokenizer.split_to_word_tokens(text_tokens + [tokenizer.eot])
