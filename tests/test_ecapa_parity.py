@@ -101,11 +101,13 @@ def test_fbank_matches_speechbrain(ref, utts):
         assert d.max() <= 5e-3
 
 
+@pytest.mark.slow
 def test_unbatched_embeddings_match(ref, utts, sb_single):
     for i, w in enumerate(utts):
         _check(ref.encoder.embed(w), sb_single[i : i + 1], f"utterance {i} ({w.size} samples)")
 
 
+@pytest.mark.slow
 def test_batched_speechbrain_semantics_match(ref, utts):
     """SpeechBrain's batched call (relative wav_lens) == our mode='speechbrain' batch."""
     n = np.array([w.size for w in utts])

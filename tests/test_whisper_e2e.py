@@ -59,7 +59,6 @@ def test_long_form_seeks_across_windows(real_weights, shared_data, tmp_path):
     assert starts == sorted(starts) and r["segments"][-1]["end"] > 60
 
 
-@pytest.mark.slow
 def test_bad_input(real_weights, tmp_path):
     model = load_model(real_weights["whisper-tiny.en"])
     sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 16000)
