@@ -45,7 +45,7 @@ TOOL = load_tool("make_whisper_fixtures")
 
 
 @pytest.fixture(scope="module")
-def fixture():
+def ref_fixture():
     return load_fixture("whisper")
 
 
@@ -62,8 +62,8 @@ def models(real_weights):
 class _FromFixture:
     """openai-whisper's side read from the committed fixture; our side decodes our own mel."""
 
-    def __init__(self, fixture, shared: Path):
-        self.meta, self.shared = fixture[0], shared
+    def __init__(self, ref_fixture, shared: Path):
+        self.meta, self.shared = ref_fixture[0], shared
 
     def mels(self, utts) -> list[np.ndarray]:
         return [_our_mel(p) for p, _ in utts]
@@ -109,9 +109,9 @@ class _Live:
 
 
 @pytest.fixture(params=["fixture", pytest.param("live", marks=pytest.mark.live_ref)])
-def reference(request, fixture, shared_data, real_weights):
+def reference(request, ref_fixture, shared_data, real_weights):
     if request.param == "fixture":
-        return _FromFixture(fixture, shared_data)
+        return _FromFixture(ref_fixture, shared_data)
     return _Live(request.getfixturevalue("torch_whisper"), real_weights)
 
 
@@ -130,12 +130,12 @@ def _decode_all(model, tk, mels, **options) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------- the fixture is current
-def test_fixture_made_with_installed_openai_whisper(fixture):
-    check_reference_version(fixture[0], "openai-whisper")
+def test_fixture_made_with_installed_openai_whisper(ref_fixture):
+    check_reference_version(ref_fixture[0], "openai-whisper")
 
 
-def test_fixture_matches_weights_and_audio(fixture, real_weights, shared_data):
-    meta = fixture[0]
+def test_fixture_matches_weights_and_audio(ref_fixture, real_weights, shared_data):
+    meta = ref_fixture[0]
     for name in MODELS:
         cfg = json.loads((real_weights[name] / "config.json").read_text())
         assert cfg["source_sha256"] == meta["models"][name]["source_sha256"], (
@@ -201,9 +201,9 @@ def test_real_weights_logit_parity(torch_whisper, real_weights, models, shared_d
 
 
 # ---------------------------------------------------------------- against the fixture
-def test_mel_matches_fixture(fixture, shared_data):
+def test_mel_matches_fixture(ref_fixture, shared_data):
     """Our log-mel's frame and bin means equal openai-whisper's (no reference needed)."""
-    arrays = fixture[1]
+    arrays = ref_fixture[1]
     for f in TOOL.MEL_FILES:
         a = load_audio(TOOL.mel_file(f, shared_data))
         for n in TOOL.MEL_BINS:
@@ -213,10 +213,10 @@ def test_mel_matches_fixture(fixture, shared_data):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_logits_match_fixture(fixture, models, shared_data, name):
+def test_logits_match_fixture(ref_fixture, models, shared_data, name):
     """On our own mel: openai-whisper's top-20 logits per position within 1e-3, no other token
     above its 20th by more than that, log-sum-exp and mean over the vocabulary within 1e-3."""
-    meta, arrays = fixture
+    meta, arrays = ref_fixture
     model, tk = models[name]
     tokens = meta["models"][name]["logits"]["tokens"]
     assert tokens == TOOL.logit_prompt(tk)

@@ -173,8 +173,7 @@ def build(
         "models": {},
     }
     arrays: dict[str, np.ndarray] = {}
-    used = {p for p, _ in utts}
-    for p in sorted(used):
+    for p, _ in utts:
         meta["audio"][rel[p]] = sha256(p)
     meta["audio"][LOGIT_FILE] = sha256(shared / LOGIT_FILE)
 
