@@ -1,5 +1,5 @@
 # Two commands a fresh machine needs (README quickstart):
-#   make demo   set up, get the default Whisper weights, transcribe the bundled clip
+#   make demo   set up, get the default weights, run the multi-speaker pipeline's demo meeting
 #   make test   set up (with the PyTorch reference libraries) and run the tests
 PY ?= python3
 VENV ?= .venv
@@ -26,8 +26,8 @@ setup-test: setup
 	sh tools/install_refs.sh $(BIN)/pip
 
 demo: setup
-	$(BIN)/mas weights get whisper-tiny.en
-	$(BIN)/mas transcribe --model weights/whisper-tiny.en --format txt
+	$(BIN)/mas weights get whisper-tiny.en silero-vad voice-encoder
+	$(BIN)/mas pipeline --demo
 
 test: setup-test
 	$(BIN)/python -m pytest -q -rs
