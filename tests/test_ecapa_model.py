@@ -11,6 +11,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+from _helpers import load_tool
 from conftest import require
 from mlx.utils import tree_flatten
 
@@ -28,20 +29,10 @@ from mlx_audio_stack.models.ecapa.scoring import (
     normalize_scores,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 REAL_HPARAMS = Path("/work/shared/reference/spkrec-ecapa-voxceleb/hyperparams.yaml")
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_ecapa_fixtures", ROOT / "tools" / "make_ecapa_fixtures.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-TOOL = _tool()
+TOOL = load_tool("make_ecapa_fixtures")
 TINY = EcapaArgs(**TOOL.TINY_ARGS)
 
 
@@ -365,11 +356,7 @@ def test_torchaudio_stand_in_does_not_leak():
 
 
 def test_eval_harness_on_embeddings_with_known_answers():
-    spec = importlib.util.spec_from_file_location(
-        "eval_verification", ROOT / "tools" / "eval_verification.py"
-    )
-    ev = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ev)
+    ev = load_tool("eval_verification")
     rng = np.random.default_rng(0)
     speakers = [s for s in "abcdef" for _ in range(5)] + ["x", "y", "z"]
     centers = {s: rng.standard_normal(32) for s in set(speakers)}

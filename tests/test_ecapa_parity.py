@@ -13,32 +13,22 @@ both float32 FFTs are ~1e-3 dB from a float64 computation, SpeechBrain's own inc
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
+from _helpers import load_tool
 from conftest import require
 
 from mlx_audio_stack.audio import load_audio
 from mlx_audio_stack.convert import convert
 from mlx_audio_stack.models.ecapa import SpeakerEncoder
 
-ROOT = Path(__file__).resolve().parents[1]
 N_UTTS = 20
 EMB_ATOL = 1e-4
 MIN_COS = 0.99999
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_ecapa_fixtures", ROOT / "tools" / "make_ecapa_fixtures.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +39,7 @@ def ref(tmp_path_factory):
     import torch
 
     torch.set_num_threads(2)
-    tool = _tool()
+    tool = load_tool("make_ecapa_fixtures")
     r = tool.build_reference(tiny=False, seed=0)
     src = tool.save_folder(r, tmp_path_factory.mktemp("ecapa") / "spkrec-ecapa-voxceleb")
     out = convert(src, src.parent / "mlx")
@@ -111,11 +101,13 @@ def test_fbank_matches_speechbrain(ref, utts):
         assert d.max() <= 5e-3
 
 
+@pytest.mark.slow
 def test_unbatched_embeddings_match(ref, utts, sb_single):
     for i, w in enumerate(utts):
         _check(ref.encoder.embed(w), sb_single[i : i + 1], f"utterance {i} ({w.size} samples)")
 
 
+@pytest.mark.slow
 def test_batched_speechbrain_semantics_match(ref, utts):
     """SpeechBrain's batched call (relative wav_lens) == our mode='speechbrain' batch."""
     n = np.array([w.size for w in utts])

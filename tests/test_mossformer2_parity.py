@@ -119,6 +119,7 @@ def test_parity_small_8k(spks, mixtures, tmp_path):
     _check(separate(x, m), _reference(tm, x))
 
 
+@pytest.mark.slow
 def test_parity_full_size_short(mixtures, tmp_path):
     """The real MossFormer2_SS_16K size (24 layers, 512 dims, 55.7 M parameters)."""
     from mlx_audio_stack.models.mossformer2 import separate
