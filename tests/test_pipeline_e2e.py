@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import wer
 
 from mlx_audio_stack.pipeline import PipelineConfig, run_pipeline
 from mlx_audio_stack.pipeline.demo import demo_meeting
@@ -39,17 +40,6 @@ def meeting():
     return demo_meeting()
 
 
-def _wer(ref: str, hyp: str) -> float:
-    import re
-
-    import jiwer
-
-    def norm(s: str) -> str:  # case and punctuation do not count; "flour-fattened" is 2 words
-        return " ".join(re.sub(r"[^a-z']+", " ", s.lower()).split())
-
-    return jiwer.wer(norm(ref), norm(hyp) or "<empty>")
-
-
 def test_demo_meeting_is_deterministic_and_as_described(meeting):
     again = demo_meeting()
     np.testing.assert_array_equal(meeting.mix, again.mix)
@@ -73,7 +63,7 @@ def test_oracle_sources_and_ids_give_each_speaker_their_words(weights, meeting):
     )
     assert set(res.transcripts) == set(meeting.texts)
     for spk, ref in meeting.texts.items():
-        assert _wer(ref, res.transcripts[spk]) < 0.2, (spk, res.transcripts[spk])
+        assert wer(ref, res.transcripts[spk]) < 0.2, (spk, res.transcripts[spk])
     # the overlaps were detected from the sources and separated
     ov = [e for e in res.events if e["type"] == "overlap"]
     assert ov and all(e["separated"] for e in ov)
@@ -114,7 +104,7 @@ def test_live_stdin_gives_the_same_finals_as_the_file_run(weights, tmp_path):
     file_finals = [e["text"] for e in file_res.events if e["type"] == "final"]
     assert live_finals == file_finals and live_finals
     assert (
-        _wer(
+        wer(
             "HE HOPED THERE WOULD BE STEW FOR DINNER TURNIPS AND CARROTS AND BRUISED POTATOES AND "
             "FAT MUTTON PIECES TO BE LADLED OUT IN THICK PEPPERED FLOUR FATTENED SAUCE",
             " ".join(live_finals),
