@@ -94,3 +94,22 @@ def test_weights_list_shows_every_converted_folder(tmp_path, monkeypatch, capsys
     assert "mine" in out and "float16" in out and "2.5 MB" in out
     for name in wg.SOURCES:
         assert name in out
+
+
+def test_convert_model_choices_are_the_converters(capsys):
+    from mlx_audio_stack.commands.convert import MODEL_TYPES
+    from mlx_audio_stack.convert import model_types
+
+    assert MODEL_TYPES == model_types()
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = capsys.readouterr().out
+    assert "--list" not in text and "{ecapa,mossformer2,silero_vad,whisper}" in text
+
+
+@pytest.mark.parametrize("name", ["whisper-small", "my-own-model"])
+def test_a_missing_whisper_folder_names_its_own_get_command(name, tmp_path, capsys):
+    assert main(["transcribe", "--model", str(tmp_path / name)]) == 1
+    err = capsys.readouterr().err
+    assert "whisper-tiny.en" not in err and f"--out {tmp_path / name}" in err
+    assert (f"`mas weights get {name}`" in err) == (name in wg.SOURCES)
