@@ -390,6 +390,9 @@ def check_blas(remeasure: bool = False) -> dict:
         )
     elif gflops is not None and gflops < SANE_GFLOPS:
         problem = f"the BLAS ({loaded}) runs a {_CHECK_N}^2 sgemm at only {gflops:.1f} GFLOP/s"
+        load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+        if load > cpus:  # other processes hold the cores: the figure may be theirs
+            problem += f" (load average {load:.0f} on {cpus} CPUs: measure again when idle)"
     result = {"core": core, "gflops": gflops, "problem": problem}
     if problem is None:
         try:
@@ -449,6 +452,8 @@ def blas_report(n: int = 1024) -> dict:
         "gflops_n": n,
         "gemv": gemv,
         "problem": check.get("problem"),
+        # every OpenBLAS/MAS variable in force (some machines preset OPENBLAS_L2_SIZE too)
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OPENBLAS_", "MAS_"))},
     }
 
 

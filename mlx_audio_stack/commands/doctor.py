@@ -39,5 +39,7 @@ def run(args) -> int:
         label = f"sgemm {n}x{n}:"
         print(f"{label:19s}{r['gflops_mlx']:.1f} GFLOP/s through MLX")
         print(f"_gemv.c kernels:   {r['gemv']}")
+        env = " ".join(f"{k}={v}" for k, v in r["env"].items())
+        print(f"environment:       {env or '-'}")
         print(f"verdict:           {'SLOW: ' + r['problem'] if r['problem'] else 'ok'}")
     return 1 if r["problem"] else 0
