@@ -101,14 +101,30 @@ def test_separate_bar_counts_every_window_and_ends_at_its_total(mixture):
     shown = re.findall(r"separating: +(\d+)%\|.*?\| ([\d.]+)/(\d+) windows", out)
     assert shown and all(t == str(total) for _, _, t in shown)
     assert shown[-1][:2] == ("100", f"{total}.0")
-    # the bar moves inside windows (one step per MossFormer block), not only at their ends
-    assert len({n for _, n, _ in shown}) > total
     quiet = _in_terminal(args + ["--out", str(d / "b"), "--quiet"])
     assert "separating" not in quiet and "wrote" in quiet
     one_pass = _in_terminal(
         ["separate", str(d / "mix.wav"), "--model", str(folder), "--out", str(d / "c")]
     )
     assert re.search(r"100%\|.*\| 1\.0/1 windows", one_pass)
+
+
+def test_the_bar_moves_once_per_mossformer_block_and_the_model_is_restored():
+    from mlx_audio_stack.commands.separate import window_progress
+
+    model = _random_model(2, num_mossformer_layer=3)
+    blocks = model.mask_net.mdl.intra_mdl.mossformerM
+    original = list(blocks.fsmn)
+    with window_progress(model, 2, True) as bar:
+        steps = []
+        update = bar.update
+        bar.update = lambda n=1: (steps.append(n), update(n))
+        for _ in range(2):
+            model(mx.zeros((1, 4000)))
+        assert len(steps) == 6 and abs(sum(steps) - 2) < 1e-9  # 3 blocks x 2 windows
+    assert blocks.fsmn == original  # the model is left as it was
+    with window_progress(model, 1, False) as bar:
+        assert bar is None and blocks.fsmn == original
 
 
 def test_separate_is_quiet_when_stderr_is_not_a_terminal(mixture):

@@ -50,11 +50,12 @@ def _pip_download_or_skip(tmp_path):
 def test_file_from_wheel_takes_one_file_without_dependencies(tmp_path):
     jit = _pip_download_or_skip(tmp_path)
     assert jit.name == "silero_vad.jit" and jit.stat().st_size > 100_000
-    wheels = sorted(p.name for p in (tmp_path / "wheels").iterdir())
+    wheels = sorted(p.name for p in tmp_path.rglob("*.whl"))
     assert len(wheels) == 1 and wheels[0].startswith("silero_vad-6.2.3")  # no torch wheel
-    with pytest.raises(WeightsError, match="has no silero_vad/data/nothing.jit"):
-        wg._file_from_wheel(wg.SILERO_VAD_DIST, "silero_vad/data/nothing.jit", tmp_path)
-    with pytest.raises(WeightsError, match="pip download silero-vad==0.0.0 failed"):
+    with pytest.raises(WeightsError, match="silero_vad/data/nothing.jit"):
+        wg._file_from_wheel(wg.SILERO_VAD_DIST, "silero_vad/data/nothing.jit", tmp_path / "y")
+    (tmp_path / "x").mkdir()
+    with pytest.raises(WeightsError, match="pip download silero-vad==0.0.0"):
         wg._file_from_wheel("silero-vad==0.0.0", wg.SILERO_VAD_JIT, tmp_path / "x")
 
 
