@@ -59,10 +59,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def candidates(mkl: str | None) -> list[tuple[str, dict]]:
+def candidates(mkl: str | None, cores: list[str]) -> list[tuple[str, dict]]:
     base = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "MAS_BLAS")}
     out = [("OpenBLAS, automatic (no variable set)", dict(base))]
-    for core in ("Prescott", "Haswell", "Zen", "SkylakeX", "Cooperlake"):
+    for core in cores:
         out.append((f"OpenBLAS, OPENBLAS_CORETYPE={core}", dict(base, OPENBLAS_CORETYPE=core)))
     if os.path.exists(BLIS):
         out.append(("BLIS 0.9 (Debian libblis4-pthread)", dict(base, MAS_BLAS=BLIS)))
@@ -81,13 +81,18 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mkl", help="colon-separated lib folders holding libmkl_rt.so*")
     ap.add_argument(
+        "--cores",
+        default="Prescott,Haswell,Zen,SkylakeX,Cooperlake",
+        help="OPENBLAS_CORETYPE values to compare (comma-separated)",
+    )
+    ap.add_argument(
         "--weights",
         default=str(REPO / "weights" / "whisper-tiny.en"),
         help="converted tiny.en folder for the Whisper column ('none': products only)",
     )
     ap.add_argument("--out", default=str(REPO / "reports" / "blas.md"))
     args = ap.parse_args()
-    cands = candidates(args.mkl)
+    cands = candidates(args.mkl, [c for c in args.cores.split(",") if c])
     results: dict[str, list[dict]] = {name: [] for name, _ in cands}
     for r in range(args.rounds):
         for name, env in cands:
@@ -101,7 +106,8 @@ def main() -> int:
                 continue
             res = json.loads(line[0][7:])
             results[name].append(res)
-            print(f"round {r + 1} {name}: {res['gflops']:.1f} GFLOP/s, RTF {res.get('rtf', 0):.3f}")
+            rtf = f", RTF {res['rtf']:.3f}" if "rtf" in res else ""
+            print(f"round {r + 1} {name}: {res['gflops']:.1f} GFLOP/s{rtf}")
     write_report(args, cands, results)
     return 0
 
@@ -118,6 +124,7 @@ def write_report(args, cands, results) -> None:
         "",
         f"`python tools/bench_blas.py --rounds {args.rounds}"
         + (" --mkl ..." if args.mkl else "")
+        + (" --weights none" if ref_text is None else "")
         + f"` on {cpu} ({os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}; load average "
         f"{load:.1f} at the end (the machine is shared: compare rows of one run only). "
         "Each cell: median over rounds of each round's best; every candidate ran in its own "
@@ -134,6 +141,7 @@ def write_report(args, cands, results) -> None:
         gf = statistics.median(r["gflops"] for r in rs)
         rtf = [r["rtf"] for r in rs if "rtf" in r]
         same = "same" if all(r.get("text") == ref_text for r in rs) else "DIFFERS"
+        same = same if ref_text is not None else "-"
         rtf_s = f"{statistics.median(rtf):.3f}" if rtf else "-"
         lines.append(f"| {name} | {rs[0]['core'] or '-'} | {gf:.1f} | {rtf_s} | {same} |")
     med = {
@@ -151,9 +159,13 @@ def write_report(args, cands, results) -> None:
         lines += [
             "",
             f"Fastest product: {best_gf} ({med[best_gf][0]:.1f} GFLOP/s); the automatic "
-            f"choice reaches {med[auto][0] / med[best_gf][0]:.2f}x of it. Fastest Whisper: "
-            f"{best_rtf} (RTF {med[best_rtf][1]:.3f}); the automatic choice takes "
-            f"{med[auto][1] / med[best_rtf][1]:.2f}x its time.",
+            f"choice reaches {med[auto][0] / med[best_gf][0]:.2f}x of it."
+            + (
+                f" Fastest Whisper: {best_rtf} (RTF {med[best_rtf][1]:.3f}); the automatic "
+                f"choice takes {med[auto][1] / med[best_rtf][1]:.2f}x its time."
+                if ref_text is not None
+                else ""
+            ),
         ]
     Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
