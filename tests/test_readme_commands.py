@@ -24,12 +24,14 @@ def test_every_readme_command_runs_or_has_a_reason():
     assert len(lines) >= 10
     ran = [cmd for _, cmd in lines if check.skip_reason(cmd, has_pytest=True) is None]
     # what a new user can run offline must be run, not skipped
-    for must in ("mas weights get silero-vad", "mas vad", "mas transcribe", "mas qa run"):
+    musts = ("mas weights get silero-vad", "mas vad", "mas transcribe", "mas qa run")
+    for must in musts + ("mas weights get voice-encoder", "mas embed", "mas verify"):
         assert any(cmd.startswith(must) for cmd in ran), must
     for _, cmd in lines:
         why = check.skip_reason(cmd, has_pytest=True)
-        if cmd.startswith(("mas embed", "mas verify", "mas separate")):
-            assert why and "hub-only" in why  # until their weights are reachable offline
+        hub_only = "ecapa-voxceleb" in cmd or "mossformer2" in cmd.lower()
+        if cmd.startswith(("mas embed", "mas verify", "mas separate", "mas convert")):
+            assert (why is not None and "hub-only" in why) == hub_only, cmd
 
 
 def test_readme_parsing():
@@ -43,7 +45,7 @@ def test_readme_parsing():
             "```",
             "```",
             "mas convert <file> --out weights/<name>",
-            "mas embed a.wav",
+            "mas embed a.wav --model weights/ecapa-voxceleb",
             "echo not a command",
             "```",
         ]
@@ -54,7 +56,7 @@ def test_readme_parsing():
     assert lines == [
         (2, "mas qa run x.jsonl --task asr"),
         (8, "mas convert <file> --out weights/<name>"),
-        (9, "mas embed a.wav"),
+        (9, "mas embed a.wav --model weights/ecapa-voxceleb"),
     ]
     assert "syntax" in check.skip_reason(lines[1][1], True)
     assert "hub-only" in check.skip_reason(lines[2][1], True)

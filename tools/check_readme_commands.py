@@ -7,7 +7,8 @@
    silero-vad, and voice-encoder when `mas weights list` knows it.
 3. Every `mas ...` line of the README's shell blocks, in a scratch folder where the README's
    example inputs exist (talk.flac is the bundled clip, meeting.wav an AMI clip, ../shared/data
-   the shared data) and weights/ is the folder step 2 filled. A line is skipped, with its reason
+   the shared data, cohort.npy embeddings of 40 other speakers' utterances) and weights/ is the
+   folder step 2 filled. A line is skipped, with its reason
    printed, only when it needs hub-only weights, is a syntax summary (`<file>`), is the
    quickstart itself, or needs the test extra.
 
@@ -68,8 +69,8 @@ def skip_reason(cmd: str, has_pytest: bool) -> str | None:
     if cmd.startswith("make "):
         return "the quickstart itself (this check ran its setup; `make test` is CI's command)"
     hub = [w for w in HUB_ONLY if w in cmd]
-    if not hub and re.match(r"^mas (embed|verify|separate)\b", cmd) and "--model" not in cmd:
-        hub = ["ECAPA or MossFormer2, the default --model"]
+    if not hub and re.match(r"^mas separate\b", cmd) and "--model" not in cmd:
+        hub = ["MossFormer2, the --model it needs"]
     if hub:
         return f"needs hub-only weights ({hub[0]}; `mas weights get` says what to bring)"
     if cmd.startswith("pytest") and not has_pytest:
@@ -84,7 +85,8 @@ def prepare_inputs(work: Path, python: str, data: Path | None) -> None:
     ami = data / "ami_meeting_clips" / "trn00.wav" if data else None
     code = (
         "import sys, soundfile as sf; x, sr = sf.read(sys.argv[1]); "
-        "sf.write('a.wav', x, sr); sf.write('meeting.wav', *sf.read(sys.argv[2])) "
+        "sf.write('a.wav', x, sr); sf.write('b.wav', x[::-1], sr); sf.write('b.flac', x, sr); "
+        "sf.write('meeting.wav', *sf.read(sys.argv[2])) "
         "if len(sys.argv) > 2 else sf.write('meeting.wav', x, sr)\n"
         "try:\n    sf.write('b.mp3', x, sr)\nexcept Exception:\n    pass"
     )
@@ -173,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             words = mas + words[1:] if words[0] == "mas" else [python, "-m", *words]
             if "--output-dir" in words:
                 (work / "out").mkdir(exist_ok=True)
+            if "cohort.npy" in words and not (work / "cohort.npy").exists() and data:
+                # the README's impostor cohort: embeddings of other speakers' utterances,
+                # made by the same default embedder `mas verify` then uses
+                others = sorted((data / "librispeech_untranscribed").rglob("*.flac"))[:40]
+                embed = mas + ["embed", *map(str, others), "--format", "npy", "--quiet"]
+                run(embed + ["--out", "cohort.npy"], work, env, log)
             run(words, cwd, env, log)
         failed = [c for c, ok, _ in log if not ok]
         print(

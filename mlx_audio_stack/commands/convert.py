@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-# the converters' model types (mlx_audio_stack/convert/<type>.py; a test keeps this in step)
-MODEL_TYPES = ["ecapa", "mossformer2", "silero_vad", "whisper"]
+from pathlib import Path
+
+# the converters' model types, one module each: mlx_audio_stack/convert/<type>.py, listed
+# without importing them (a test checks this equals convert.model_types())
+MODEL_TYPES = sorted(
+    f.stem
+    for f in (Path(__file__).resolve().parent.parent / "convert").glob("*.py")
+    if not f.stem.startswith("_") and f.stem != "torch_pickle"
+)
 
 
 def register(sub) -> None:

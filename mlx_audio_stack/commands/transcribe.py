@@ -53,6 +53,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..audio import audio_info
     from ..errors import MasError
     from ..formats import render, write_atomic
     from ..models.whisper.load import load_model
@@ -71,6 +72,8 @@ def run(args) -> int:
             f"{model_dir}: no converted model; run {get}`mas convert <checkpoint> --out "
             f"{model_dir}` (`mas weights list` shows the names `get` knows)"
         )
+    for f in files:  # bad files (FIFO, truncated, empty...) refused before the model loads
+        audio_info(f)
     model = load_model(model_dir, args.dtype)
     options = {
         k: v
