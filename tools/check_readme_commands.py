@@ -7,7 +7,7 @@
    silero-vad, and voice-encoder when `mas weights list` knows it.
 3. Every `mas ...` line of the README's shell blocks, in a scratch folder where the README's
    example inputs exist (talk.flac is the bundled clip, meeting.wav an AMI clip, ../shared/data
-   the shared data, cohort.npy embeddings of 40 other speakers' utterances) and weights/ is the
+   the shared data, cohort.npy embeddings of 120 other speakers' utterances) and weights/ is the
    folder step 2 filled. A line is skipped, with its reason
    printed, only when it needs hub-only weights, is a syntax summary (`<file>`), is the
    quickstart itself, or needs the test extra.
@@ -104,7 +104,9 @@ def run(cmd: list[str], cwd: Path, env: dict, log: list) -> bool:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     secs = time.perf_counter() - t
     ok = done.returncode == 0
-    print(f"  {'ok  ' if ok else 'FAIL'} {secs:6.1f} s  {shlex.join(cmd)}", flush=True)
+    shown = shlex.join(cmd)
+    shown = shown if len(shown) < 300 else shown[:240] + f" ... ({len(cmd)} arguments)"
+    print(f"  {'ok  ' if ok else 'FAIL'} {secs:6.1f} s  {shown}", flush=True)
     if not ok:
         print("    " + (done.stderr or done.stdout).strip()[-1500:].replace("\n", "\n    "))
     log.append((shlex.join(cmd), ok, secs))
@@ -178,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             if "cohort.npy" in words and not (work / "cohort.npy").exists() and data:
                 # the README's impostor cohort: embeddings of other speakers' utterances,
                 # made by the same default embedder `mas verify` then uses
-                others = sorted((data / "librispeech_untranscribed").rglob("*.flac"))[:40]
+                # 120 of them: the README's --top-k 100 needs at least 100
+                others = sorted((data / "librispeech_untranscribed").rglob("*.flac"))[:120]
                 embed = mas + ["embed", *map(str, others), "--format", "npy", "--quiet"]
                 run(embed + ["--out", "cohort.npy"], work, env, log)
             run(words, cwd, env, log)
