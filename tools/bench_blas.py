@@ -121,6 +121,15 @@ def main() -> int:
     return 0
 
 
+def _command_line() -> str:
+    """This run's arguments, with the long --mkl/--weights/--out paths shortened."""
+    words, out = sys.argv[1:], []
+    for i, w in enumerate(words):
+        long_path = i > 0 and words[i - 1] in ("--mkl", "--weights", "--out") and "/" in w
+        out.append(("..." if words[i - 1] == "--mkl" else Path(w).name) if long_path else w)
+    return " ".join(out)
+
+
 def write_report(args, cands, results) -> None:
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if "model name" in ln),
@@ -131,10 +140,8 @@ def write_report(args, cands, results) -> None:
     lines = [
         "# BLAS for MLX's CPU backend: which library and OpenBLAS core type",
         "",
-        f"`python tools/bench_blas.py --rounds {args.rounds}"
-        + (" --mkl ..." if args.mkl else "")
-        + (" --weights none" if ref_text is None else "")
-        + f"` on {cpu} ({os.cpu_count()} CPUs), {time.strftime('%Y-%m-%d')}; load average "
+        f"`python tools/bench_blas.py {_command_line()}` on {cpu} ({os.cpu_count()} CPUs), "
+        f"{time.strftime('%Y-%m-%d')}; load average "
         f"{load:.1f} at the end (the machine is shared: compare rows of one run only). "
         "Each cell: median over rounds of each round's best; every candidate ran in its own "
         "process, interleaved.",
