@@ -32,5 +32,7 @@ demo: setup
 test: setup-test
 	$(BIN)/python -m pytest -q -rs
 
-lint:
+# the test extra pins ruff (its formatter changes between releases)
+lint: setup
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[test]"
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -16,18 +16,28 @@ and a layer norm, see `elementwise()`.
 `MAS_GEMV=off` skips it; without a C compiler it is skipped silently. `MAS_GEMV_THREADS` sets
 its thread count (default: OPENBLAS_NUM_THREADS, else the usable CPUs, at most 8).
 Unless set, OPENBLAS_THREAD_TIMEOUT becomes 4 before OpenBLAS loads (see `load_blas`).
+
+OpenBLAS picks its kernels from its own CPU table, and an older OpenBLAS on a newer CPU falls
+back to generic ones: Debian's 0.3.21 ran "Prescott" kernels on an AVX-512 Xeon (40 instead of
+200 GFLOP/s for a 1024^2 sgemm). Unless OPENBLAS_CORETYPE is already set (by the user, or
+preset by the machine's environment: it always wins), it is set from the CPU's own flags before
+the library loads (`coretype_for`). After loading, a cheap sgemm check (cached per machine in
+~/.cache/mlx-audio-stack) warns once when the BLAS still runs generic kernels or below a sane
+speed; `mas doctor` prints all of it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -70,6 +80,10 @@ def load_blas() -> str | None:
     # alone. 2^4 cycles: they sleep at once (read when OpenBLAS loads; the user's value wins).
     if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
         os.environ["OPENBLAS_THREAD_TIMEOUT"] = SET_ENV["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    # OpenBLAS reads its core type when it loads; an existing value is the user's and wins
+    core = coretype_for(cpu_flags()) if platform.machine() in ("x86_64", "AMD64") else None
+    if core and "OPENBLAS_CORETYPE" not in os.environ:
+        os.environ["OPENBLAS_CORETYPE"] = SET_ENV["OPENBLAS_CORETYPE"] = core
     for path in paths:
         if os.path.exists(path):
             shim = _gemv_library()  # first: MLX's cblas_sgemm must resolve to it
@@ -80,6 +94,8 @@ def load_blas() -> str | None:
                 continue
             loaded = path
             _init_gemv(shim, path)
+            if os.environ.get("MAS_BLAS_CHECK", "").strip().lower() not in ("0", "off", "no"):
+                check_blas()
             return path
     where = f"MAS_BLAS={override} does not exist" if override else "no optimized BLAS found"
     print(f"mlx-audio-stack: {where}; MLX CPU matmuls will be ~30x slower: {FIX}", file=sys.stderr)
@@ -245,3 +261,208 @@ def keep_large_buffers() -> bool:
         ok = False
     _MALLOC_TUNED = ok
     return ok
+
+
+# OpenBLAS core names without FMA kernels (what a misdetected modern x86 CPU falls back to)
+GENERIC_CORES = frozenset(
+    "katmai coppermine northwood prescott banias core2 penryn dunnington nehalem atom "
+    "sandybridge athlon opteron opteron_sse3 barcelona bobcat nano generic".split()
+)
+SANE_GFLOPS = 15.0  # below this a 512^2 sgemm is reference-BLAS speed (6 GFLOP/s measured)
+_CHECK_N = 512
+_warned = False
+
+
+def cpu_flags() -> set[str]:
+    """The first CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def coretype_for(flags: set[str]) -> str | None:
+    """The OpenBLAS core type whose kernels an x86 CPU with these flags runs best.
+
+    AVX-512 (F, BW, VL) -> SkylakeX, Cooperlake with AVX512-BF16; AVX2 + FMA -> Haswell (its
+    kernels are also what OpenBLAS's Zen target runs); AVX -> Sandybridge; SSE4.2 -> Nehalem.
+    On an AMD EPYC (Zen 4) every AVX2/AVX-512 type ran a 1024^2 sgemm at the same speed,
+    Prescott at 0.4x (reports/blas.md).
+    """
+    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
+        return "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    if "avx" in flags:
+        return "Sandybridge"
+    if "sse4_2" in flags:
+        return "Nehalem"
+    return None
+
+
+def _blas_lib() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(loaded, mode=os.RTLD_GLOBAL) if loaded else None
+    except OSError:
+        return None
+
+
+def corename() -> str | None:
+    """The core type the loaded OpenBLAS runs (`openblas_get_corename`), None if not OpenBLAS."""
+    lib = _blas_lib()
+    fn = getattr(lib, "openblas_get_corename", None) if lib is not None else None
+    if fn is None:
+        return None
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
+def blas_config() -> str | None:
+    """OpenBLAS's build line (`openblas_get_config`: version, DYNAMIC_ARCH, threads)."""
+    lib = _blas_lib()
+    fn = getattr(lib, "openblas_get_config", None) if lib is not None else None
+    if fn is None:
+        return None
+    fn.restype = ctypes.c_char_p
+    return fn().decode()
+
+
+def sgemm_gflops(n: int = _CHECK_N, repeats: int = 3) -> float | None:
+    """GFLOP/s of the loaded BLAS's own `cblas_sgemm` on (n, n) float32 products (best of
+    `repeats` after one warm-up), or None when no BLAS is loaded."""
+    lib = _blas_lib()
+    fn = getattr(lib, "cblas_sgemm", None) if lib is not None else None
+    if fn is None:
+        return None
+    vp, ci, cf = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    fn.argtypes = [ci] * 6 + [cf, vp, ci, vp, ci, cf, vp, ci]
+    fn.restype = None
+    a, b, c = ((ctypes.c_float * (n * n))() for _ in range(3))
+    for i in range(0, n * n, 7):  # not all zeros; values do not change the speed
+        a[i] = b[i] = 0.5
+    best = float("inf")
+    for i in range(repeats + 1):
+        t = time.perf_counter()
+        fn(101, 111, 111, n, n, n, 1.0, a, n, b, n, 0.0, c, n)  # row-major, no transposes
+        if i:
+            best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def _check_key() -> str:
+    parts = [_cpu_signature().decode(errors="replace"), str(loaded), blas_config() or ""]
+    parts += [f"{k}={os.environ.get(k, '')}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def check_blas(remeasure: bool = False) -> dict:
+    """Is the loaded BLAS fast enough? Returns {"core", "gflops", "problem", "cached"}.
+
+    A passing result is cached per machine, library and core setting (one sgemm check costs
+    ~10 ms; cached, nothing); a failing one is measured again next time (it may have been a
+    busy machine) and warned about once per process on stderr.
+    """
+    global _warned
+    path = _cache_dir() / "blas-check.json"
+    key = _check_key()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    hit = cache.get(key) if isinstance(cache, dict) and not remeasure else None
+    if hit is not None:
+        return dict(hit, cached=True)
+    core = corename()
+    gflops = sgemm_gflops()
+    problem = None
+    flags = cpu_flags()
+    if core and core.lower() in GENERIC_CORES and {"avx2", "fma"} <= flags:
+        want = coretype_for(flags)
+        problem = (
+            f"OpenBLAS runs its generic {core} kernels on a CPU with AVX2"
+            f"{'/AVX-512' if 'avx512f' in flags else ''} (OPENBLAS_CORETYPE="
+            f"{os.environ.get('OPENBLAS_CORETYPE', 'unset')}); unset it or set "
+            f"OPENBLAS_CORETYPE={want} (~2.5x faster)"
+        )
+    elif gflops is not None and gflops < SANE_GFLOPS:
+        problem = f"the BLAS ({loaded}) runs a {_CHECK_N}^2 sgemm at only {gflops:.1f} GFLOP/s"
+        load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+        if load > cpus:  # other processes hold the cores: the figure may be theirs
+            problem += f" (load average {load:.0f} on {cpus} CPUs: measure again when idle)"
+    result = {"core": core, "gflops": gflops, "problem": problem}
+    if problem is None:
+        try:
+            cache = cache if isinstance(cache, dict) else {}
+            cache[key] = result
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(cache, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # an unwritable cache only costs the check next time
+    elif not _warned:
+        _warned = True
+        print(f"mlx-audio-stack: slow BLAS: {problem}; see `mas doctor`", file=sys.stderr)
+    return dict(result, cached=False)
+
+
+def blas_report(n: int = 1024) -> dict:
+    """What `mas doctor` prints: the BLAS loaded, the core it runs and who chose it, its
+    GFLOP/s for an (n, n) float32 product through MLX, and whether `_gemv.c` is on."""
+    import mlx.core as mx
+
+    flags = cpu_flags()
+    a = mx.random.normal((n, n))
+    b = mx.random.normal((n, n))
+    mx.eval(a, b)
+    times = []
+    for _ in range(8):
+        t = time.perf_counter()
+        mx.eval(a @ b)
+        times.append(time.perf_counter() - t)
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    if "OPENBLAS_CORETYPE" in SET_ENV:
+        chosen = "set by mlx-audio-stack from the CPU flags"
+    elif coretype:
+        chosen = "set in your environment (it wins)"
+    else:
+        chosen = "unset (OpenBLAS detects the CPU itself)"
+    if gemv_forward is not None:
+        gemv = f"on ({gemv_threads()} threads, {gemv_forwarded()} products so far)"
+    elif gemv_turned_off():
+        gemv = "off (MAS_GEMV)"
+    elif c_compiler() is None:
+        gemv = "off (no C compiler)"
+    else:
+        gemv = "off (no BLAS loaded, or the build failed)"
+    check = check_blas(remeasure=True) if loaded else {"problem": "no optimized BLAS loaded"}
+    return {
+        "cpu": _cpu_model(),
+        "isa": ", ".join(f for f in ("avx512f", "avx512_bf16", "avx2", "fma") if f in flags),
+        "blas": loaded or "none (MLX's bundled reference BLAS)",
+        "config": blas_config(),
+        "core": corename(),
+        "expected_core": coretype_for(flags),
+        "OPENBLAS_CORETYPE": f"{coretype or '-'}: {chosen}",
+        "gflops_mlx": 2 * n**3 / min(times[2:]) / 1e9,
+        "gflops_n": n,
+        "gemv": gemv,
+        "problem": check.get("problem"),
+        # every OpenBLAS/MAS variable in force (some machines preset OPENBLAS_L2_SIZE too)
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(("OPENBLAS_", "MAS_"))},
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

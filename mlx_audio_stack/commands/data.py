@@ -36,6 +36,12 @@ def register(sub) -> None:
     m.add_argument("--out", help="output manifest (.jsonl)")
     m.add_argument("--out-dir", default="reports/qa/manifests", help="(shared) output folder")
     m.add_argument(
+        "--registry",
+        metavar="JSON",
+        help="(shared) where to register the manifests (default: OUT_DIR/derived.json; the "
+        "project's own registry only for its reports/qa/manifests)",
+    )
+    m.add_argument(
         "--qa",
         metavar="REPORT_DIR",
         help="(shared) also run the QA suite on each and write reports there",
@@ -110,8 +116,11 @@ def _run_shared(args) -> int:
     root = Path(args.source) if args.source else data_dir()
     if root is None:
         raise ManifestError("shared data folder not found: set MAS_DATA_DIR or pass it")
+    from ..data.registry import DERIVED_JSON, registry_for
+
+    registry = Path(args.registry) if args.registry else registry_for(Path(args.out_dir))
     failed = 0
-    for build, path in build_local(root, Path(args.out_dir)):
+    for build, path in build_local(root, Path(args.out_dir), registry=registry):
         line = f"{build.manifest}: {path}"
         if args.qa:
             from ..data import run_qa
@@ -128,7 +137,10 @@ def _run_shared(args) -> int:
             line += f" -> QA {build.task}: {'passed' if r.passed else 'FAILED'}"
             failed += not r.passed
         print(line)
-    print("run `mas data index` to refresh DATA_INDEX.md")
+    if registry.resolve() == DERIVED_JSON.resolve():
+        print("run `mas data index` to refresh DATA_INDEX.md")
+    else:
+        print(f"registered in {registry}")
     return 0 if not failed else 1
 
 

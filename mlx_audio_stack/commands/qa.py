@@ -61,6 +61,7 @@ def register(sub) -> None:
 
 def run_run(args) -> int:
     from ..data import run_qa
+    from ..progress import show_progress
 
     count = None
     if args.tokenizer != "estimate":
@@ -87,7 +88,7 @@ def run_run(args) -> int:
         mapping_fn=args.mapping,
         fail_on_label_errors=args.fail_on_label_errors,
         plots=not args.no_plots,
-        progress=not args.quiet,
+        progress=show_progress(args.quiet),
         command=cmd,
     )
     if args.json == "-":

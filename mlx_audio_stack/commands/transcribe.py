@@ -6,6 +6,8 @@ import sys
 
 
 def register(sub) -> None:
+    from ..progress import add_quiet_flag
+
     p = sub.add_parser(
         "transcribe",
         help="transcribe audio files with Whisper",
@@ -39,7 +41,12 @@ def register(sub) -> None:
         choices=["float32", "float16", "bfloat16"],
         help="compute dtype (default: float16 on a GPU, float32 on CPU)",
     )
-    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the progress bar even when stderr is not a terminal",
+    )
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
@@ -51,15 +58,19 @@ def run(args) -> int:
     from ..formats import render, write_atomic
     from ..models.whisper.load import load_model
     from ..paths import DEMO_CLIP, weights_dir
+    from ..progress import show_progress
+    from ..weights_get import SOURCES
 
     files = args.files or [str(DEMO_CLIP)]
     if args.output and len(files) > 1:
         raise MasError("--output takes one input file; use --output-dir for several")
     model_dir = Path(args.model) if args.model else weights_dir() / "whisper-tiny.en"
     if not model_dir.exists():
+        name = model_dir.name
+        get = f"`mas weights get {name}` or " if name in SOURCES else ""
         raise MasError(
-            f"{model_dir}: no converted model; run `mas weights get whisper-tiny.en` "
-            f"or `mas convert <checkpoint> --out {model_dir}`"
+            f"{model_dir}: no converted model; run {get}`mas convert <checkpoint> --out "
+            f"{model_dir}` (`mas weights list` shows the names `get` knows)"
         )
     for f in files:  # bad files (FIFO, truncated, empty...) refused before the model loads
         audio_info(f)
@@ -89,7 +100,7 @@ def run(args) -> int:
                 initial_prompt=args.initial_prompt,
                 word_timestamps=args.word_timestamps,
                 condition_on_previous_text=not args.no_condition_on_previous_text,
-                progress=args.progress,
+                progress=show_progress(args.quiet, force=args.progress),
                 **options,
             )
         except ValueError as exc:  # invalid decoding options

@@ -6,6 +6,8 @@ import math
 
 
 def register(sub) -> None:
+    from ..progress import add_quiet_flag
+
     p = sub.add_parser(
         "vad",
         help="voice activity detection (Silero VAD) -> speech segments",
@@ -41,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--min-silence-duration-ms", type=float, default=100)
     p.add_argument("--speech-pad-ms", type=float, default=30)
     p.add_argument("--max-speech-duration-s", type=float, default=math.inf)
+    add_quiet_flag(p)
     p.set_defaults(func=run)
 
 
@@ -51,6 +54,7 @@ def run(args) -> int:
     from ..models.silero_vad.load import load_vad
     from ..models.silero_vad.output import FORMATS, vad_file
     from ..paths import weights_dir
+    from ..progress import show_progress
 
     model_dir = args.model or weights_dir() / "silero-vad"
     if not args.model and not (weights_dir() / "silero-vad").exists():
@@ -66,10 +70,15 @@ def run(args) -> int:
         speech_pad_ms=args.speech_pad_ms,
         max_speech_duration_s=args.max_speech_duration_s,
     )
-    results = [
-        vad_file(f, model, model_sample_rate=args.branch, **options)
-        for f in tqdm(args.files, desc="vad", unit="file", disable=len(args.files) < 5)
-    ]
+    results = []
+    show = show_progress(args.quiet)
+    # the bar counts seconds of audio over all files (a header read each: cheap)
+    seconds = [_duration(f) for f in args.files] if show else [0.0] * len(args.files)
+    fmt = "{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]"
+    with tqdm(total=sum(seconds), desc="vad", bar_format=fmt, disable=not show) as bar:
+        for f, sec in zip(args.files, seconds):
+            results.append(vad_file(f, model, model_sample_rate=args.branch, **options))
+            bar.update(sec)
     text = FORMATS[args.format](results)
     if args.output:
         from ..formats import write_atomic
@@ -78,3 +87,14 @@ def run(args) -> int:
     elif text:
         print(text)
     return 0
+
+
+def _duration(path: str) -> float:
+    """Seconds of audio in `path` from its header (0 when unreadable: vad_file names it)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(path)
+        return info.frames / info.samplerate
+    except Exception:  # the error is vad_file's to report, with the file's name
+        return 0.0

@@ -149,12 +149,16 @@ def convert(
     quantize: int | None = None,
     group_size: int = 64,
     force: bool = False,
+    progress: bool = False,
     **options: Any,
 ) -> Path:
     """Convert a checkpoint (path or hub repo id) to an MLX weights folder at `out`.
 
     Returns the output folder. `model` forces the model type (see `model_types()`).
+    `progress`: a tqdm bar over the steps (source, read, cast, [quantize,] write).
     """
+    from tqdm import tqdm
+
     from ..weights_io import sha256_file
 
     _discover()
@@ -165,8 +169,13 @@ def convert(
     if model is not None and model not in REGISTRY:
         raise ConversionError(f"--model {model!r}: unknown; choose one of {model_types()}")
     patterns = REGISTRY[model].hub_patterns if model else None
+    steps = 4 + (quantize is not None)
+    bar = tqdm(total=steps, desc=f"convert {out.name}", unit="step", disable=not progress)
+    bar.set_postfix_str("source")
     path = resolve_source(src, patterns)
     conv = REGISTRY[model] if model else detect(path)
+    bar.update()
+    bar.set_postfix_str(f"read {conv.model_type}")
     try:
         result = conv.convert(path, **options)
     except MasError:
@@ -177,12 +186,15 @@ def convert(
             f"{path}: cannot convert as {conv.model_type}: malformed source "
             f"({type(exc).__name__}: {msg})"
         ) from exc
+    bar.update()
     if quantize is not None:
         if conv.quantize is None:
             raise ConversionError(f"--quantize is not supported for {conv.model_type}")
         if quantize not in (4, 8):
             raise ConversionError(f"--quantize: expected 4 or 8 bits, got {quantize}")
+    bar.set_postfix_str(f"cast to {dtype}")
     weights = cast_weights(result.weights, dtype, conv.keep_float32)
+    bar.update()
     result.weights = weights
     config = dict(result.config)
     config.setdefault("model_type", conv.model_type)
@@ -191,5 +203,11 @@ def convert(
     config["source_sha256"] = {p.name: sha256_file(p) for p in result.source_files}
     result.config = config
     if quantize is not None:
+        bar.set_postfix_str(f"quantize {quantize}-bit")
         result = conv.quantize(result, quantize, group_size)
-    return save_model_dir(out, result.weights, result.config, result.extra_files, overwrite=force)
+        bar.update()
+    bar.set_postfix_str("write")
+    done = save_model_dir(out, result.weights, result.config, result.extra_files, overwrite=force)
+    bar.update()
+    bar.close()
+    return done

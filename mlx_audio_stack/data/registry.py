@@ -2,8 +2,10 @@
 recipes that build manifests of the local real-speech folder. DATA_INDEX.md is generated from
 it (`mas data index`); a test fails when the committed index is out of date.
 
-Derived artifacts (manifests, soft labels, encoder feature caches) are listed in
-`derived.json` beside this file; tools that build one call `register_derived(...)`.
+Derived artifacts (manifests, soft labels, encoder feature caches) of the project are listed in
+`derived.json` beside this file; tools that build one call `register_derived(...)`. What a user
+derives from their own data is registered with their data (`<out dir>/derived.json`, or a file
+they name), never in the installed package (`registry_for`).
 """
 
 from __future__ import annotations
@@ -197,26 +199,41 @@ class DerivedArtifact:
     description: str = ""
 
 
-def load_derived() -> list[DerivedArtifact]:
-    if not DERIVED_JSON.is_file():
+def load_derived(registry: Path | None = None) -> list[DerivedArtifact]:
+    """The artifacts listed in `registry` (default: the project's derived.json)."""
+    registry = Path(registry) if registry else DERIVED_JSON
+    if not registry.is_file():
         return []
-    return [DerivedArtifact(**d) for d in json.loads(DERIVED_JSON.read_text(encoding="utf-8"))]
+    return [DerivedArtifact(**d) for d in json.loads(registry.read_text(encoding="utf-8"))]
 
 
-def register_derived(artifact: DerivedArtifact) -> None:
-    """Add or replace (by name) a derived artifact in derived.json (then run `mas data index`).
-    The source manifest's hash is filled in when the file exists."""
+def register_derived(artifact: DerivedArtifact, registry: Path | None = None) -> Path:
+    """Add or replace (by name) a derived artifact in `registry` (default: the project's
+    derived.json; then run `mas data index`); written atomically. The source manifest's hash is
+    filled in when the file exists. Returns the registry's path."""
+    registry = Path(registry) if registry else DERIVED_JSON
     if artifact.source_manifest and not artifact.source_manifest_hash:
         src = _abs(artifact.source_manifest)
         if src.is_file():
             artifact.source_manifest_hash = manifest_hash(src)
-    items = {a.name: a for a in load_derived()}
+    items = {a.name: a for a in load_derived(registry)}
     items[artifact.name] = artifact
-    DERIVED_JSON.write_text(
-        json.dumps([asdict(a) for a in sorted(items.values(), key=lambda a: a.name)], indent=1)
-        + "\n",
-        encoding="utf-8",
-    )
+    text = json.dumps([asdict(a) for a in sorted(items.values(), key=lambda a: a.name)], indent=1)
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = registry.with_name(f".{registry.name}.{os.getpid()}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, registry)
+    return registry
+
+
+def registry_for(out_dir: Path) -> Path:
+    """Where manifests built into `out_dir` are registered: the project's derived.json only
+    for the project's own folder of shared-data manifests in a source checkout; anything else
+    is the user's data, registered beside it in `out_dir/derived.json`."""
+    own = REPO_ROOT / SHARED_MANIFESTS
+    if (REPO_ROOT / "pyproject.toml").is_file() and Path(out_dir).resolve() == own.resolve():
+        return DERIVED_JSON
+    return Path(out_dir) / "derived.json"
 
 
 def _abs(p: str) -> Path:
@@ -309,31 +326,41 @@ def local_status(data_dir: Path | None) -> list[tuple[str, str]]:
 
 
 def build_local(
-    data_dir: Path, out_dir: Path, names: list[str] | None = None
+    data_dir: Path,
+    out_dir: Path,
+    names: list[str] | None = None,
+    registry: Path | None = None,
 ) -> list[tuple[LocalBuild, Path]]:
-    """Build the manifests of the shared data folder into out_dir (and register them)."""
+    """Build the manifests of the shared data folder into out_dir and register them in
+    `registry` (default: `registry_for(out_dir)`)."""
     from .adapters import ADAPTERS
     from .manifest import write_manifest
 
+    registry = Path(registry) if registry else registry_for(out_dir)
+    project = registry.resolve() == DERIVED_JSON.resolve()
     made = []
     for b in LOCAL_BUILDS:
         if names and b.manifest not in names:
             continue
         recs = ADAPTERS[b.adapter](data_dir / b.source, **b.options)
         path = write_manifest(recs, out_dir / f"{b.manifest}.jsonl")
-        loc = (
-            os.path.relpath(path.resolve(), REPO_ROOT)
-            if path.resolve().is_relative_to(REPO_ROOT)
-            else str(path)
-        )
+        if project:  # repo-relative: the committed registry must not name this machine's paths
+            loc = os.path.relpath(path.resolve(), REPO_ROOT)
+            cmd = f"mas data manifest shared --out-dir {os.path.dirname(loc)}"
+        else:
+            loc = str(path.resolve())
+            cmd = f"mas data manifest shared --out-dir {path.resolve().parent}"
+            if registry.resolve() != (path.resolve().parent / "derived.json"):
+                cmd += f" --registry {registry.resolve()}"
         register_derived(
             DerivedArtifact(
                 f"manifest:{b.manifest}",
                 "manifest",
                 loc,
-                f"mas data manifest shared --out-dir {os.path.dirname(loc)}",
+                cmd,
                 description=f"{b.dataset} ({b.adapter} adapter) of the shared real-speech data",
-            )
+            ),
+            registry,
         )
         made.append((b, path))
     return made
