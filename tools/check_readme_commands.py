@@ -10,7 +10,7 @@
    the shared data, cohort.npy embeddings of 120 other speakers' utterances) and weights/ is the
    folder step 2 filled. A line is skipped, with its reason
    printed, only when it needs hub-only weights, is a syntax summary (`<file>`), is the
-   quickstart itself, or needs the test extra.
+   quickstart itself, needs a microphone, or needs the test extra.
 
 Fails (exit 1) on any non-zero exit. Usage:
     python tools/check_readme_commands.py            # fresh venv; ~5 min on 2 cores
@@ -66,6 +66,8 @@ def skip_reason(cmd: str, has_pytest: bool) -> str | None:
     """Why `cmd` cannot run here, or None when it must."""
     if "<" in cmd or "..." in cmd:
         return "a syntax summary, not a command"
+    if "--mic" in cmd:
+        return "needs a microphone (CI machines have none)"
     if cmd.startswith("make "):
         return "the quickstart itself (this check ran its setup; `make test` is CI's command)"
     hub = [w for w in HUB_ONLY if w in cmd]
