@@ -32,7 +32,8 @@ def _tiny_whisper(tmp_path: Path) -> Path:
     import torch
     import whisper
 
-    dims = whisper.model.ModelDimensions(80, 1500, 256, 4, 4, 51864, 448, 256, 4, 4)
+    # width 512: ~200 MB to write, so a kill lands inside the write on an idle machine too
+    dims = whisper.model.ModelDimensions(80, 1500, 512, 8, 4, 51864, 448, 512, 8, 4)
     torch.manual_seed(0)
     model = whisper.model.Whisper(dims)
     src = tmp_path / "tiny.pt"
@@ -61,12 +62,12 @@ def test_kill_during_convert_leaves_old_or_new_and_no_temps(tmp_path):
     for i, sig in enumerate([signal.SIGKILL, signal.SIGTERM, signal.SIGHUP] * 2):
         p = subprocess.Popen([*base, "--dtype", "float32"], env=env, stderr=subprocess.PIPE)
         # the kill lands at a random point of the write: once the temp folder exists, wait
-        # 0-0.1 s more for the first three (inside the write), 0-1 s for the others (the write
+        # 0-0.02 s more for the first three (inside the write), 0-1 s for the others (the write
         # takes ~0.3-2 s here, so some of those land after the rename)
         t0 = time.monotonic()
         while not _temps(tmp_path) and p.poll() is None and time.monotonic() - t0 < 60:
             time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 0.1 if i < 3 else 1.0))
+        time.sleep(rng.uniform(0.0, 0.02 if i < 3 else 1.0))
         during = bool(_temps(tmp_path))
         p.send_signal(sig)
         rc = p.wait(timeout=60)
@@ -75,8 +76,12 @@ def test_kill_during_convert_leaves_old_or_new_and_no_temps(tmp_path):
         assert cfg["dtype"] in ("float16", "float32"), cfg
         if sig != signal.SIGKILL:  # cleaned up at once, like Ctrl-C
             assert _temps(tmp_path) == [], (i, rc, err)
-            assert rc in (0, 128 + sig), err
-            assert rc == 0 or err.strip().endswith(f"interrupted ({sig.name})"), err
+            # -sig: it landed in the interpreter's shutdown, after the work was done (Python
+            # puts the default handlers back there); the output above is then the new one
+            assert rc in (0, 128 + sig, -sig), err
+            assert rc == -sig or rc == 0 or err.strip().endswith(f"interrupted ({sig.name})"), err
+            if rc == -sig:
+                assert cfg["dtype"] == "float32", (i, cfg)
         outcomes.append((sig.name, rc, cfg["dtype"], "during write" if during else "after"))
         # the next run removes what a SIGKILL left, and completes
         done = subprocess.run(
