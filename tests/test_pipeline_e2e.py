@@ -18,21 +18,13 @@ from _helpers import wer
 
 from mlx_audio_stack.pipeline import PipelineConfig, run_pipeline
 from mlx_audio_stack.pipeline.demo import demo_meeting
-from mlx_audio_stack.weights_get import get_weights
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pw")
-    out = {}
-    for name in ("whisper-tiny.en", "silero-vad"):
-        try:
-            out[name] = get_weights(name, root / name, offline=True)
-        except Exception as exc:  # the weights packages are not installed
-            pytest.skip(f"{name}: {exc}")
-    return out
+def weights(offline_weights):
+    return {name: offline_weights(name) for name in ("whisper-tiny.en", "silero-vad")}
 
 
 @pytest.fixture(scope="module")

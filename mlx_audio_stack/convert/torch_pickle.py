@@ -204,9 +204,12 @@ class _Archive:
         self.out_bytes = 0
         self.storages: dict[str, _Storage] = {}
 
-    def charge(self, nbytes: int, info: zipfile.ZipInfo, name: str, tensor: bool = True) -> None:
+    def charge(
+        self, nbytes: int, info: zipfile.ZipInfo | None, name: str, tensor: bool = True
+    ) -> None:
+        """Count bytes read (`info` None: a legacy file's raw storage, never compressed)."""
         self.read_bytes += nbytes if tensor else 0  # the pickle has its own cap
-        if info.compress_type != zipfile.ZIP_STORED:
+        if info is not None and info.compress_type != zipfile.ZIP_STORED:
             self.inflated += nbytes
             if self.inflated > self.inflate_limit:
                 raise ConversionError(
@@ -470,14 +473,6 @@ class _LegacyArchive(_Archive):
         self.inflate_limit = 0
         self.spans: dict[str, tuple[int, int]] = {}  # key -> (byte offset, elements)
         self.storages: dict[str, _Storage] = {}
-
-    def charge(self, nbytes: int, info, name: str, tensor: bool = True) -> None:
-        self.read_bytes += nbytes
-        if self.read_bytes > self.limit:
-            raise ConversionError(
-                f"{self.path}: {name}: tensor data exceeds {self.limit} bytes "
-                f"({MAX_BYTES_ENV} raises this cap)"
-            )
 
     def storage(self, key: str, dtype: Any, numel: Any) -> _Storage:
         if key not in self.storages:
