@@ -125,4 +125,7 @@ def test_cli_transcribe_formats_and_errors(real_weights, tmp_path, capsys):
     assert main(["transcribe", "--model", m, str(tmp_path / "x.wav")]) == 1
     assert "x.wav: not a readable audio file" in capsys.readouterr().err
     assert main(["transcribe", "--model", str(tmp_path / "nothing")]) == 1
-    assert "mas weights get" in capsys.readouterr().err
+    err = capsys.readouterr().err  # an unknown folder: how to fill it
+    assert "nothing: no converted model" in err and "mas convert" in err
+    assert main(["transcribe", "--model", str(tmp_path / "whisper-small")]) == 1
+    assert "mas weights get whisper-small" in capsys.readouterr().err  # a name `get` knows
