@@ -225,3 +225,25 @@ def test_latency_and_rtf(metrics):
     assert lat["first_word"]["median"] == pytest.approx((0.9 + 1.5) / 2)
     rtf = M.rtf({"audio_s": 10.0, "wall_s": 5.0, "stage_s": {"asr": 4.0}})
     assert rtf == {"total": 0.5, "asr": 0.4}
+
+
+def test_eval_scores_reference_as_hypothesis_zero(meeting, metrics):
+    """tools/eval_pipeline.py's scoring path, fed the reference itself (its --dry-run)."""
+    import eval_pipeline
+
+    m = metrics.load_meeting(meeting)
+    res = eval_pipeline.reference_result(m["seglst"], m["meta"]["duration_s"])
+    row = eval_pipeline.score(res, m["seglst"], m["turns"], (0, m["meta"]["duration_s"]), m["name"])
+    assert row["cpwer"]["errors"] == 0 and row["cpwer"]["length"] > 50
+    assert row["tcpwer"]["errors"] == 0
+    assert row["diarization"]["der"] == 0.0 and row["diarization"]["jer"] < 1e-9
+    assert row["overlap_detection"]["recall"] == pytest.approx(1.0, abs=0.02)
+    assert row["overlap_detection"]["precision"] == pytest.approx(1.0, abs=0.02)
+    assert row["speaker_count_error"] == 0 and row["speakers_hyp"] == 2
+    # the first utterance left out of the hypothesis: missed for its whole length (where the
+    # other speaker overlaps it too, one of the two reference speakers is missing)
+    turns = sorted(m["turns"], key=lambda t: t[1])
+    a, b = turns[0][1:]
+    d = metrics.der_jer(turns, turns[1:], (0, m["meta"]["duration_s"]))
+    assert d["missed_s"] == pytest.approx(b - a, abs=2e-3) and d["confusion_s"] == 0
+    assert d["der"] == pytest.approx((b - a) / d["total_s"], abs=1e-4)
