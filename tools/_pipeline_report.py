@@ -234,11 +234,14 @@ def speed_table(rows: dict) -> list[str]:
     if not sel:
         return ["No system run yet."]
     out = [
-        "Seconds of compute per second of audio (system mode, means over meetings; the load "
-        "time of the models is excluded).",
+        "Wall seconds per second of audio, end to end and per stage (`res.stats`, model "
+        "loading excluded), and the CPU seconds of the whole child process (imports and "
+        "loading included) per second of audio; system mode, pooled over meetings.",
         "",
-        "| speakers | meetings | audio s | end to end | " + " | ".join(STAGES) + " |",
-        "|---:|---:|---:|---:|" + "---:|" * len(STAGES),
+        "| speakers | meetings | audio s | CPU s / audio s (whole child) | end to end | "
+        + " | ".join(STAGES)
+        + " |",
+        "|---:|---:|---:|---:|---:|" + "---:|" * len(STAGES),
     ]
     for n in sorted({r["n_speakers"] for r in sel}):
         rs = [r for r in sel if r["n_speakers"] == n]
@@ -247,7 +250,12 @@ def speed_table(rows: dict) -> list[str]:
             sum(r["rtf"].get(k, 0.0) * r["stats"]["audio_s"] for r in rs) / audio
             for k in ["total"] + STAGES
         ]
-        out.append(f"| {n} | {len(rs)} | {audio:.0f} | " + " | ".join(num(c) for c in cols) + " |")
+        cpu = sum(r.get("child_cpu_s", float("nan")) for r in rs) / audio
+        out.append(
+            f"| {n} | {len(rs)} | {audio:.0f} | {num(cpu)} | "
+            + " | ".join(num(c) for c in cols)
+            + " |"
+        )
     return out
 
 

@@ -48,11 +48,13 @@ FRAME_S = 0.032
 # ---------------------------------------------------------------------------- child side
 
 
-def _components(whisper: str | None) -> dict:
-    """Components loaded once per child (the pipeline's own defaults otherwise)."""
+def _components(job: dict) -> dict:
+    """Component arguments of run_pipeline: a path, "none" (stage off) or the default."""
     out = {}
-    if whisper:
-        out["whisper"] = whisper
+    for key in ("whisper", "embedder", "separator"):
+        v = job.get(key)
+        if v:
+            out[key] = False if v == "none" else v
     return out
 
 
@@ -62,7 +64,7 @@ def _run(audio, job: dict, **oracles):
         return reference_result(job["reference"], job["duration_s"])
     from mlx_audio_stack.pipeline import run_pipeline
 
-    return run_pipeline(audio, **_components(job.get("whisper")), **oracles)
+    return run_pipeline(audio, **_components(job), **oracles)
 
 
 class _Result:
@@ -220,7 +222,7 @@ def job_single(job: dict) -> dict:
         else:
             from mlx_audio_stack.pipeline import run_pipeline
 
-            res = run_pipeline(str(path), whisper=whisper)
+            res = run_pipeline(str(path), **{**_components(job), "whisper": whisper})
             pipe = " ".join(w["word"] for w in sorted(res.words, key=lambda w: w["start"]))
         t2 = time.perf_counter()
         refs.append(text)
@@ -269,7 +271,7 @@ def job_memory(job: dict) -> dict:
     import soundfile as sf
     from mlx_audio_stack.pipeline import Pipeline
 
-    p = Pipeline(**_components(job.get("whisper")))
+    p = Pipeline(**_components(job))
     rss, pushed, t0 = [(0.0, _rss_mb(), 0.0)], 0.0, time.perf_counter()
     limit = job["minutes"] * 60.0
     with sf.SoundFile(job["path"]) as f:
@@ -309,7 +311,10 @@ def run_child(job: dict, timeout: float) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     cmd = [sys.executable, __file__, "--job", json.dumps(job), "--job-out", str(out)]
+    import resource
+
     t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         if p.returncode != 0 or not out.stat().st_size:
@@ -320,6 +325,10 @@ def run_child(job: dict, timeout: float) -> dict:
     finally:
         out.unlink(missing_ok=True)
     row["child_wall_s"] = round(time.perf_counter() - t0, 1)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the whole child (imports and model loading included): on a shared machine
+    # a steadier cost figure than wall time
+    row["child_cpu_s"] = round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1)
     row["loadavg"] = [round(x, 1) for x in os.getloadavg()]  # this machine is shared
     return row
 
@@ -361,6 +370,8 @@ def main() -> int:
     ap.add_argument("--memory", help="a long input (tools/make_meetings.py --hour) for RSS")
     ap.add_argument("--memory-minutes", type=float, default=60.0)
     ap.add_argument("--whisper", default=None, help="Whisper weights (default: the pipeline's)")
+    ap.add_argument("--embedder", default=None, help="embedder weights, or none (default: auto)")
+    ap.add_argument("--separator", default=None, help="separator weights, or none (default: auto)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per child run, seconds")
     ap.add_argument("--dry-run", action="store_true", help="score the references themselves")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "pipeline.md")
@@ -382,7 +393,12 @@ def main() -> int:
     if a.dry_run and a.out == ROOT / "reports" / "pipeline.md":
         a.out = Path(tempfile.gettempdir()) / "pipeline_dryrun.md"
     db_path = a.out.with_suffix(".json")
-    base = {"whisper": a.whisper, "dry_run": a.dry_run}
+    base = {
+        "whisper": a.whisper,
+        "embedder": a.embedder,
+        "separator": a.separator,
+        "dry_run": a.dry_run,
+    }
     jobs: list[tuple[str, str, dict]] = []
     folders = sorted({p for g in a.names for p in a.meetings.glob(g) if (p / "meta.json").exists()})
     for folder in folders:
