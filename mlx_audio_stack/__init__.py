@@ -39,6 +39,9 @@ _API = {
     "load_mossformer2": "mlx_audio_stack.models.mossformer2.load:load_model",
     "separate": "mlx_audio_stack.models.mossformer2.separate:separate",
     "StreamingSeparator": "mlx_audio_stack.models.mossformer2.stream:StreamingSeparator",
+    "Pipeline": "mlx_audio_stack.pipeline:Pipeline",
+    "PipelineConfig": "mlx_audio_stack.pipeline:PipelineConfig",
+    "run_pipeline": "mlx_audio_stack.pipeline:run_pipeline",
 }
 
 

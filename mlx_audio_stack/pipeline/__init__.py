@@ -1,0 +1,35 @@
+"""The multi-speaker pipeline: a noisy room, up to three people talking at once, one live
+transcript stream per speaker.
+
+Stages (each `state, out = stage.step(state, x)` with its state a value; the driver in
+`driver.py` is the only place that knows their order, and any stage can be swapped for an
+oracle in evaluation):
+
+    chunk (0.5 s) -> Silero VAD (32 ms frames; silence is skipped)
+      -> speech pieces (cut at pauses >= 0.25 s and at 2 s)
+      -> overlap detector (speakers per frame: 0/1/2/3)
+         1 speaker -> speaker embedding (ECAPA or the GE2E voice encoder)
+                   -> online tracker (stable ids S1, S2 ...; new-speaker detection;
+                      --max-speakers) -> that speaker's ASR stream
+         2-3       -> MossFormer2 on the piece (+0.5 s context) -> per source: energy and VAD
+                      check -> embedding -> tracker (sources of one window never share an id)
+                      -> ASR streams; without separation weights the piece goes to the
+                      dominant speaker and an overlap event says so
+      -> ASR stream per speaker: Whisper re-decodes the speaker's growing buffer every
+         `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on; the buffer
+         is trimmed at committed segment ends (whisper_streaming's policy)
+      -> events (JSON lines)
+
+Events: {"type": "partial" | "final" | "speaker" | "overlap", "speaker", "start", "end",
+"text", "words", "confidence", "source": "direct" | "separated", "emitted_at"}. Partial text may
+change until it is final; final text never changes. `emitted_at` is the audio time at which the
+event was decided (algorithmic latency = emitted_at - word end).
+
+Offline (a file) and live (stdin, microphone) run the same driver over 0.5 s chunks, so a
+file run and a live run of the same audio give the same finals.
+"""
+
+from .config import PipelineConfig
+from .driver import Pipeline, PipelineResult, run_pipeline
+
+__all__ = ["Pipeline", "PipelineConfig", "PipelineResult", "run_pipeline"]

@@ -1,0 +1,247 @@
+"""One speaker's live transcript: a growing audio buffer re-decoded by Whisper, with the
+LocalAgreement-2 commit policy of whisper_streaming (Macháček et al., 2023).
+
+Each speaker's speech pieces are appended to that speaker's own *stream* (its audio in the
+order it was spoken, the pauses between pieces shortened to `gap_s`); a time map turns stream
+times back into meeting times. Every `min_chunk_s` of new audio the whole buffer is decoded
+(the committed text that has scrolled out of the buffer is the prompt). A word is final once
+two consecutive decodes agree on it and on every word before it: final text never changes.
+The buffer is trimmed at the end of the last Whisper segment that is fully committed once it
+is longer than `buffer_trim_s`, so memory and decode cost stay bounded.
+
+Latency: a word becomes final one or two decodes after it was spoken (about 1-2 x
+`min_chunk_s`, plus the piece segmentation's delay): measured in reports/pipeline.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .config import SAMPLE_RATE, PipelineConfig
+
+_NORM = re.compile(r"[^\w']+")
+
+
+def _norm(word: str) -> str:
+    return _NORM.sub("", word.lower())
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word in stream time (seconds on the speaker's stream)."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Span:
+    """Stream [t0, t0 + dur) holds meeting audio [m0, m0 + dur) (from one piece)."""
+
+    t0: float
+    m0: float
+    dur: float
+    source: str  # "direct" | "separated"
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """The value a speaker's stream is: passed into `ASRStream.push/decode` and returned."""
+
+    speaker: str
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    buf_start: float = 0.0  # stream time of audio[0]
+    spans: tuple[Span, ...] = ()
+    last_meeting_end: float | None = None  # meeting time where the last piece ended
+    committed_tail: tuple[Word, ...] = ()  # the last committed words (for n-gram de-dup)
+    committed_end: float = 0.0  # stream time of the last committed word's end
+    scrolled_text: str = ""  # committed text before buf_start (the prompt), last chars
+    in_buffer_text: str = ""  # committed text inside the buffer (moves to scrolled on trim)
+    hypothesis: tuple[Word, ...] = ()  # last decode's uncommitted words
+    segment_ends: tuple[float, ...] = ()  # last decode's segment ends (stream time)
+    pending_s: float = 0.0  # audio appended since the last decode
+
+    @property
+    def stream_end(self) -> float:
+        return self.buf_start + self.audio.size / SAMPLE_RATE
+
+
+def to_meeting(spans: tuple[Span, ...], t: float) -> tuple[float, str]:
+    """Stream time -> (meeting time, source); times in a gap snap to the nearest span edge."""
+    best = None
+    for s in spans:
+        if s.t0 <= t <= s.t0 + s.dur:
+            return s.m0 + (t - s.t0), s.source
+        d = s.t0 - t if t < s.t0 else t - (s.t0 + s.dur)
+        if best is None or d < best[0]:
+            edge = s.m0 if t < s.t0 else s.m0 + s.dur
+            best = (d, edge, s.source)
+    return (best[1], best[2]) if best else (t, "direct")
+
+
+class ASRStream:
+    """Decodes speaker streams with one Whisper model (shared by every speaker)."""
+
+    def __init__(self, model, config: PipelineConfig):
+        from ..models.whisper.transcribe import get_tokenizer
+
+        self.model = model
+        self.cfg = config
+        self.tokenizer = get_tokenizer(model)
+
+    @staticmethod
+    def initial_state(speaker: str) -> StreamState:
+        return StreamState(speaker)
+
+    def push(
+        self, state: StreamState, audio: np.ndarray, meeting_start: float, source: str
+    ) -> StreamState:
+        """Append one piece (meeting time `meeting_start`) to the stream."""
+        parts, pending = [state.audio], state.pending_s
+        t = state.stream_end
+        if state.last_meeting_end is not None:
+            gap = meeting_start - state.last_meeting_end
+            if gap > 1e-3:  # a pause (or other speakers) since this speaker's last piece
+                g = int(round(min(gap, self.cfg.gap_s) * SAMPLE_RATE))
+                parts.append(np.zeros(g, np.float32))
+                t += g / SAMPLE_RATE
+                pending += g / SAMPLE_RATE
+        dur = audio.size / SAMPLE_RATE
+        parts.append(audio.astype(np.float32, copy=False))
+        spans = _drop_old(state.spans + (Span(t, meeting_start, dur, source),), state.buf_start)
+        return replace(
+            state,
+            audio=np.concatenate(parts),
+            spans=spans,
+            last_meeting_end=meeting_start + dur,
+            pending_s=pending + dur,
+        )
+
+    def ready(self, state: StreamState) -> bool:
+        return state.pending_s >= self.cfg.min_chunk_s
+
+    def decode(self, state: StreamState, final: bool = False) -> tuple[StreamState, list, list]:
+        """Re-decode the buffer; returns (state, committed words, partial words), both as
+        meeting-time dicts. With `final` everything decoded is committed (end of stream)."""
+        if state.audio.size == 0:
+            return replace(state, pending_s=0.0), [], []
+        words, seg_ends = self._transcribe(state)
+        new = [w for w in words if w.start > state.committed_end - 0.1]
+        new = _drop_repeated_tail(state.committed_tail, new, state.committed_end)
+        if final:
+            commit, rest = new, []
+        else:
+            commit, rest = _agree(state.hypothesis, new)
+        state = self._commit(state, commit)
+        state = replace(state, hypothesis=tuple(rest), segment_ends=seg_ends, pending_s=0.0)
+        state = self._trim(state, final)
+        return state, [self._out(state, w) for w in commit], [self._out(state, w) for w in rest]
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _transcribe(self, state: StreamState) -> tuple[list[Word], tuple[float, ...]]:
+        from ..models.whisper.transcribe import transcribe
+
+        prompt = state.scrolled_text[-self.cfg.prompt_chars :].strip() or None
+        opts = {"language": self.cfg.language} if self.cfg.language else {}
+        if self.cfg.beam_size:
+            opts["beam_size"] = self.cfg.beam_size
+        res = transcribe(
+            state.audio,
+            self.model,
+            initial_prompt=prompt,
+            word_timestamps=True,
+            temperature=self.cfg.temperature,
+            **opts,
+        )
+        off = state.buf_start
+        words = [
+            Word(w["word"], off + w["start"], off + w["end"], float(w.get("probability", 1.0)))
+            for s in res["segments"]
+            for w in s.get("words", [])
+            if w["word"].strip()
+        ]
+        return words, tuple(off + s["end"] for s in res["segments"] if s.get("words"))
+
+    def _commit(self, state: StreamState, commit: list[Word]) -> StreamState:
+        if not commit:
+            return state
+        text = "".join(w.text for w in commit)
+        return replace(
+            state,
+            committed_tail=(state.committed_tail + tuple(commit))[-5:],
+            committed_end=commit[-1].end,
+            in_buffer_text=state.in_buffer_text + text,
+        )
+
+    def _trim(self, state: StreamState, final: bool) -> StreamState:
+        """Cut the buffer at a committed segment end once it is long (bounded memory/cost)."""
+        length = state.audio.size / SAMPLE_RATE
+        cut = None
+        if length > self.cfg.buffer_trim_s or final:
+            ends = [t for t in state.segment_ends if t <= state.committed_end + 1e-3]
+            cut = max(ends) if ends else None
+            if final:
+                cut = state.stream_end
+        if cut is None and length > self.cfg.max_buffer_s:
+            cut = state.committed_end if state.committed_end > state.buf_start else None
+            if cut is None:  # nothing agreed in ~30 s: drop the oldest audio
+                cut = state.stream_end - self.cfg.buffer_trim_s
+        if cut is None or cut <= state.buf_start:
+            return state
+        n = int(round((cut - state.buf_start) * SAMPLE_RATE))
+        # committed words inside the buffer up to the cut become prompt text
+        scrolled = (state.scrolled_text + state.in_buffer_text)[-4 * self.cfg.prompt_chars :]
+        keep = "".join(w.text for w in state.committed_tail if w.start >= cut)
+        if keep and scrolled.endswith(keep):
+            scrolled = scrolled[: -len(keep)]
+        return replace(
+            state,
+            audio=state.audio[n:].copy(),
+            buf_start=state.buf_start + n / SAMPLE_RATE,
+            spans=_drop_old(state.spans, state.buf_start + n / SAMPLE_RATE),
+            scrolled_text=scrolled,
+            in_buffer_text=keep,
+            hypothesis=tuple(w for w in state.hypothesis if w.start >= cut),
+        )
+
+    def _out(self, state: StreamState, w: Word) -> dict:
+        start, source = to_meeting(state.spans, w.start)
+        end, _ = to_meeting(state.spans, w.end)
+        return {
+            "word": w.text.strip(),
+            "start": round(start, 3),
+            "end": round(max(end, start), 3),
+            "probability": round(w.probability, 4),
+            "source": source,
+        }
+
+
+def _agree(previous: tuple[Word, ...], new: list[Word]) -> tuple[list[Word], list[Word]]:
+    """LocalAgreement-2: the longest common prefix of two consecutive hypotheses is final."""
+    n = 0
+    while n < min(len(previous), len(new)) and _norm(previous[n].text) == _norm(new[n].text):
+        n += 1
+    return new[:n], new[n:]
+
+
+def _drop_repeated_tail(tail: tuple[Word, ...], new: list[Word], committed_end: float):
+    """Whisper often repeats the last committed words at the start of a new decode: drop an
+    n-gram (n <= 5) that equals the committed tail when it starts near the commit point."""
+    if not new or not tail or abs(new[0].start - committed_end) > 1.0:
+        return new
+    for n in range(min(len(tail), len(new), 5), 0, -1):
+        if [_norm(w.text) for w in tail[-n:]] == [_norm(w.text) for w in new[:n]]:
+            return new[n:]
+    return new
+
+
+def _drop_old(spans: tuple[Span, ...], buf_start: float) -> tuple[Span, ...]:
+    # spans wholly before the buffer are no longer needed (keep one for snapping)
+    keep = [s for s in spans if s.t0 + s.dur > buf_start - 1.0]
+    return tuple(keep) if keep else spans[-1:]

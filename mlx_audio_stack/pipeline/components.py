@@ -1,0 +1,124 @@
+"""Finding and loading each stage's weights. Missing optional weights degrade the run
+clearly (one note each, printed and kept in the result), never silently."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import WeightsError
+from ..paths import weights_dir
+
+# Whisper weights tried in this order when none is named (tiny.en first: real time on a CPU)
+WHISPER_DEFAULTS = (
+    "whisper-tiny.en",
+    "whisper-base",
+    "whisper-small",
+    "whisper-medium",
+    "whisper-large-v3",
+    "whisper-turbo",
+)
+SEPARATOR_DEFAULTS = ("mossformer2-ss-16k", "mossformer2-ss-16k-3spk", "mossformer2-whamr-16k")
+
+
+def _folder(x) -> Path | None:
+    return Path(x) if isinstance(x, (str, Path)) else None
+
+
+def load_whisper(whisper):
+    from ..models.whisper.load import load_cached
+    from ..models.whisper.model import Whisper
+
+    if isinstance(whisper, Whisper):
+        return whisper
+    path = _folder(whisper)
+    if path is None:
+        for name in WHISPER_DEFAULTS:
+            if (weights_dir() / name / "config.json").exists():
+                path = weights_dir() / name
+                break
+        else:
+            raise WeightsError(
+                f"no Whisper weights under {weights_dir()}: run `mas weights get whisper-tiny.en`"
+                " (or pass --model FOLDER)"
+            )
+    return load_cached(str(path))
+
+
+def load_vad(vad):
+    from ..models.silero_vad.load import load_vad as _load
+
+    if vad is not None and not isinstance(vad, (str, Path)):
+        return vad
+    path = _folder(vad) or weights_dir() / "silero-vad"
+    if not (path / "config.json").exists():
+        raise WeightsError(
+            f"{path}: no Silero VAD weights (the pipeline skips silence with them): "
+            "run `mas weights get silero-vad`"
+        )
+    return _load(path)
+
+
+def load_embedder(embedder, note: Callable[[str], None]):
+    """An embedder object (with .embed, .name), or None when there is none (noted)."""
+    if embedder is False:
+        note("speaker embedder off: every speech piece goes to S1")
+        return None
+    if embedder is not None and not isinstance(embedder, (str, Path)):
+        return embedder
+    from ..embedders import default_embedder
+    from ..embedders import load_embedder as _load
+
+    if embedder is not None:
+        return _load(embedder)
+    try:
+        emb, name = default_embedder()
+    except WeightsError as exc:
+        note(f"no speaker embedder ({exc}): every speech piece goes to S1")
+        return None
+    note(f"speaker embedder: {name}")
+    return emb
+
+
+def load_separator(separator, note: Callable[[str], None]):
+    from .stages import Separator
+
+    if separator is False:
+        note("separation off: overlapped speech goes to the dominant speaker")
+        return None
+    if separator is not None and not isinstance(separator, (str, Path)):
+        return separator if callable(separator) else Separator(separator)
+    from ..models.mossformer2.load import load_model
+
+    path = _folder(separator)
+    if path is None:
+        for name in SEPARATOR_DEFAULTS:
+            if (weights_dir() / name / "config.json").exists():
+                path = weights_dir() / name
+                break
+    if path is None:
+        note(
+            "no separation weights (weights/mossformer2-ss-16k; `mas weights get "
+            "mossformer2-ss-16k` on a connected machine): overlapped speech goes to the "
+            "dominant speaker"
+        )
+        return None
+    return Separator(load_model(path))
+
+
+def load_overlap(overlap, note: Callable[[str], None]):
+    from .stages import NoOverlapDetector
+
+    if overlap is False:
+        return NoOverlapDetector()
+    if overlap is not None:
+        return overlap
+    try:
+        from .overlap import default_overlap_detector
+    except ImportError:
+        default_overlap_detector = None
+    det = default_overlap_detector() if default_overlap_detector else None
+    if det is None:
+        note("no overlap detector: every speech piece counts as one speaker")
+        return NoOverlapDetector()
+    return det

@@ -1,0 +1,43 @@
+"""The pipeline's settings, in one dataclass (every field has a CLI flag or a sensible default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SAMPLE_RATE = 16000  # every stage runs at 16 kHz mono
+VAD_FRAME = 512  # Silero's chunk at 16 kHz: 32 ms
+FRAME_S = VAD_FRAME / SAMPLE_RATE  # 0.032 s per VAD frame
+
+
+@dataclass
+class PipelineConfig:
+    """Knobs of the multi-speaker pipeline. Times are in seconds."""
+
+    max_speakers: int = 3
+    # VAD (Silero, 32 ms frames) with hysteresis, as silero's get_speech_timestamps
+    vad_threshold: float = 0.5
+    vad_neg_threshold: float = 0.35
+    min_silence_s: float = 0.25  # a pause this long ends a speech piece
+    speech_pad_s: float = 0.1  # kept on each side of a piece
+    # speech pieces: the unit that is embedded, tracked and routed to one speaker's stream
+    max_piece_s: float = 2.0  # a longer run of speech is cut (a speaker change inside is found)
+    min_embed_s: float = 0.5  # shorter pieces are not embedded: they go to the last speaker
+    min_new_speaker_s: float = 1.0  # a new speaker is only opened from a piece this long
+    # tracker: cosine similarity to speaker centroids; None = the embedder's own threshold
+    tracker_threshold: float | None = None
+    centroid_memory: int = 30  # a centroid is the mean of at most this many recent pieces
+    # overlap: a piece whose frames say >= 2 speakers for this share goes to separation
+    overlap_min_share: float = 0.3
+    overlap_threshold: float = 0.5  # P(>= 2 speakers) for a frame to count as overlapped
+    separation_context_s: float = 0.5  # audio either side of an overlapped piece, for the separator
+    source_min_rms_db: float = -35.0  # a separated source this far below the mix is empty
+    # ASR streams (LocalAgreement-2, whisper_streaming)
+    min_chunk_s: float = 1.0  # decode a speaker's buffer when this much new audio arrived
+    buffer_trim_s: float = 15.0  # trim the buffer at the last committed word beyond this
+    max_buffer_s: float = 28.0  # Whisper sees 30 s: past this, commit what is old enough
+    prompt_chars: int = 200  # committed text scrolled out of the buffer, given as prompt
+    gap_s: float = 0.3  # silence inserted between a speaker's non-adjacent pieces
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    beam_size: int | None = None  # None: greedy
+    language: str | None = None
+    partials: bool = True  # emit partial events (uncommitted hypotheses)

@@ -1,0 +1,118 @@
+"""Live input for the pipeline: raw PCM from a stream (stdin) or the default microphone.
+
+`run_live(pipeline, chunks, on_event)` feeds chunks as they arrive and hands each event to
+`on_event` as soon as it is decided; Ctrl-C (KeyboardInterrupt), SIGTERM or the end of the
+input end it cleanly: the open piece is closed and every stream's text is made final.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
+
+import numpy as np
+
+from ..errors import AudioError, MasError
+from .config import SAMPLE_RATE
+
+
+class _Resampler:
+    """Streaming resampler to 16 kHz (soxr, which librosa already depends on)."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.stream = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            self.stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+
+    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.stream is None:
+            return x
+        return self.stream.resample_chunk(x, last=last)
+
+
+def pcm_chunks(
+    stream: BinaryIO, rate: int = SAMPLE_RATE, chunk_s: float = 0.5, name: str = "stdin"
+) -> Iterator[np.ndarray]:
+    """16-bit little-endian mono PCM at `rate` -> float32 chunks at 16 kHz. A dangling odd
+    byte at the end (input cut mid-sample) is dropped with a note on stderr."""
+    if rate <= 0:
+        raise AudioError(f"{name}: --rate must be positive, got {rate}")
+    res = _Resampler(rate)
+    nbytes = max(2, int(chunk_s * rate) * 2)
+    left = b""
+    while True:
+        data = stream.read(nbytes)
+        if not data:
+            break
+        data = left + data
+        cut = len(data) - len(data) % 2
+        data, left = data[:cut], data[cut:]
+        if data:
+            x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+            y = res(x)
+            if y.size:
+                yield y
+    if left:
+        print(f"mas pipeline: {name}: input ended mid-sample: 1 byte dropped", file=sys.stderr)
+    tail = res(np.zeros(0, np.float32), last=True)
+    if tail.size:
+        yield tail
+
+
+def mic_chunks(chunk_s: float = 0.5, device=None) -> Iterator[np.ndarray]:
+    """Chunks from the default (or `device`) microphone at 16 kHz mono, until interrupted."""
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as exc:
+        raise MasError(
+            f"microphone input needs the sounddevice package and PortAudio ({exc}): "
+            "pip install sounddevice; on Debian/Ubuntu also apt-get install libportaudio2"
+        ) from None
+    q: queue.Queue = queue.Queue()
+
+    def callback(indata, frames, t, status):  # runs on PortAudio's thread
+        q.put(indata[:, 0].copy())
+
+    block = int(chunk_s * SAMPLE_RATE)
+    try:
+        stream = sd.InputStream(
+            samplerate=SAMPLE_RATE,
+            channels=1,
+            dtype="float32",
+            blocksize=block,
+            device=device,
+            callback=callback,
+        )
+    except Exception as exc:  # PortAudio's own errors: no device, busy, bad rate
+        raise MasError(f"microphone: {exc}") from None
+    with stream:
+        while True:
+            yield q.get()
+
+
+def run_live(pipeline, chunks: Iterable[np.ndarray], on_event: Callable[[dict], None]) -> bool:
+    """Feed `chunks` into `pipeline`, passing events on as they come; always flushes.
+    Returns True when the input ended, False when it was interrupted (Ctrl-C / SIGTERM)."""
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    ended = True
+    try:
+        for chunk in chunks:
+            for ev in pipeline.push(chunk):
+                on_event(ev)
+    except KeyboardInterrupt:
+        ended = False
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    for ev in pipeline.flush():
+        on_event(ev)
+    return ended

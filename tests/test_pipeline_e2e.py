@@ -1,0 +1,174 @@
+"""The whole pipeline on real speech with real Whisper tiny.en and Silero VAD weights.
+
+Oracle stages (true sources, true speaker ids) isolate the orchestration; the run with the
+real components checks what a user gets from `mas pipeline --demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlx_audio_stack.pipeline import PipelineConfig, run_pipeline
+from mlx_audio_stack.pipeline.demo import demo_meeting
+from mlx_audio_stack.weights_get import get_weights
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pw")
+    out = {}
+    for name in ("whisper-tiny.en", "silero-vad"):
+        try:
+            out[name] = get_weights(name, root / name, offline=True)
+        except Exception as exc:  # the weights packages are not installed
+            pytest.skip(f"{name}: {exc}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def meeting():
+    return demo_meeting()
+
+
+def _wer(ref: str, hyp: str) -> float:
+    import re
+
+    import jiwer
+
+    def norm(s: str) -> str:  # case and punctuation do not count; "flour-fattened" is 2 words
+        return " ".join(re.sub(r"[^a-z']+", " ", s.lower()).split())
+
+    return jiwer.wer(norm(ref), norm(hyp) or "<empty>")
+
+
+def test_demo_meeting_is_deterministic_and_as_described(meeting):
+    again = demo_meeting()
+    np.testing.assert_array_equal(meeting.mix, again.mix)
+    assert meeting.sources.shape == (3, meeting.mix.size)
+    active = np.abs(meeting.sources) > 1e-4
+    # two overlaps: some samples have two speakers at once, none three
+    both = active.sum(axis=0)
+    assert 1.0 < (both == 2).sum() / 16000 < 4.0 and (both == 3).sum() == 0
+    assert [t[0] for t in meeting.turns] == ["1089", "2412", "3331", "1089", "2412", "3331"]
+
+
+def test_oracle_sources_and_ids_give_each_speaker_their_words(weights, meeting):
+    """Orchestration alone: with true sources and speaker ids every stream must carry its own
+    speaker's words (the remaining errors are Whisper's, on clean LibriSpeech)."""
+    res = run_pipeline(
+        meeting.mix,
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        oracle_sources=meeting.sources,
+        oracle_speakers=meeting.turns,
+    )
+    assert set(res.transcripts) == set(meeting.texts)
+    for spk, ref in meeting.texts.items():
+        assert _wer(ref, res.transcripts[spk]) < 0.2, (spk, res.transcripts[spk])
+    # the overlaps were detected from the sources and separated
+    ov = [e for e in res.events if e["type"] == "overlap"]
+    assert ov and all(e["separated"] for e in ov)
+    # final text never changes: each final word is emitted once, in time order per speaker
+    finals = [e for e in res.events if e["type"] == "final"]
+    for spk in meeting.texts:
+        words = [w for e in finals if e["speaker"] == spk for w in e["words"]]
+        assert " ".join(w["word"] for w in words) == res.transcripts[spk]
+        starts = [w["start"] for w in words]
+        assert starts == sorted(starts)
+    assert all(e["emitted_at"] >= e["end"] - 1e-6 for e in finals)
+
+
+def test_live_stdin_gives_the_same_finals_as_the_file_run(weights, tmp_path):
+    """`mas pipeline -` over raw PCM equals the file run on the same samples."""
+    import soundfile as sf
+
+    from mlx_audio_stack.paths import DEMO_CLIP
+
+    x, sr = sf.read(DEMO_CLIP, dtype="int16")
+    assert sr == 16000
+    file_res = run_pipeline(
+        x.astype(np.float32) / 32768.0,
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=False,
+        separator=False,
+        config=PipelineConfig(),
+    )
+    env = dict(os.environ, MAS_WEIGHTS_DIR=str(tmp_path))
+    cmd = [sys.executable, "-m", "mlx_audio_stack", "pipeline", "-", "--quiet"]
+    cmd += ["--model", str(weights["whisper-tiny.en"]), "--vad", str(weights["silero-vad"])]
+    cmd += ["--embedder", "none", "--separator", "none", "--out", str(tmp_path / "live")]
+    proc = subprocess.run(cmd, input=x.tobytes(), capture_output=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode()
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    live_finals = [e["text"] for e in events if e["type"] == "final"]
+    file_finals = [e["text"] for e in file_res.events if e["type"] == "final"]
+    assert live_finals == file_finals and live_finals
+    assert (
+        _wer(
+            "HE HOPED THERE WOULD BE STEW FOR DINNER TURNIPS AND CARROTS AND BRUISED POTATOES AND "
+            "FAT MUTTON PIECES TO BE LADLED OUT IN THICK PEPPERED FLOUR FATTENED SAUCE",
+            " ".join(live_finals),
+        )
+        < 0.2
+    )
+    out = tmp_path / "live"
+    for f in ("events.jsonl", "speakers/S1.txt", "stdin.rttm", "stdin.srt", "stdin.vtt"):
+        assert (out / f).stat().st_size > 0, f
+    assert not [p for p in out.rglob(".*") if p.is_file()]  # no temp files left
+
+
+def test_silence_gives_no_words_and_complete_outputs(weights, tmp_path):
+    res = run_pipeline(
+        np.zeros(16000 * 5, np.float32),
+        tmp_path / "o",
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=False,
+        separator=False,
+    )
+    assert res.transcripts == {} and res.words == []
+    assert (tmp_path / "o" / "report.md").exists()
+    assert (tmp_path / "o" / "meeting.rttm").read_text() == ""
+
+
+def test_bad_inputs_fail_clearly(weights, tmp_path):
+    from mlx_audio_stack.cli import main
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF1234WAVEjunk")
+    assert main(["pipeline", str(bad), "--model", str(weights["whisper-tiny.en"])]) == 1
+    assert main(["pipeline", "--demo", str(bad)]) == 1  # two inputs
+    assert main(["pipeline", str(Path(bad).with_name("missing.wav"))]) == 1
+
+
+def test_one_word_at_8khz_in_stereo(weights, shared_data, tmp_path):
+    """An FSDD digit (8 kHz, one word), written as a stereo file: resampled, mixed down."""
+    import soundfile as sf
+
+    x, sr = sf.read(shared_data / "fsdd" / "recordings" / "7_jackson_0.wav", dtype="float32")
+    assert sr == 8000
+    stereo = tmp_path / "seven.wav"
+    pad = np.zeros(4000, np.float32)
+    mono = np.concatenate([pad, x, pad])
+    sf.write(stereo, np.stack([mono, 0.5 * mono], axis=1), sr)
+    res = run_pipeline(
+        stereo,
+        tmp_path / "o",
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=False,
+        separator=False,
+    )
+    assert list(res.transcripts) == ["S1"]
+    assert "seven" in res.transcripts["S1"].lower() or "7" in res.transcripts["S1"]
+    assert (tmp_path / "o" / "seven.srt").read_text().count("[S1]") == 1

@@ -1,0 +1,158 @@
+"""The pipeline's stages alone, each with a known answer (no model weights needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from mlx_audio_stack.pipeline.asr import Span, Word, _agree, _drop_repeated_tail, to_meeting
+from mlx_audio_stack.pipeline.config import FRAME_S, SAMPLE_RATE, VAD_FRAME, PipelineConfig
+from mlx_audio_stack.pipeline.driver import _merge_turns
+from mlx_audio_stack.pipeline.live import pcm_chunks
+from mlx_audio_stack.pipeline.outputs import cues, rttm
+from mlx_audio_stack.pipeline.stages import OracleOverlap, OracleSeparator, Segmenter
+from mlx_audio_stack.pipeline.tracker import SpeakerTracker
+
+
+def _w(text, start, end=None):
+    return Word(text, start, end if end is not None else start + 0.3, 0.9)
+
+
+def test_local_agreement_commits_the_common_prefix_only():
+    prev = (_w(" Hello", 0.0), _w(" there,", 0.4), _w(" general", 0.8))
+    new = [_w(" hello", 0.0), _w(" there", 0.4), _w(" Kenobi", 0.8), _w(" said", 1.2)]
+    commit, rest = _agree(prev, new)
+    # case and punctuation do not block agreement; the first differing word does
+    assert [w.text for w in commit] == [" hello", " there"]
+    assert [w.text for w in rest] == [" Kenobi", " said"]
+    assert _agree((), new) == ([], new)
+
+
+def test_repeated_committed_tail_is_dropped_near_the_commit_point():
+    tail = (_w(" the", 1.0), _w(" cat", 1.3))
+    new = [_w(" the", 1.05), _w(" cat", 1.35), _w(" sat", 1.7)]
+    assert [w.text for w in _drop_repeated_tail(tail, new, 1.6)] == [" sat"]
+    far = [_w(" the", 5.0), _w(" cat", 5.3)]
+    assert _drop_repeated_tail(tail, far, 1.6) == far  # far from the commit point: kept
+
+
+def test_stream_time_maps_back_to_meeting_time():
+    spans = (Span(0.0, 10.0, 2.0, "direct"), Span(2.3, 20.0, 1.0, "separated"))
+    assert to_meeting(spans, 1.5) == (11.5, "direct")
+    assert to_meeting(spans, 2.8) == pytest.approx((20.5, "separated"))
+    t, _ = to_meeting(spans, 2.1)  # in the inserted gap: snaps to the nearest edge
+    assert t == pytest.approx(12.0)
+
+
+def test_segmenter_cuts_at_pauses_and_at_the_length_limit():
+    cfg = PipelineConfig(min_silence_s=0.25, max_piece_s=2.0, speech_pad_s=0.0)
+    seg = Segmenter(cfg)
+    f = int(round(1.0 / FRAME_S))  # frames per second (31)
+    probs = np.concatenate(
+        [np.zeros(f), np.ones(f), np.zeros(f), np.ones(3 * f), np.zeros(f)]
+    ).astype(np.float32)
+    st, pieces = seg.step(seg.initial_state(), probs)
+    st, last = seg.finish(st)
+    pieces += last
+    spans = [(p.start / SAMPLE_RATE, p.end / SAMPLE_RATE) for p in pieces]
+    assert spans[0] == pytest.approx((f * FRAME_S, 2 * f * FRAME_S))
+    # 3 s of speech: cut at 2 s, then the rest up to the pause
+    assert len(spans) == 3
+    assert spans[1][1] - spans[1][0] == pytest.approx(2.0, abs=FRAME_S)
+    assert spans[2][0] == spans[1][1] and not pieces[2].onset
+    assert spans[2][1] == pytest.approx(6 * f * FRAME_S)
+
+
+def test_segmenter_result_does_not_depend_on_how_frames_arrive():
+    rng = np.random.default_rng(0)
+    probs = (rng.random(700) > 0.4).astype(np.float32)
+    seg = Segmenter(PipelineConfig())
+    whole = seg.step(seg.initial_state(), probs)[1]
+    st, parts = seg.initial_state(), []
+    for i in range(0, probs.size, 7):
+        st, p = seg.step(st, probs[i : i + 7])
+        parts += p
+    assert parts == whole
+
+
+def test_tracker_keeps_stable_ids_and_respects_max_speakers():
+    rng = np.random.default_rng(1)
+    centers = np.eye(4, 64)  # four orthogonal "voices"
+    tr = SpeakerTracker(threshold=0.6, max_speakers=3, memory=5)
+    st = tr.initial_state()
+    truth, got = [], []
+    for _ in range(60):
+        k = int(rng.integers(0, 3))
+        e = centers[k] + 0.05 * rng.standard_normal(64)  # cosine to its voice ~0.93
+        st, ids, _ = tr.assign(st, e[None], [1.5])
+        truth.append(k)
+        got.append(ids[0])
+    mapping = {}
+    for k, g in zip(truth, got):
+        mapping.setdefault(k, g)
+        assert mapping[k] == g  # the same voice always gets the same id
+    assert len(set(got)) == 3
+    # a fourth voice with max_speakers 3 opens nothing: it joins an existing speaker
+    st, ids, news = tr.assign(st, centers[3][None], [3.0])
+    assert ids[0] in set(got) and not news[0]
+    assert len(st.ids) == 3
+    assert all(r.shape == (5, 64) for r in st.rings)  # fixed-size memory
+
+
+def test_tracker_short_pieces_do_not_open_speakers():
+    tr = SpeakerTracker(threshold=0.6, max_speakers=3, min_new_speaker_s=1.0)
+    st, ids, _ = tr.assign(tr.initial_state(), np.eye(2, 8)[:1], [2.0])
+    st, ids2, news = tr.assign(st, np.eye(2, 8)[1:], [0.5])  # new voice, too short
+    assert ids2 == ids and news == [False]
+
+
+def test_tracker_separated_sources_never_share_an_id():
+    tr = SpeakerTracker(threshold=0.6, max_speakers=3)
+    c = np.eye(3, 16)
+    st = tr.initial_state()
+    st, a, _ = tr.assign(st, c[:1], [2.0])
+    st, b, _ = tr.assign(st, c[1:2], [2.0])
+    # two sources that both look like speaker a: jointly they must get different ids
+    both = np.stack([c[0], 0.9 * c[0] + 0.1 * c[1]])
+    st, ids, _ = tr.assign(st, both, [2.0, 2.0], distinct=True)
+    assert ids[0] == a[0] and ids[1] != ids[0]
+
+
+def test_oracle_overlap_and_separator_follow_the_sources():
+    n = 10 * VAD_FRAME
+    s = np.zeros((2, n), np.float32)
+    s[0, : 6 * VAD_FRAME] = 0.1
+    s[1, 4 * VAD_FRAME :] = 0.1
+    det = OracleOverlap(s)
+    _, probs = det.step(det.initial_state(), np.zeros(n, np.float32))
+    assert probs.argmax(axis=1).tolist() == [1, 1, 1, 1, 2, 2, 1, 1, 1, 1]
+    sep = OracleSeparator(s)
+    out = sep(np.zeros(100, np.float32), 5 * VAD_FRAME)
+    np.testing.assert_array_equal(out, s[:, 5 * VAD_FRAME : 5 * VAD_FRAME + 100])
+
+
+def test_pcm_chunks_resample_and_drop_a_dangling_byte(capsys):
+    t = np.arange(8000) / 8000
+    x = (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    raw = x.tobytes() + b"\x01"  # cut mid-sample
+    y = np.concatenate(list(pcm_chunks(io.BytesIO(raw), rate=8000, chunk_s=0.25)))
+    assert abs(y.size - 16000) <= 16
+    assert "1 byte dropped" in capsys.readouterr().err
+    # the tone survives resampling (peak near 0.5 at 440 Hz)
+    spec = np.abs(np.fft.rfft(y[2000:14000]))
+    assert abs(np.argmax(spec) * SAMPLE_RATE / 12000 - 440) < 5
+
+
+def test_turns_merge_and_outputs_render():
+    turns = _merge_turns([("S1", 0.0, 2.0), ("S1", 2.0, 3.0), ("S2", 2.5, 4.0), ("S1", 5.0, 6.0)])
+    assert turns == [("S1", 0.0, 3.0), ("S2", 2.5, 4.0), ("S1", 5.0, 6.0)]
+    text = rttm(turns, "m 1")
+    assert text.splitlines()[1] == "SPEAKER m_1 1 2.500 1.500 <NA> <NA> S2 <NA> <NA>"
+    words = [
+        {"speaker": "S1", "word": "hi", "start": 0.0, "end": 0.2},
+        {"speaker": "S2", "word": "yo", "start": 0.3, "end": 0.5},
+        {"speaker": "S1", "word": "there", "start": 0.6, "end": 0.9},
+    ]
+    assert [c[2] for c in cues(words)] == ["[S1] hi", "[S2] yo", "[S1] there"]
