@@ -55,7 +55,25 @@ def _components(job: dict) -> dict:
         v = job.get(key)
         if v:
             out[key] = False if v == "none" else v
+    if str(out.get("separator", "")).startswith("random"):
+        out["separator"] = random_separator(int(out["separator"].partition(":")[2] or 2))
     return out
+
+
+def random_separator(num_spks: int = 2):
+    """Full-size MossFormer2_SS_16K in the real layout with seeded random weights (cost only:
+    its output is noise), wrapped as the pipeline's separation stage."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from mlx_audio_stack.models.mossformer2 import ModelArgs, MossFormer2
+    from mlx_audio_stack.pipeline.stages import Separator
+
+    mx.random.seed(0)
+    m = MossFormer2(ModelArgs(num_spks=num_spks))
+    m.load_weights([(k, mx.random.normal(v.shape) * 0.05) for k, v in tree_flatten(m.parameters())])
+    mx.eval(m.parameters())
+    return Separator(m)
 
 
 def _run(audio, job: dict, **oracles):
@@ -269,6 +287,7 @@ def job_memory(job: dict) -> dict:
     """Push a long file through a live Pipeline; RSS after every `every_s` of audio."""
     import numpy as np
     import soundfile as sf
+
     from mlx_audio_stack.pipeline import Pipeline
 
     p = Pipeline(**_components(job))
@@ -371,7 +390,11 @@ def main() -> int:
     ap.add_argument("--memory-minutes", type=float, default=60.0)
     ap.add_argument("--whisper", default=None, help="Whisper weights (default: the pipeline's)")
     ap.add_argument("--embedder", default=None, help="embedder weights, or none (default: auto)")
-    ap.add_argument("--separator", default=None, help="separator weights, or none (default: auto)")
+    ap.add_argument(
+        "--separator",
+        default=None,
+        help="separator weights, none, or random[:S] (random weights, cost only)",
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="per child run, seconds")
     ap.add_argument("--dry-run", action="store_true", help="score the references themselves")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "pipeline.md")
