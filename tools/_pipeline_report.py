@@ -70,10 +70,10 @@ def _lat(r: dict, key: str) -> str:
 
 def meetings_table(rows: dict) -> list[str]:
     out = [
-        "| meeting | spk | overlap | SNR | mode | cpWER | tcpWER | DER | JER | overlap P / R | "
+        "| meeting | s | spk | overlap | SNR | mode | cpWER | tcpWER | DER | JER | overlap P / R | "
         "spk found (err) | final-word lat. s med / p90 | first-word lat. s med / p90 | RTF | "
         "peak RSS MB |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = list(ABLATION) + ["sep+spk", "sep"]
 
@@ -88,7 +88,8 @@ def meetings_table(rows: dict) -> list[str]:
         od = r["overlap_detection"]
         snr = "clean" if r["snr_db"] is None else f"{r['snr_db']:g} dB"
         out.append(
-            f"| {r['meeting']} | {r['n_speakers']} | {100 * r['overlap']:.0f} % | {snr} | "
+            f"| {r['meeting']} | {r['duration_s']:.0f} | {r['n_speakers']} | "
+            f"{100 * r['overlap']:.0f} % | {snr} | "
             f"{r['mode']} | {pct(r['cpwer']['error_rate'])} | {pct(r['tcpwer']['error_rate'])} | "
             f"{pct(r['diarization']['der'])} | {pct(r['diarization']['jer'])} | "
             f"{num(od['precision'])} / {num(od['recall'])} | "
