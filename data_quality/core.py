@@ -95,6 +95,7 @@ class QAResult:
     checks_run: list[str]
     stats: dict
     seconds: float
+    files: dict = field(default_factory=dict)  # audio -> fingerprint, bound into the verdict
 
     @property
     def passed(self) -> bool:
@@ -111,7 +112,7 @@ class QAResult:
         return out
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "findings"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("findings", "files")}
         d.update(
             passed=self.passed,
             failed_checks=self.failed_checks,
@@ -172,4 +173,5 @@ def run_suite(
         ran,
         manifest_stats(ctx),
         round(time.perf_counter() - t0, 3),
+        ctx.cache.get("gate_files", {}),
     )

@@ -7,6 +7,8 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from mlx_audio_stack.formats import write_atomic
+
 from .core import CHECKS, QAResult
 
 ROWS_PER_KIND = 15
@@ -156,7 +158,7 @@ def write_markdown(
         lines += ["", "## Plots", ""] + [f"![{t}]({p})" for t, p in plots]
     elif plots is not None:
         lines += ["", "Plots skipped: matplotlib is not installed."]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -164,5 +166,5 @@ def write_json(result: QAResult, path: Path | None) -> str:
     """JSON for machines; to `path`, or returned as a string when path is None."""
     text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False)
     if path is not None:
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        write_atomic(path, text + "\n")
     return text

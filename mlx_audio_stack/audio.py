@@ -3,6 +3,9 @@ to mono float32 at the rate a model wants; plus streamed block reading for long 
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +17,102 @@ from .errors import AudioError
 SAMPLE_RATE = 16000  # every model here runs at 16 kHz unless it says otherwise
 
 
-def _open_info(path: Path) -> sf._SoundFileInfo:
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, expected an audio file")
+MAX_ABS = 1e5  # larger samples are refused: float audio lives in [-1, 1] (int16 values: 32768)
+_UNKNOWN_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF)  # sizes streaming writers leave in a WAV header
+
+
+def check_regular_file(path: str | Path) -> os.stat_result:
+    """stat() a path that must be a readable regular file, without opening it (opening a FIFO
+    blocks until a writer appears). Raises AudioError naming the file and what it is."""
+    path = Path(path)
     try:
-        return sf.info(str(path))
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot access ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(f"{path}: is a directory, expected an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "not a regular file"
+        )
+        raise AudioError(f"{path}: is {kind}; expected a regular audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied (not readable)")
+    return st
+
+
+def wav_truncation(path: str | Path, size: int) -> str | None:
+    """For a RIFF/RIFX WAVE file: a message when its 'data' chunk declares more bytes than the
+    file holds (libsndfile silently shrinks the frame count), else None. Other formats: None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+                return None
+            endian = "<" if head[:4] == b"RIFF" else ">"
+            pos, align = 12, 1
+            for _ in range(1000):  # chunks before 'data' (fmt, LIST, fact...); bounded walk
+                f.seek(pos)
+                hdr = f.read(8)
+                if len(hdr) < 8:
+                    return None
+                cid, (n,) = hdr[:4], struct.unpack(endian + "I", hdr[4:])
+                if cid == b"fmt ":
+                    fmt = f.read(16)
+                    if len(fmt) == 16:
+                        align = max(1, struct.unpack(endian + "H", fmt[12:14])[0])
+                elif cid == b"data":
+                    held = size - (pos + 8)
+                    if n in _UNKNOWN_SIZES or n - held < align:
+                        return None
+                    return (
+                        f"truncated: the WAV header declares {n} bytes of audio data, "
+                        f"the file holds {max(0, held)}"
+                    )
+                pos += 8 + n + (n & 1)
+    except OSError:
+        return None
+    return None
+
+
+def audio_info(path: str | Path, allow_empty: bool = False) -> sf._SoundFileInfo:
+    """Header of an audio file after the checks every reader needs: a readable regular file
+    (FIFOs, devices, folders refused before opening), a WAV not cut short, and (unless
+    `allow_empty`) at least one sample. Raises AudioError naming the file and the problem."""
+    path = Path(path)
+    st = check_regular_file(path)
+    try:
+        info = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError variants
         raise AudioError(f"{path}: not a readable audio file ({exc})") from exc
+    cut = wav_truncation(path, st.st_size)
+    if cut:
+        raise AudioError(f"{path}: {cut}")
+    if info.frames == 0 and not allow_empty:
+        raise AudioError(f"{path}: empty: the file holds no audio (0 samples)")
+    return info
+
+
+_open_info = audio_info  # old private name, still used by callers
+
+STREAM_SECONDS = 15 * 60  # longer inputs are read block by block (bounded memory)
+STREAM_SAMPLES = 1 << 24  # so are files with more samples (all channels): 64 MB as float32
+BLOCK_SAMPLES = 1 << 22  # at most this many samples (all channels) per streamed block: 16 MB
+
+
+def is_long(info: sf._SoundFileInfo) -> bool:
+    """Whether a file should be streamed rather than read whole (duration or decoded size)."""
+    return info.frames / info.samplerate > STREAM_SECONDS or info.frames * info.channels > (
+        STREAM_SAMPLES
+    )
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
@@ -43,13 +133,22 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 def check_finite(x: np.ndarray, name: str, policy: str = "error") -> np.ndarray:
-    """NaN/inf samples: raise (policy 'error') or replace by 0 ('zero')."""
+    """NaN/inf samples: raise (policy 'error') or replace by 0 ('zero'). Samples beyond
+    +-MAX_ABS (finite but absurd, e.g. audio scaled by 1e30) always raise: the models'
+    power spectra would overflow to inf and their outputs to NaN."""
     bad = ~np.isfinite(x)
     if bad.any():
         if policy == "zero":
             x = np.where(bad, 0.0, x).astype(np.float32)
         else:
             raise AudioError(f"{name}: {int(bad.sum())} of {x.size} samples are NaN or inf")
+    if x.size:
+        peak = float(np.max(np.abs(x)))
+        if peak > MAX_ABS:
+            raise AudioError(
+                f"{name}: sample magnitude {peak:.3g} is out of range (expected at most "
+                f"{MAX_ABS:g}; float audio is in [-1, 1])"
+            )
     return x
 
 
@@ -59,7 +158,7 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE, nonfinite: str = "error"
     Raises AudioError naming the file for missing, unreadable, truncated or non-finite input.
     """
     path = Path(path)
-    info = _open_info(path)
+    info = audio_info(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
@@ -94,24 +193,51 @@ def as_audio(
 
 
 def stream_audio(
-    path: str | Path, block_s: float = 60.0, sr: int = SAMPLE_RATE
+    path: str | Path, block_s: float = 60.0, sr: int = SAMPLE_RATE, nonfinite: str = "error"
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of about `block_s` seconds at `sr`: bounded memory for long files.
 
-    Each block is resampled on its own; a block boundary costs a negligible edge effect at
-    the resampler's filter length (a few ms) which the 30 s Whisper windows never straddle blindly.
+    The file is checked (`audio_info`) when this is called, before the first block. Resampling
+    runs as one continuous soxr stream (same quality as `resample`), so the concatenated
+    blocks equal `load_audio` of the whole file.
     """
     path = Path(path)
-    info = _open_info(path)
-    blocksize = max(1, int(block_s * info.samplerate))
+    info = audio_info(path)
+    frames = min(int(block_s * info.samplerate), BLOCK_SAMPLES // info.channels)
+    return _blocks(path, info, max(1, frames), sr, nonfinite)
+
+
+def _blocks(path: Path, info, blocksize: int, sr: int, nonfinite: str) -> Iterator[np.ndarray]:
+    import soxr
+
+    rs = (
+        None
+        if info.samplerate == sr
+        else soxr.ResampleStream(info.samplerate, sr, 1, "float32", "HQ")
+    )
+    done = out = 0
     try:
         with sf.SoundFile(str(path)) as f:
             while True:
                 data = f.read(blocksize, dtype="float32", always_2d=True)
                 if data.shape[0] == 0:
                     break
-                yield resample(check_finite(to_mono(data), str(path)), info.samplerate, sr)
+                done += data.shape[0]
+                x = check_finite(to_mono(data), str(path), nonfinite)
+                if rs is not None:
+                    x = rs.resample_chunk(x)
+                out += x.size
+                if x.size:
+                    yield x
     except AudioError:
         raise
     except Exception as exc:
         raise AudioError(f"{path}: cannot decode audio ({exc})") from exc
+    if done < info.frames:
+        raise AudioError(f"{path}: truncated: header says {info.frames} frames, decoded {done}")
+    if rs is not None:  # the resampler's tail, zero-padded to librosa's length ceil(n * ratio)
+        tail = rs.resample_chunk(np.zeros(0, np.float32), last=True)
+        want = -(-done * sr // info.samplerate) - out
+        tail = np.pad(tail, (0, max(0, want - tail.size)))[: max(0, want)]
+        if tail.size:
+            yield tail.astype(np.float32, copy=False)

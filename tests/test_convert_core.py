@@ -135,3 +135,117 @@ def test_strict_load_names_every_difference():
     msg = str(e.value)
     assert "layers.1.bias" in msg and "extra.weight" in msg
     assert "layers.0.weight: expected (3, 4), got (4, 4)" in msg
+
+
+# ---------------------------------------------------------------- hostile-input guards (issue 16)
+def test_byte_cap_is_stated_and_overridable(tmp_path, monkeypatch):
+    require("torch", "pip install torch==2.13.0")
+    import torch
+
+    torch.save({"w": torch.ones(16)}, tmp_path / "c.pt")
+    monkeypatch.setenv("MAS_MAX_CHECKPOINT_BYTES", "32")
+    with pytest.raises(ConversionError, match=r"c\.pt.*over 32 bytes.*MAS_MAX_CHECKPOINT_BYTES"):
+        load_torch_checkpoint(tmp_path / "c.pt")
+    monkeypatch.setenv("MAS_MAX_CHECKPOINT_BYTES", "64")
+    np.testing.assert_array_equal(load_torch_checkpoint(tmp_path / "c.pt")["w"], np.ones(16))
+
+
+def test_views_sharing_one_storage_read_it_once_and_only_as_far_as_needed(tmp_path):
+    require("torch", "pip install torch==2.13.0")
+    import torch
+
+    base = torch.arange(1000, dtype=torch.float32)
+    torch.save({"head": base[:4], "mid": base[10:20:2]}, tmp_path / "v.pt")
+    got = load_torch_checkpoint(tmp_path / "v.pt")
+    np.testing.assert_array_equal(got["head"], np.arange(4, dtype=np.float32))
+    np.testing.assert_array_equal(got["mid"], np.arange(10, 20, 2, dtype=np.float32))
+
+
+def test_checked_args_types_ranges_and_divisibility():
+    from mlx_audio_stack.models.whisper.model import OFFICIAL_DIMS, ModelDimensions
+
+    good = OFFICIAL_DIMS["tiny"].to_dict()
+    assert ModelDimensions.from_dict(good) == OFFICIAL_DIMS["tiny"]
+    assert ModelDimensions.from_dict({**good, "n_mels": 80.0}).n_mels == 80  # integral float
+    cases = {
+        "n_audio_head": (5.5, "expected an integer"),
+        "n_audio_layer": (-1, r"out of range \[1, 1024\]"),
+        "n_vocab": (10**12, r"out of range \[1, 10000000\]"),
+        "n_text_head": (5, "not divisible"),
+        "n_mels": ("80", "expected an integer"),
+    }
+    for key, (value, msg) in cases.items():
+        with pytest.raises(WeightsError, match=f"{key}.*{msg}|{msg}.*{key}"):
+            ModelDimensions.from_dict({**good, key: value}, "cfg.json")
+    with pytest.raises(ConversionError, match=r"unknown args \['bogus'\]"):
+        ModelDimensions.from_dict({**good, "bogus": 1}, "cfg.json", ConversionError)
+    with pytest.raises(WeightsError, match=r"missing args \['n_mels'\]"):
+        ModelDimensions.from_dict({k: v for k, v in good.items() if k != "n_mels"})
+
+
+def test_safetensors_header_accepts_mlx_files_and_names_overlaps(tmp_path):
+    import json
+    import struct
+
+    from mlx_audio_stack.weights_io import load_safetensors, safetensors_header
+
+    mx.save_safetensors(str(tmp_path / "ok.safetensors"), {"a": mx.zeros((2, 3)), "b": mx.ones(4)})
+    assert sorted(safetensors_header(tmp_path / "ok.safetensors")) == ["a", "b"]
+    assert load_safetensors(tmp_path / "ok.safetensors")["b"].tolist() == [1, 1, 1, 1]
+    h = json.dumps(
+        {
+            "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+            "b": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
+        }
+    ).encode()
+    (tmp_path / "bad.safetensors").write_bytes(struct.pack("<Q", len(h)) + h + bytes(16))
+    with pytest.raises(WeightsError, match=r"bad\.safetensors: tensors 'a' and 'b' overlap"):
+        load_safetensors(tmp_path / "bad.safetensors")
+
+
+def test_hyperparams_arithmetic_is_bounded(tmp_path):
+    from mlx_audio_stack.convert.ecapa import read_hyperparams
+
+    hp = tmp_path / "hyperparams.yaml"
+    hp.write_text("n: 8\nk: !ref <n> ** 3 // 2\nbig: !ref <n> ** <n> ** <n>\n")
+    with pytest.raises(ConversionError, match=r"hyperparams\.yaml.*8 \*\* 16777216 exceeds"):
+        read_hyperparams(hp)
+    hp.write_text("n: 8\nk: !ref <n> ** 3 // 2\n")
+    assert read_hyperparams(hp)["k"] == 256
+
+
+def test_symlinks_may_not_leave_the_folder_except_into_a_hub_snapshots_blobs(tmp_path):
+    import os
+
+    from mlx_audio_stack.weights_io import inside
+
+    repo = tmp_path / "models--org--name"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "blobs" / "f00d").write_text("{}")
+    (tmp_path / "secret").write_text("x")
+    os.symlink("../../blobs/f00d", snap / "tokenizer.json")  # how the hub cache stores files
+    os.symlink("../../../secret", snap / "vocab.json")
+    assert inside(snap / "tokenizer.json", snap, "a symlink") == repo / "blobs" / "f00d"
+    with pytest.raises(WeightsError, match=r"vocab\.json: a symlink leads outside"):
+        inside(snap / "vocab.json", snap, "a symlink")
+    with pytest.raises(WeightsError, match="leads outside"):
+        inside("../../etc/passwd", snap, "tokenizer path")
+
+
+def test_outputs_in_impossible_places_are_one_line_errors(tmp_path):
+    from mlx_audio_stack.atomic import atomic_output
+    from mlx_audio_stack.errors import MasError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MasError, match="exists and is not a folder"):
+        save_model_dir(tmp_path / "file", {"a": mx.zeros(2)}, {"model_type": "x"}, overwrite=True)
+    assert (tmp_path / "file").read_text() == "x"
+    with pytest.raises(MasError, match="is a folder"):
+        with atomic_output(tmp_path):
+            pass
+    with pytest.raises(MasError, match="cannot write there"):
+        with atomic_output(tmp_path / "file" / "sub.txt"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -156,3 +156,35 @@ def test_turns_merge_and_outputs_render():
         {"speaker": "S1", "word": "there", "start": 0.6, "end": 0.9},
     ]
     assert [c[2] for c in cues(words)] == ["[S1] hi", "[S2] yo", "[S1] there"]
+
+
+def test_a_piece_is_cut_at_its_overlapped_run():
+    from mlx_audio_stack.pipeline.driver import split_by_overlap
+    from mlx_audio_stack.pipeline.stages import Piece
+
+    cfg = PipelineConfig(overlap_min_s=0.2, overlap_bridge_s=0.3)
+    n = 62  # ~2 s of 32 ms frames
+    counts = np.ones(n, np.int64)
+    counts[31:47] = 2  # 0.5 s of two speakers in the middle
+    counts[10] = 2  # one stray frame: too short to count
+    ov = np.eye(4, dtype=np.float32)[counts]
+    piece = Piece(0, n * VAD_FRAME, True)
+    parts = split_by_overlap(piece, ov, FRAME_S, cfg)
+    assert [(p.start, p.end, c) for p, c in parts] == [
+        (0, 31 * VAD_FRAME, 1),
+        (31 * VAD_FRAME, 47 * VAD_FRAME, 2),
+        (47 * VAD_FRAME, n * VAD_FRAME, 1),
+    ]
+    assert parts[0][0].onset and not parts[2][0].onset
+    # an overlap near the end swallows the short remainder
+    counts[:] = 1
+    counts[50:60] = 3
+    parts = split_by_overlap(piece, np.eye(4, dtype=np.float32)[counts], FRAME_S, cfg)
+    assert [(p.start, p.end, c) for p, c in parts] == [
+        (0, 50 * VAD_FRAME, 1),
+        (50 * VAD_FRAME, n * VAD_FRAME, 3),
+    ]
+    # no overlap: the piece as it is
+    assert split_by_overlap(piece, np.eye(4, dtype=np.float32)[np.ones(n, int)], FRAME_S, cfg) == [
+        (piece, 1)
+    ]

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections import defaultdict
 
 import numpy as np
 import soundfile as sf
+
+from mlx_audio_stack.audio import MAX_ABS, wav_truncation
+from mlx_audio_stack.data.fingerprint import fingerprint, full_hash
 
 from ..core import Context, Finding, check
 from ._util import num, rid
 from .schema import TOL_S
 
 TAIL_FRAMES = 256  # frames read at the end of each file: a truncated file fails here
-FP_BYTES = 16384  # bytes hashed at each end of a file for the cheap content fingerprint
 BLOCK_FRAMES = 1 << 16  # deep mode reads this many frames at a time
 CLIP_LEVEL = 0.999
 CLIP_WARN, CLIP_ERROR = 0.001, 0.01  # share of samples at full scale
@@ -24,22 +27,18 @@ SILENCE_RMS = 1e-4  # -80 dBFS: no real recording is this quiet
 DC_WARN, DC_ERROR = 0.01, 0.05
 
 
-def _file_fingerprint(path: str, size: int) -> str:
-    h = hashlib.sha1(str(size).encode())
-    with open(path, "rb") as f:
-        h.update(f.read(FP_BYTES))
-        if size > 2 * FP_BYTES:
-            f.seek(size - FP_BYTES)
-            h.update(f.read(FP_BYTES))
-    return h.hexdigest()
-
-
-def _probe_file(path: str) -> tuple[str | None, tuple | None, str | None]:
-    """(problem kind, (sr, channels, frames), detail) for one file, reading header and tail."""
+def _probe_file(path: str) -> tuple[str | None, tuple | None, str | dict | None]:
+    """(problem kind, (sr, channels, frames), detail) for one file, reading header and tail.
+    Without a problem, detail is the file's gate fingerprint (size, mtime, partial hash)."""
     try:
-        size = os.path.getsize(path)
-    except OSError:
+        st = os.stat(path)
+    except FileNotFoundError:
         return "missing", None, "no such file"
+    except OSError as exc:
+        return "unreadable", None, exc.strerror
+    if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block: refuse before open()
+        return "unreadable", None, "not a regular file (a FIFO, device or folder)"
+    size = st.st_size
     try:
         with sf.SoundFile(path) as f:
             head = (f.samplerate, f.channels, f.frames)
@@ -53,16 +52,27 @@ def _probe_file(path: str) -> tuple[str | None, tuple | None, str | None]:
         return ("truncated" if "seek" in str(exc).lower() else "unreadable"), None, str(exc)
     except Exception as exc:  # soundfile raises several types for broken files
         return "unreadable", None, str(exc)[:200]
-    return None, head, _file_fingerprint(path, size)
+    cut = wav_truncation(path, size)
+    if cut:
+        return "truncated", head, cut
+    if head[2] == 0:
+        return "empty", head, "no audio (0 samples)"
+    try:
+        return None, head, fingerprint(path)
+    except OSError as exc:
+        return "unreadable", head, str(exc)
 
 
 @check("audio", "files exist and decode; rate/channels/duration match the header; not truncated")
 def audio_cheap(ctx: Context) -> list[Finding]:
     by_file: dict[str, list[int]] = defaultdict(list)
+    audio_of: dict[str, set[str]] = defaultdict(set)  # file -> the manifest's strings for it
     for i, rec in enumerate(ctx.records):
         if isinstance(rec.get("audio"), str):
-            by_file[ctx.manifest.audio_file(rec)].append(i)
-    headers, fps, out = {}, {}, []
+            path = ctx.manifest.audio_file(rec)
+            by_file[path].append(i)
+            audio_of[path].add(rec["audio"])
+    headers, fps, out, gate_files = {}, {}, [], {}
     items = by_file.items()
     if ctx.progress and len(by_file) > 2000:
         from tqdm import tqdm
@@ -71,16 +81,20 @@ def audio_cheap(ctx: Context) -> list[Finding]:
     for path, idx in items:
         kind, head, detail = _probe_file(path)
         if kind:
-            exp = {"missing": "an existing file", "truncated": "a complete file"}.get(
-                kind, "a readable audio file"
-            )
+            exp = {
+                "missing": "an existing file",
+                "truncated": "a complete file",
+                "empty": "at least one sample",
+            }.get(kind, "a readable audio file")
             out.append(
                 Finding(f"audio.{kind}", "error", path, exp, f"{detail} ({len(idx)} records)")
             )
             if head is None:
                 continue
         else:
-            fps[path] = detail
+            fps[path] = detail["partial"]
+            for a in audio_of[path]:
+                gate_files[a] = detail
         headers[path] = head
         sr, ch, frames = head
         file_dur = frames / sr
@@ -120,6 +134,7 @@ def audio_cheap(ctx: Context) -> list[Finding]:
                     )
                 )
     ctx.cache["headers"], ctx.cache["file_fp"] = headers, fps
+    ctx.cache["gate_files"] = gate_files  # the verdict's fingerprints (mlx_audio_stack.data.gate)
     return out
 
 
@@ -222,6 +237,17 @@ def audio_deep(ctx: Context) -> list[Finding]:
                     f"{s['nonfinite']} NaN/inf samples",
                 )
             )
+        if s["peak"] > 1.0:  # float files only: PCM decodes within [-1, 1]
+            sev = "error" if s["peak"] > MAX_ABS else "warning"
+            out.append(
+                Finding(
+                    "audio_deep.range",
+                    sev,
+                    item,
+                    "samples within [-1, 1]" if sev == "warning" else f"|x| <= {MAX_ABS:g}",
+                    f"peak {s['peak']:.3g}",
+                )
+            )
         if s["clip"] > CLIP_WARN:
             sev = "error" if s["clip"] > CLIP_ERROR else "warning"
             out.append(
@@ -261,4 +287,17 @@ def audio_deep(ctx: Context) -> list[Finding]:
                 )
             )
     ctx.cache["pcm_fp"] = fps
+    # the full sha256 of each file the deep verdict vouches for (one more sequential read)
+    gate_files = ctx.cache.get("gate_files", {})
+    by_path: dict[str, list[str]] = defaultdict(list)
+    for a in gate_files:
+        by_path[ctx.manifest.audio_file({"audio": a})].append(a)
+    for path, names in by_path.items():
+        try:
+            digest = full_hash(path)
+        except OSError as exc:
+            out.append(Finding("audio_deep.decode", "error", path, "a readable file", str(exc)))
+            continue
+        for a in names:
+            gate_files[a] = {**gate_files[a], "sha256": digest}
     return out

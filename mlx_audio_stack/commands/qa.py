@@ -110,17 +110,14 @@ def run_run(args) -> int:
 
 
 def run_status(args) -> int:
-    from ..data.gate import _load, qa_status, status_path
+    from ..data.gate import qa_status, status_path, stored_tasks
 
-    tasks = (
-        [args.task]
-        if args.task
-        else sorted(
-            {e["task"] for e in _load(status_path(args.manifest)).get("entries", {}).values()}
-        )
-    )
+    tasks = [args.task] if args.task else stored_tasks(args.manifest)
     if not tasks:
-        print(f"{args.manifest}: unchecked (no QA run stored at {status_path(args.manifest)})")
+        st = qa_status(args.manifest, "-")  # says why: no file, or a broken one
+        where = status_path(args.manifest)
+        why = st.reason if "verdict" in st.reason else f"no QA run stored at {where}"
+        print(f"{args.manifest}: unchecked ({why})")
         return 1
     ok = True
     for t in tasks:

@@ -46,6 +46,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..audio import audio_info
     from ..errors import MasError
     from ..formats import render, write_atomic
     from ..models.whisper.load import load_model
@@ -60,6 +61,8 @@ def run(args) -> int:
             f"{model_dir}: no converted model; run `mas weights get whisper-tiny.en` "
             f"or `mas convert <checkpoint> --out {model_dir}`"
         )
+    for f in files:  # bad files (FIFO, truncated, empty...) refused before the model loads
+        audio_info(f)
     model = load_model(model_dir, args.dtype)
     options = {
         k: v

@@ -72,8 +72,9 @@ def run(args) -> int:
     ]
     text = FORMATS[args.format](results)
     if args.output:
-        with open(args.output, "w") as f:
-            f.write(text + "\n" if text else "")
+        from ..formats import write_atomic
+
+        write_atomic(args.output, text + "\n" if text else "")
     elif text:
         print(text)
     return 0

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConversionError
+from ..atomic import remove_stale
+from ..errors import ConversionError, MasError
 from ..weights_io import save_model_dir
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -101,9 +102,18 @@ def resolve_source(src: str | Path, patterns: tuple[str, ...] | None = None) -> 
         ) from exc
 
 
+def _detects(conv: Converter, src: Path) -> bool:
+    try:
+        return bool(conv.detect(src))
+    except MasError:
+        raise
+    except Exception:  # a detector peeking into a malformed file: not this model
+        return False
+
+
 def detect(src: Path) -> Converter:
     _discover()
-    hits = [c for c in REGISTRY.values() if c.detect(src)]
+    hits = [c for c in REGISTRY.values() if _detects(c, src)]
     if len(hits) == 1:
         return hits[0]
     if not hits:
@@ -149,6 +159,7 @@ def convert(
 
     _discover()
     out = Path(out)
+    remove_stale(out)  # temps of killed runs; an old folder whose replacement was killed
     if out.exists() and not force:
         raise ConversionError(f"{out}: already exists (use --force to overwrite)")
     if model is not None and model not in REGISTRY:
@@ -156,7 +167,16 @@ def convert(
     patterns = REGISTRY[model].hub_patterns if model else None
     path = resolve_source(src, patterns)
     conv = REGISTRY[model] if model else detect(path)
-    result = conv.convert(path, **options)
+    try:
+        result = conv.convert(path, **options)
+    except MasError:
+        raise
+    except Exception as exc:  # a malformed source must end in one line, never a traceback
+        msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ConversionError(
+            f"{path}: cannot convert as {conv.model_type}: malformed source "
+            f"({type(exc).__name__}: {msg})"
+        ) from exc
     if quantize is not None:
         if conv.quantize is None:
             raise ConversionError(f"--quantize is not supported for {conv.model_type}")

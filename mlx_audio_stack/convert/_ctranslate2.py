@@ -10,12 +10,14 @@ A `model.bin` split into `model.bin.part1`, `model.bin.part2`... is read as thei
 from __future__ import annotations
 
 import io
+import math
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConversionError
+from ..weights_io import inside
 
 # ctranslate2 DataType enum
 DTYPES = {
@@ -58,7 +60,13 @@ class _Reader:
 
     def string(self) -> str:
         (n,) = self.read("H")
-        return self.f.read(n)[:-1].decode("utf-8")
+        raw = self.f.read(n)
+        if len(raw) != n:
+            raise ConversionError(f"{self.where}: truncated CTranslate2 model.bin")
+        try:
+            return raw[:-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConversionError(f"{self.where}: a name is not UTF-8: {raw[:40]!r}") from None
 
 
 def read_spec_name(folder: Path) -> str | None:
@@ -81,6 +89,9 @@ def read_model_bin(folder: Path) -> tuple[str, dict[str, np.ndarray]]:
     parts = model_bin_parts(folder)
     if not parts:
         raise ConversionError(f"{folder}: no model.bin (or model.bin.part1...)")
+    for p in parts:  # a symlink out of the folder is refused like any other copied/read file
+        if not inside(p, folder, "a symlink", ConversionError).is_file():
+            raise ConversionError(f"{p}: not a regular file")
     data = b"".join(p.read_bytes() for p in parts)
     r = _Reader(data, str(folder / "model.bin"))
     (version,) = r.read("I")
@@ -104,12 +115,18 @@ def read_model_bin(folder: Path) -> tuple[str, dict[str, np.ndarray]]:
             (item,) = r.read("B")
             dtype_id = {4: 0, 1: 1, 2: 2}.get(item, 0)
             nbytes = int(np.prod(shape)) * item
-        raw = r.f.read(nbytes)
-        if len(raw) != nbytes:
-            raise ConversionError(f"{folder}/model.bin: truncated at variable {name!r}")
         dt = DTYPES.get(dtype_id)
         if dt is None:
             raise ConversionError(f"{folder}/model.bin: {name}: unknown dtype id {dtype_id}")
+        itemsize = 2 if isinstance(dt, str) else np.dtype(dt).itemsize
+        if nbytes != math.prod(shape) * itemsize:
+            raise ConversionError(
+                f"{folder}/model.bin: {name}: shape {list(shape)} needs "
+                f"{math.prod(shape) * itemsize} bytes, the file says {nbytes}"
+            )
+        raw = r.f.read(nbytes)
+        if len(raw) != nbytes:
+            raise ConversionError(f"{folder}/model.bin: truncated at variable {name!r}")
         if isinstance(dt, str):
             arr = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
         else:
@@ -119,5 +136,7 @@ def read_model_bin(folder: Path) -> tuple[str, dict[str, np.ndarray]]:
         (n_alias,) = r.read("I")
         for _ in range(n_alias):
             alias, target = r.string(), r.string()
+            if target not in out:
+                raise ConversionError(f"{folder}/model.bin: alias {alias!r} -> unknown {target!r}")
             out[alias] = out[target]
     return spec, out

@@ -12,6 +12,7 @@ or executed.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import re
 from pathlib import Path
@@ -69,11 +70,34 @@ class Ref:
         self.expr = expr
 
 
-def _loader():
+# Limits on hyperparams.yaml (a real one: ~3 KB, a few hundred nodes, a dozen aliases, !ref
+# arithmetic on small numbers). Anything beyond is refused, naming the limit.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # nodes composed, and values visited while resolving !ref
+MAX_YAML_ALIASES = 1_000
+MAX_EXPR_CHARS = 1_000
+MAX_NUMBER = 2**63  # operands and results of !ref arithmetic, in absolute value
+
+
+def _loader(path: Path):
     import yaml
 
     class HyperLoader(yaml.SafeLoader):
-        pass
+        nodes = 0
+        aliases = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise ConversionError(
+                        f"{path}: more than {MAX_YAML_ALIASES} YAML aliases (refused: alias "
+                        f"expansion, a 'billion laughs' file)"
+                    )
+            self.nodes += 1
+            if self.nodes > MAX_YAML_NODES:
+                raise ConversionError(f"{path}: more than {MAX_YAML_NODES} YAML nodes (refused)")
+            return super().compose_node(parent, index)
 
     def node_value(loader, node):
         if isinstance(node, yaml.MappingNode):
@@ -105,23 +129,50 @@ _OPS = {
 }
 
 
-def _arith(expr: str):
-    """Evaluate a number-only arithmetic expression (HyperPyYAML allows `!ref <a> * 2`)."""
+def _arith(expr: str, path: Path):
+    """Evaluate a number-only arithmetic expression (HyperPyYAML allows `!ref <a> * 2`), with
+    every operand and result bounded by MAX_NUMBER and `**` refused when its result would be
+    (so `<n> ** <n> ** <n>` is an error, not an endless computation)."""
+
+    def bounded(x):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError(expr)
+        if abs(x) > MAX_NUMBER or x != x:
+            raise ConversionError(f"{path}: !ref {expr!r}: a value exceeds {MAX_NUMBER:.3g}")
+        return x
 
     def ev(n):
         if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)):
-            return n.value
+            return bounded(n.value)
         if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
-            return _OPS[type(n.op)](ev(n.left), ev(n.right))
+            a, b = ev(n.left), ev(n.right)
+            if isinstance(n.op, ast.Pow) and a not in (0, 1, -1):
+                if abs(b) * math.log2(max(abs(a), 2)) > 63:
+                    raise ConversionError(
+                        f"{path}: !ref {expr!r}: {a} ** {b} exceeds {MAX_NUMBER:.3g} (refused)"
+                    )
+            return bounded(_OPS[type(n.op)](a, b))
         if isinstance(n, ast.UnaryOp) and type(n.op) in _OPS:
-            return _OPS[type(n.op)](ev(n.operand))
+            return bounded(_OPS[type(n.op)](ev(n.operand)))
         raise ValueError(expr)
 
-    return ev(ast.parse(expr, mode="eval").body)
+    if len(expr) > MAX_EXPR_CHARS:
+        raise ConversionError(f"{path}: !ref expression over {MAX_EXPR_CHARS} characters")
+    try:
+        return ev(ast.parse(expr, mode="eval").body)
+    except (OverflowError, ZeroDivisionError, RecursionError, MemoryError):
+        raise ConversionError(f"{path}: !ref {expr[:80]!r}: cannot evaluate") from None
 
 
-def _resolve(value: Any, root: dict, path: Path, depth: int = 0) -> Any:
-    """Replace `Ref` nodes by the referenced top-level values (recursively)."""
+def _resolve(value: Any, root: dict, path: Path, depth: int = 0, budget=None) -> Any:
+    """Replace `Ref` nodes by the referenced top-level values (recursively); at most
+    MAX_YAML_NODES values are visited (aliases and !ref would otherwise multiply them)."""
+    budget = budget if budget is not None else [MAX_YAML_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConversionError(
+            f"{path}: resolving !ref / aliases visits over {MAX_YAML_NODES} values (refused)"
+        )
     if depth > 20:
         raise ConversionError(f"{path}: !ref chain too deep (a reference cycle?)")
     if isinstance(value, Ref):
@@ -134,21 +185,21 @@ def _resolve(value: Any, root: dict, path: Path, depth: int = 0) -> Any:
                 if not isinstance(cur, dict) or part not in cur:
                     raise ConversionError(f"{path}: !ref <{key}>: no such key")
                 cur = cur[part]
-            return _resolve(cur, root, path, depth + 1)
+            return _resolve(cur, root, path, depth + 1, budget)
 
         if whole:
             return lookup(whole.group(1))
-        text = re.sub(r"<([^<>]+)>", lambda m: str(lookup(m.group(1))), expr)
+        text = re.sub(r"<([^<>]+)>", lambda m: str(lookup(m.group(1)))[:MAX_EXPR_CHARS], expr)
         try:
-            return _arith(text)
-        except (ValueError, SyntaxError, ZeroDivisionError):
+            return _arith(text, path)
+        except (ValueError, SyntaxError):
             return text
     if isinstance(value, dict):
-        return {k: _resolve(v, root, path, depth) for k, v in value.items()}
+        return {k: _resolve(v, root, path, depth, budget) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, root, path, depth) for v in value]
+        return [_resolve(v, root, path, depth, budget) for v in value]
     if isinstance(value, Tagged):
-        return Tagged(value.kind, value.target, _resolve(value.args, root, path, depth))
+        return Tagged(value.kind, value.target, _resolve(value.args, root, path, depth, budget))
     return value
 
 
@@ -157,10 +208,14 @@ def read_hyperparams(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConversionError(f"{path}: over {MAX_YAML_BYTES} bytes; not a hyperparams.yaml")
     try:
-        root = yaml.load(path.read_text(), Loader=_loader())  # noqa: S506 (safe loader subclass)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConversionError(f"{path}: cannot read as YAML ({exc})") from exc
+        text = path.read_text()
+        root = yaml.load(text, Loader=_loader(path))  # noqa: S506 (safe loader subclass)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError) as exc:
+        msg = " ".join(str(exc).split())[:200]
+        raise ConversionError(f"{path}: cannot read as YAML ({msg})") from None
     if not isinstance(root, dict):
         raise ConversionError(f"{path}: expected a mapping at the top, got {type(root).__name__}")
     return _resolve(root, root, path)
@@ -245,7 +300,8 @@ def detect(src: Path) -> bool:
     if not (hp.is_file() and (d / CKPT).is_file()):
         return False
     try:
-        text = hp.read_text(errors="replace")
+        with open(hp, "rb") as f:
+            text = f.read(MAX_YAML_BYTES).decode("utf-8", errors="replace")
     except OSError:
         return False
     return re.search(r"embedding_model:\s*!new:" + re.escape(ECAPA_CLASS) + r"\b", text) is not None
@@ -266,8 +322,9 @@ def _emb_norm(path: Path) -> dict[str, np.ndarray]:
 
 def convert_ecapa(src: Path, **_opts: Any) -> Converted:
     """Read the folder, check every key/shape against the MLX model, return MLX weights."""
-    from ..models.ecapa.model import ECAPA_TDNN, EcapaArgs, expected_shapes, sanitize
-    from ..weights_io import check_weights
+    from ..models.ecapa.fbank import FBANK_LIMITS, FbankArgs
+    from ..models.ecapa.model import ARG_LIMITS, ECAPA_TDNN, EcapaArgs, expected_shapes, sanitize
+    from ..weights_io import check_weights, checked_args, inside
 
     d = _folder(Path(src))
     hp, ckpt = d / HPARAMS, d / CKPT
@@ -277,12 +334,15 @@ def convert_ecapa(src: Path, **_opts: Any) -> Converted:
                 f"{d}: missing {p.name} (a SpeechBrain ECAPA folder holds "
                 f"{HPARAMS} and {CKPT}, optionally {EMB_NORM})"
             )
+    for p in (hp, ckpt, d / EMB_NORM):
+        if p.exists():
+            inside(p, d, "a symlink", ConversionError)
     cfg = ecapa_config(hp)
-    try:
-        args = EcapaArgs(**cfg["args"])
-        model = ECAPA_TDNN(args)
-    except (TypeError, ValueError) as exc:
-        raise ConversionError(f"{hp}: embedding_model arguments: {exc}") from exc
+    args = checked_args(
+        EcapaArgs, cfg["args"], f"{hp}: embedding_model", ConversionError, ARG_LIMITS
+    )
+    checked_args(FbankArgs, cfg["fbank"], f"{hp}: compute_features", ConversionError, FBANK_LIMITS)
+    model = ECAPA_TDNN(args)
     state = load_torch_checkpoint(ckpt)
     if not isinstance(state, dict):
         raise ConversionError(f"{ckpt}: expected a state dict, got {type(state).__name__}")

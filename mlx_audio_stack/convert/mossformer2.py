@@ -27,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConversionError
+from ..weights_io import check_weights, inside, load_safetensors
 from . import Converted, Converter, register
-from .torch_pickle import flatten_state_dict, load_torch_checkpoint
+from .torch_pickle import MAX_PICKLE_BYTES, flatten_state_dict, load_torch_checkpoint, pickle_head
 
 MODEL_TYPE = "mossformer2"
 BEST = "last_best_checkpoint"
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+MAX_YAML_BYTES = 1 << 20
 # keys every MossFormer2 separation state dict has (after prefixes are stripped)
 SIGNATURE = (
     "enc.conv1d.weight",
@@ -71,13 +73,14 @@ def _checkpoint_of(src: Path) -> Path | None:
     best = src / BEST
     if not best.is_file():
         return None
-    lines = best.read_text(errors="replace").strip().splitlines()
+    with open(best, "rb") as f:  # one file name on its first line
+        lines = f.read(4096).decode("utf-8", errors="replace").strip().splitlines()
     if not lines:
         raise ConversionError(f"{best}: empty; expected the checkpoint file name on line 1")
     ckpt = src / lines[0].strip()
     if not ckpt.is_file():
         raise ConversionError(f"{best}: names {lines[0].strip()!r}, which is not in {src}")
-    return ckpt
+    return inside(ckpt, src, f"the checkpoint {best.name} names", ConversionError)
 
 
 def _source_file(src: Path) -> tuple[Path, str] | None:
@@ -121,15 +124,7 @@ def _torch_state_dict(path: Path) -> dict[str, np.ndarray]:
 def _pickle_mentions_signature(path: Path) -> bool:
     """Cheap check of a torch zip checkpoint: its data.pkl (keys and structure only, no
     tensor data) must name every SIGNATURE key; avoids reading a GB-sized foreign file."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        names = [n for n in z.namelist() if n.endswith("data.pkl")]
-        if not names:
-            return False
-        raw = z.read(names[0])
+    raw = pickle_head(path, MAX_PICKLE_BYTES)
     return all(k.encode() in raw for k in SIGNATURE)
 
 
@@ -206,11 +201,20 @@ def _yaml_settings(folder: Path) -> dict[str, Any]:
     import yaml
 
     for y in sorted(folder.glob("*.yaml")):
+        if not y.is_file() or y.stat().st_size > MAX_YAML_BYTES:
+            continue  # an inference yaml is a few KB
+        inside(y, folder, "a symlink", ConversionError)
         try:
             d = yaml.safe_load(y.read_text())
-        except (OSError, yaml.YAMLError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
             continue
         if isinstance(d, dict) and "num_spks" in d:
+            for k in ("num_spks", "sampling_rate", "one_time_decode_length", "decode_window"):
+                v = d.get(k)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise ConversionError(f"{y}: {k} = {v!r}: expected a number")
+                if v is not None and not 0 < v <= 1e6:
+                    raise ConversionError(f"{y}: {k} = {v!r}: out of range (0, 1e6]")
             return d
     return {}
 
@@ -219,7 +223,7 @@ def _add_defaults(weights: dict[str, Any], args: dict[str, Any]) -> dict[str, An
     """Non-learned tensors the reference stores but the MLX layout may lack."""
     from ..models.mossformer2.model import ModelArgs
 
-    a = ModelArgs.from_dict(args)
+    a = ModelArgs.from_dict(args, "mossformer2 args", ConversionError)
     rot = min(32, a.query_key_dim)
     freqs = (1.0 / (10000 ** (np.arange(0, rot, 2, dtype=np.float32) / rot))).astype(np.float32)
     n = a.mossformer_sequence_dim
@@ -248,15 +252,15 @@ def convert(
             f"with {BEST}, a .pt checkpoint or a .safetensors file)"
         )
     path, kind = found
+    if src.is_dir():  # a file the folder holds must not lead out of it
+        inside(path, src, "a symlink", ConversionError)
     if kind == "safetensors":
-        from safetensors.numpy import load_file
+        import mlx.core as mx
 
-        try:
-            raw = load_file(str(path))
-        except Exception:  # bfloat16 is not numpy: go through MLX
-            import mlx.core as mx
-
-            raw = {k: np.asarray(v.astype(mx.float32)) for k, v in mx.load(str(path)).items()}
+        raw = {
+            k: np.asarray(v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v)
+            for k, v in load_safetensors(path, ConversionError).items()
+        }
         weights = starkdmi_to_reference(raw)
     else:
         weights = {_strip(k): v for k, v in _torch_state_dict(path).items()}
@@ -265,7 +269,12 @@ def convert(
         raise ConversionError(
             f"{path}: not a MossFormer2 separation checkpoint (missing {missing})"
         )
-    args = infer_args(weights)
+    try:
+        args = infer_args(weights)
+    except (KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ConversionError(
+            f"{path}: unexpected tensor layout ({type(exc).__name__}: {exc})"
+        ) from None
     folder = path.parent
     cfg = _yaml_settings(folder)
     name = f"{src.resolve()}".upper()
@@ -287,15 +296,17 @@ def convert(
     args["sampling_rate"] = int(sr)
     args["skip_mask_multiplication"] = bool("WHAMR" in name if whamr is None else whamr)
     weights = _add_defaults(weights, args)
-    model = MossFormer2(ModelArgs.from_dict(args))
+    margs = ModelArgs.from_dict(args, f"{path}: args", ConversionError)
+    model = MossFormer2(margs)
     from mlx.utils import tree_flatten
 
     expected = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
     weights = MossFormer2.sanitize(weights, expected)
+    check_weights(expected, weights, str(path))  # unrelated or missing keys are named
     inference = {k: cfg[k] for k in ("one_time_decode_length", "decode_window") if k in cfg}
     config = {
         "model_type": MODEL_TYPE,
-        "args": ModelArgs.from_dict(args).to_dict(),
+        "args": margs.to_dict(),
         "source_format": "starkdmi-mlx" if kind == "safetensors" else "clearvoice-torch",
     }
     if inference:

@@ -9,7 +9,6 @@ Sources (a file, or a folder holding one of them, e.g. the package's `data/`):
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +31,17 @@ def _find_source(src: Path) -> Path | None:
     if src.is_dir():
         for name in (JIT_NAME, SAFETENSORS_NAME):
             if (src / name).is_file():
-                return src / name
+                from ..weights_io import inside
+
+                return inside(src / name, src, "a symlink", ConversionError)
     return None
 
 
 def _is_silero_jit(path: Path) -> bool:
     """A TorchScript zip whose pickled root is silero's `VADRNNJITMerge` (checked by name)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
-            if not pkl:
-                return False
-            head = zf.read(pkl[0])[:4096]
-    except (zipfile.BadZipFile, OSError):
-        return False
+    from .torch_pickle import pickle_head
+
+    head = pickle_head(path, 4096)
     return b"vad.model.vad_annotator" in head and b"VADRNNJITMerge" in head
 
 
@@ -103,6 +96,9 @@ def read_source(path: Path) -> tuple[dict[str, np.ndarray], list[int]]:
     if _is_silero_safetensors(path):
         from safetensors.numpy import load_file
 
+        from ..weights_io import safetensors_header
+
+        safetensors_header(path, ConversionError)
         return dict(load_file(str(path))), [16000]
     raise ConversionError(
         f"{path}: not a Silero VAD file (expected {JIT_NAME} or "
@@ -120,7 +116,7 @@ def convert(src: Path, **_options: Any) -> Converted:
     tensors, rates = read_source(path)
     if not rates:
         raise ConversionError(f"{path}: no 16 kHz or 8 kHz branch found")
-    args = ModelArgs(sample_rates=rates)
+    args = ModelArgs.from_dict({"sample_rates": rates}, f"{path}: branches", ConversionError)
     expected = expected_shapes(args)
     weights = sanitize(tensors, expected)
     # drop the archive's non-parameter tensors (e.g. the JIT's stored `_state`)

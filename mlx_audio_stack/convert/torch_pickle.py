@@ -6,6 +6,9 @@ This reader unpickles `data.pkl` with an allow-list: only the globals that rebui
 storages and plain containers are resolved; any other global (`os.system`, `builtins.eval`,
 a model class...) raises UnsafePickleError naming it, before anything runs.
 
+Legacy (pre-1.6, `_use_new_zipfile_serialization=False`) files are read too: a few pickles back
+to back, then each storage's raw bytes; resemblyzer's `pretrained.pt` is one.
+
 TorchScript archives (`torch.jit.save`) hold `__torch__.*` module objects; with
 `torchscript=True` those become inert `ScriptObject` attribute bags (no code is executed, the
 archive's `code/` is never evaluated) so their parameters can be read.
@@ -14,6 +17,9 @@ archive's `code/` is never evaluated) so their parameters can be read.
 from __future__ import annotations
 
 import _compat_pickle
+import io
+import math
+import os
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -60,15 +66,210 @@ class _StorageType:
         self.dtype = STORAGE_DTYPES[name]
 
 
-def _rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *_args, **_kw) -> np.ndarray:
+# ---------------------------------------------------------------- limits
+# A checkpoint is refused (never inflated) when it asks for more than these. Override the cap with
+# the environment variable MAS_MAX_CHECKPOINT_BYTES (bytes) for a genuinely larger model.
+MAX_BYTES_ENV = "MAS_MAX_CHECKPOINT_BYTES"
+DEFAULT_MAX_BYTES = 32 << 30  # 32 GiB of tensor data: 5x Whisper large-v3 in float32
+# compressed zip entries may inflate to at most this multiple of the checkpoint's size on disk
+# (torch.save stores entries uncompressed; only re-zipped files compress, and weights compress
+# at most ~1.2x: anything far above is a decompression bomb)
+MAX_INFLATE_RATIO = 20
+MAX_PICKLE_BYTES = 256 << 20  # the data.pkl itself: keys and tensor headers only
+MAX_RANK = 32
+
+
+def max_bytes() -> int:
+    """The cap on tensor bytes one checkpoint may produce (env MAS_MAX_CHECKPOINT_BYTES)."""
+    raw = os.environ.get(MAX_BYTES_ENV, "")
+    try:
+        return int(raw) if raw else DEFAULT_MAX_BYTES
+    except ValueError:
+        raise ConversionError(
+            f"{MAX_BYTES_ENV}={raw!r}: expected a whole number of bytes"
+        ) from None
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class _Storage:
+    """A storage the pickle refers to, read from the zip only when a tensor view needs it, and
+    only as far as the views reach (never more than its entry declares)."""
+
+    def __init__(self, archive: _Archive, key: str, dtype: Any, numel: Any):
+        self.archive, self.key, self.dtype = archive, key, dtype
+        self.np_dtype = np.dtype(np.uint16 if isinstance(dtype, str) else dtype)
+        self.itemsize = self.np_dtype.itemsize
+        self.name = f"{archive.root}data/{key}"
+        where = f"{archive.path}: storage {self.name}"
+        if not _is_int(numel) or numel < 0:
+            raise ConversionError(f"{where}: invalid element count {numel!r}")
+        try:
+            info = archive.zf.getinfo(self.name)
+        except KeyError:
+            raise ConversionError(
+                f"{where}: referenced by the pickle but missing from the zip"
+            ) from None
+        if info.file_size != numel * self.itemsize:
+            raise ConversionError(
+                f"{where}: the pickle declares {numel} elements ({numel * self.itemsize} bytes) "
+                f"but the zip entry holds {info.file_size} bytes"
+            )
+        self.numel, self.info = numel, info
+        self._data: np.ndarray | None = None
+
+    def elements(self, n: int) -> np.ndarray:
+        """The first `n` elements (n <= numel), read lazily and cached (read again if a later
+        view reaches further)."""
+        if self._data is None or len(self._data) < n:
+            nbytes = n * self.itemsize
+            self.archive.charge(nbytes, self.info, self.name)
+            with self.archive.zf.open(self.info) as f:
+                raw = f.read(nbytes)
+            if len(raw) != nbytes:
+                raise ConversionError(
+                    f"{self.archive.path}: storage {self.name}: truncated "
+                    f"({len(raw)} of {nbytes} bytes)"
+                )
+            self._data = _decode(raw, self.dtype, self.np_dtype, self.archive.byteorder)
+        return self._data
+
+
+def _decode(raw: bytes, dtype: Any, np_dtype: np.dtype, byteorder: str) -> np.ndarray:
+    order = "<" if byteorder == "little" else ">"
+    arr = np.frombuffer(raw, dtype=np_dtype.newbyteorder(order))
+    if isinstance(dtype, str):  # bfloat16: the upper 16 bits of a float32
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.astype(np_dtype)
+
+
+class _FileStorage(_Storage):
+    """A legacy file's storage: `numel` elements at byte `offset` of the file, read lazily."""
+
+    def __init__(self, archive: _LegacyArchive, key: str, dtype: Any, numel: int, offset: int):
+        self.archive, self.key, self.dtype = archive, key, dtype
+        self.np_dtype = np.dtype(np.uint16 if isinstance(dtype, str) else dtype)
+        self.itemsize = self.np_dtype.itemsize
+        self.name = f"storage {key}"
+        self.numel, self.offset = numel, offset
+        self._data = None
+
+    def elements(self, n: int) -> np.ndarray:
+        if self._data is None or len(self._data) < n:
+            nbytes = n * self.itemsize
+            self.archive.charge(nbytes, None, self.name)
+            with open(self.archive.path, "rb") as f:
+                f.seek(self.offset)
+                raw = f.read(nbytes)
+            if len(raw) != nbytes:
+                raise ConversionError(
+                    f"{self.archive.path}: {self.name}: truncated ({len(raw)} of {nbytes} bytes)"
+                )
+            self._data = _decode(raw, self.dtype, self.np_dtype, "little")
+        return self._data
+
+
+class _StorageSlice(_Storage):
+    """A legacy view storage: `size` elements of `base` from element `start` (checked)."""
+
+    def __init__(self, base: _Storage, start: Any, size: Any):
+        where = f"{base.archive.path}: view of {base.name}"
+        if not (_is_int(start) and _is_int(size) and start >= 0 and size >= 0):
+            raise ConversionError(f"{where}: invalid view offset/size {start!r}, {size!r}")
+        if start + size > base.numel:
+            raise ConversionError(
+                f"{where}: elements {start}..{start + size} beyond the storage's {base.numel}"
+            )
+        self.archive, self.key, self.dtype = base.archive, base.key, base.dtype
+        self.np_dtype, self.itemsize = base.np_dtype, base.itemsize
+        self.name = f"{base.name}[{start}:{start + size}]"
+        self.base, self.start, self.numel = base, start, size
+
+    def elements(self, n: int) -> np.ndarray:
+        return self.base.elements(self.start + n)[self.start : self.start + n]
+
+
+class _Archive:
+    """The open zip, its byte budget, and the storages its pickle named."""
+
+    def __init__(self, path: Path, zf: zipfile.ZipFile, root: str):
+        self.path, self.zf, self.root = path, zf, root
+        self.byteorder = "little"
+        self.limit = max_bytes()
+        self.inflate_limit = MAX_INFLATE_RATIO * max(path.stat().st_size, 1)
+        self.read_bytes = 0
+        self.inflated = 0
+        self.out_bytes = 0
+        self.storages: dict[str, _Storage] = {}
+
+    def charge(self, nbytes: int, info: zipfile.ZipInfo, name: str, tensor: bool = True) -> None:
+        self.read_bytes += nbytes if tensor else 0  # the pickle has its own cap
+        if info.compress_type != zipfile.ZIP_STORED:
+            self.inflated += nbytes
+            if self.inflated > self.inflate_limit:
+                raise ConversionError(
+                    f"{self.path}: {name}: compressed zip entries would inflate to over "
+                    f"{MAX_INFLATE_RATIO}x the file size ({self.inflate_limit} bytes): refused "
+                    f"as a decompression bomb (torch.save never compresses)"
+                )
+        if self.read_bytes > self.limit:
+            raise ConversionError(
+                f"{self.path}: {name}: tensor data exceeds {self.limit} bytes "
+                f"({MAX_BYTES_ENV} raises this cap)"
+            )
+
+    def tensor_bytes(self, nbytes: int, where: str) -> None:
+        self.out_bytes += nbytes
+        if self.out_bytes > self.limit:
+            raise ConversionError(
+                f"{self.path}: {where}: tensors would take over {self.limit} bytes "
+                f"({MAX_BYTES_ENV} raises this cap)"
+            )
+
+    def storage(self, key: str, dtype: Any, numel: Any) -> _Storage:
+        if key not in self.storages:
+            self.storages[key] = _Storage(self, key, dtype, numel)
+        st = self.storages[key]
+        if st.dtype != dtype:
+            raise ConversionError(f"{self.path}: storage {st.name} is used with two dtypes")
+        return st
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_a, **_kw) -> np.ndarray:
+    """A tensor view (offset, size, stride in elements) of `storage`, checked against it first:
+    every element the view can address must lie inside the storage."""
+    if not isinstance(storage, _Storage):
+        raise ConversionError(f"tensor built on {type(storage).__name__}, not a storage")
+    where = f"{storage.archive.path}: tensor on {storage.name}"
+    if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)):
+        raise ConversionError(f"{where}: size/stride must be tuples, got {size!r}, {stride!r}")
     size, stride = tuple(size), tuple(stride)
-    if len(size) == 0:
-        return storage[offset].copy()
-    if any(s == 0 for s in size):
-        return np.zeros(size, dtype=storage.dtype)
-    itemsize = storage.dtype.itemsize
+    if len(size) != len(stride) or len(size) > MAX_RANK:
+        raise ConversionError(f"{where}: size {size} and stride {stride} do not match")
+    if not _is_int(offset) or offset < 0:
+        raise ConversionError(f"{where}: invalid storage offset {offset!r}")
+    if not all(_is_int(x) and x >= 0 for x in size + stride):
+        raise ConversionError(f"{where}: size {size} / stride {stride} must be integers >= 0")
+    numel = math.prod(size)  # Python ints: no overflow
+    if numel == 0:
+        return np.zeros(
+            size, dtype=np.float32 if isinstance(storage.dtype, str) else storage.np_dtype
+        )
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride))  # highest element addressed
+    if last >= storage.numel:
+        raise ConversionError(
+            f"{where}: view (offset {offset}, size {size}, stride {stride}) reaches element "
+            f"{last}, beyond the storage's {storage.numel} elements"
+        )
+    out_itemsize = 4 if isinstance(storage.dtype, str) else storage.itemsize  # bf16 -> f32
+    storage.archive.tensor_bytes(numel * out_itemsize, storage.name)
+    data = storage.elements(last + 1)
+    if not size:
+        return data[offset].copy()
     view = np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=size, strides=[s * itemsize for s in stride], writeable=False
+        data[offset:], shape=size, strides=[s * data.itemsize for s in stride], writeable=False
     )
     return np.array(view)  # contiguous copy: the storage may be shared by several tensors
 
@@ -79,6 +280,10 @@ def _rebuild_parameter(data, *_args, **_kw):
 
 def _rebuild_from_type_v2(func, _new_type, args, _state):
     return func(*args)
+
+
+def _none(*_args, **_kw) -> None:
+    return None
 
 
 def _ordered_dict(*args, **kw):
@@ -110,11 +315,12 @@ ALLOWED = {
 
 
 class SafeUnpickler(pickle.Unpickler):
-    def __init__(self, file, storages, torchscript: bool, source: str):
+    def __init__(self, file, storages, torchscript: bool, source: str, dry: bool = False):
         super().__init__(file)
         self._storages = storages
         self._torchscript = torchscript
         self._source = source
+        self._dry = dry  # build no tensor (legacy files: a first pass to learn the storages)
 
     def find_class(self, module: str, name: str):
         # protocol-2 pickles (torch.save's default) use Python 2 names: '__builtin__.set'
@@ -122,6 +328,8 @@ class SafeUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in ALLOWED:
+            if self._dry and module.startswith("torch._"):
+                return _none
             return ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
@@ -133,12 +341,20 @@ class SafeUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
             raise UnsafePickleError(f"{self._source}: unsupported persistent id {pid!r}")
-        _, storage_type, key, _location, _numel = pid[:5]
+        _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
             raise UnsafePickleError(f"{self._source}: unexpected storage type {storage_type!r}")
-        return self._storages(str(key), storage_type.dtype)
+        if not isinstance(key, (str, int)) or not str(key).isalnum():
+            raise ConversionError(f"{self._source}: invalid storage key {key!r}")
+        st = self._storages(str(key), storage_type.dtype, numel)
+        view = pid[5] if len(pid) > 5 else None  # legacy files: (view key, offset, size)
+        if view is not None and st is not None:
+            if not (isinstance(view, tuple) and len(view) == 3):
+                raise ConversionError(f"{self._source}: invalid storage view {view!r}")
+            return _StorageSlice(st, view[1], view[2])
+        return st
 
 
 def _read_zip(path: Path, torchscript: bool) -> Any:
@@ -148,50 +364,180 @@ def _read_zip(path: Path, torchscript: bool) -> Any:
         if not pkl:
             raise ConversionError(f"{path}: zip file without data.pkl: not a PyTorch checkpoint")
         root = pkl[0][: -len("data.pkl")]
-        byteorder = "little"
+        archive = _Archive(path, zf, root)
         if f"{root}byteorder" in names:
-            byteorder = zf.read(f"{root}byteorder").decode().strip()
-        cache: dict[str, np.ndarray] = {}
+            info = zf.getinfo(f"{root}byteorder")
+            raw = zf.open(info).read(16) if info.file_size <= 16 else b""
+            archive.byteorder = raw.decode("ascii", "replace").strip()
+            if archive.byteorder not in ("little", "big"):
+                raise ConversionError(f"{path}: {root}byteorder is {raw[:16]!r}")
+        info = zf.getinfo(pkl[0])
+        if info.file_size > MAX_PICKLE_BYTES:
+            raise ConversionError(
+                f"{path}: {pkl[0]} declares {info.file_size} bytes, over the "
+                f"{MAX_PICKLE_BYTES}-byte limit for a checkpoint's pickle"
+            )
+        archive.charge(info.file_size, info, pkl[0], tensor=False)
+        with zf.open(info) as f:
+            payload = f.read(MAX_PICKLE_BYTES + 1)
+        unpickler = SafeUnpickler(io.BytesIO(payload), archive.storage, torchscript, str(path))
+        return unpickler.load()
 
-        def storage(key: str, dtype) -> np.ndarray:
-            if key not in cache:
-                raw = zf.read(f"{root}data/{key}")
-                if isinstance(dtype, str):  # bfloat16: upper 16 bits of a float32
-                    u16 = np.frombuffer(raw, dtype="<u2" if byteorder == "little" else ">u2")
-                    cache[key] = (u16.astype(np.uint32) << 16).view(np.float32)
-                else:
-                    dt = np.dtype(dtype).newbyteorder("<" if byteorder == "little" else ">")
-                    cache[key] = np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype))
-            return cache[key]
 
-        with zf.open(pkl[0]) as f:
-            return SafeUnpickler(f, storage, torchscript, str(path)).load()
+def pickle_head(path: str | Path, limit: int = 1 << 20) -> bytes:
+    """At most `limit` bytes of a torch zip's data.pkl, for detection (b"" when there is none,
+    the zip is corrupt, or the entry would inflate past MAX_INFLATE_RATIO x the file size)."""
+    path = Path(path)
+    try:
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            return b""
+        with zipfile.ZipFile(path) as zf:
+            pkl = [i for i in zf.infolist() if i.filename.endswith("data.pkl")]
+            if not pkl:
+                return b""
+            info = pkl[0]
+            ratio_ok = info.file_size <= MAX_INFLATE_RATIO * max(path.stat().st_size, 1)
+            if info.compress_type != zipfile.ZIP_STORED and not ratio_ok:
+                return b""
+            with zf.open(info) as f:
+                return f.read(limit)
+    except Exception:  # a detector peeking: anything unreadable is simply not a match
+        return b""
 
 
 def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:
     """Load a `torch.save` (zip) file into plain Python containers of numpy arrays.
 
-    Raises ConversionError for legacy (pre-1.6, non-zip) files and anything that is not a
-    PyTorch checkpoint; UnsafePickleError for a global outside the allow-list.
+    Every tensor view is checked against its storage before it is built, storages are read
+    lazily and only as far as a view reaches, and the bytes read are capped (see `max_bytes`,
+    MAX_INFLATE_RATIO). Legacy (pre-1.6, non-zip) files get the same checks. Raises
+    ConversionError naming the file for anything that is not a PyTorch checkpoint and any
+    malformed content;
+    UnsafePickleError for a global outside the allow-list.
     """
     path = Path(path)
     if not path.exists():
         raise ConversionError(f"{path}: no such file")
+    if not path.is_file():
+        raise ConversionError(f"{path}: not a regular file")
     if zipfile.is_zipfile(path):
         try:
             return _read_zip(path, torchscript)
-        except (ConversionError, UnsafePickleError):
-            raise
-        except (pickle.UnpicklingError, KeyError, EOFError, ValueError) as exc:
-            raise ConversionError(f"{path}: corrupt PyTorch checkpoint ({exc})") from exc
+        except (ConversionError, UnsafePickleError) as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise type(exc)(f"{path}: {exc}") from None
+        except Exception as exc:  # anything a hostile file provokes becomes one clear line
+            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise ConversionError(
+                f"{path}: corrupt PyTorch checkpoint ({type(exc).__name__}: {msg})"
+            ) from exc
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80":
-        raise ConversionError(
-            f"{path}: legacy (pre-1.6, non-zip) PyTorch checkpoint; re-save it with a current "
-            f"torch (`torch.save(torch.load(p), p)`) and convert again"
-        )
+        try:
+            return _read_legacy(path, torchscript)
+        except (ConversionError, UnsafePickleError) as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise type(exc)(f"{path}: {exc}") from None
+        except Exception as exc:  # anything a hostile file provokes becomes one clear line
+            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise ConversionError(
+                f"{path}: corrupt legacy PyTorch checkpoint ({type(exc).__name__}: {msg})"
+            ) from exc
     raise ConversionError(f"{path}: not a PyTorch checkpoint (not a zip archive)")
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
+LEGACY_PROTOCOL = 1001
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For a legacy file's header pickles (magic number, protocol, sys_info): no globals."""
+
+    def find_class(self, module: str, name: str):
+        raise UnsafePickleError(f"refusing pickled global '{module}.{name}' in a legacy header")
+
+
+class _LegacyArchive(_Archive):
+    """A legacy file's byte budget (the same caps as a zip's) and its storages' places."""
+
+    def __init__(self, path: Path):
+        self.path, self.root, self.byteorder = path, "", "little"
+        self.limit = max_bytes()
+        self.read_bytes = self.inflated = self.out_bytes = 0
+        self.inflate_limit = 0
+        self.spans: dict[str, tuple[int, int]] = {}  # key -> (byte offset, elements)
+        self.storages: dict[str, _Storage] = {}
+
+    def charge(self, nbytes: int, info, name: str, tensor: bool = True) -> None:
+        self.read_bytes += nbytes
+        if self.read_bytes > self.limit:
+            raise ConversionError(
+                f"{self.path}: {name}: tensor data exceeds {self.limit} bytes "
+                f"({MAX_BYTES_ENV} raises this cap)"
+            )
+
+    def storage(self, key: str, dtype: Any, numel: Any) -> _Storage:
+        if key not in self.storages:
+            if key not in self.spans:
+                raise ConversionError(f"{self.path}: storage {key!r} missing from the file")
+            offset, count = self.spans[key]
+            if count != numel:
+                raise ConversionError(
+                    f"{self.path}: storage {key!r}: the pickle declares {numel!r} elements, "
+                    f"the file holds {count}"
+                )
+            self.storages[key] = _FileStorage(self, key, dtype, count, offset)
+        st = self.storages[key]
+        if st.dtype != dtype:
+            raise ConversionError(f"{self.path}: storage {key!r} is used with two dtypes")
+        return st
+
+
+def _read_legacy(path: Path, torchscript: bool) -> Any:
+    """Five pickles back to back (magic number, protocol, sys_info, the object, the sorted
+    storage keys), then each storage as an int64 element count and its raw bytes. The dtypes
+    are named only inside the object's pickle, so it is read twice through the same allow-list:
+    first building nothing, to learn each storage's dtype and where the storages start; then
+    for real, each tensor view checked against its storage as in a zip."""
+    size = path.stat().st_size
+    archive = _LegacyArchive(path)
+    with open(path, "rb") as f:
+        if _PlainUnpickler(f).load() != LEGACY_MAGIC:
+            raise ConversionError(
+                f"{path}: not a PyTorch checkpoint (a pickle without torch's legacy magic number)"
+            )
+        if (proto := _PlainUnpickler(f).load()) != LEGACY_PROTOCOL:
+            raise ConversionError(f"{path}: unsupported legacy torch protocol {proto!r}")
+        info = _PlainUnpickler(f).load()
+        if isinstance(info, dict) and not info.get("little_endian", True):
+            raise ConversionError(f"{path}: big-endian legacy checkpoints are not supported")
+        obj_at = f.tell()
+        seen: dict[str, Any] = {}
+
+        def record(key: str, dtype: Any, _numel: Any) -> None:
+            seen[key] = dtype
+
+        SafeUnpickler(f, record, torchscript, str(path), dry=True).load()
+        keys = _PlainUnpickler(f).load()
+        if not isinstance(keys, list):
+            raise ConversionError(f"{path}: legacy checkpoint without a valid storage key list")
+        for key in map(str, keys):
+            raw = f.read(8)
+            if len(raw) != 8 or key not in seen:
+                raise ConversionError(f"{path}: storage {key!r} is truncated or unused")
+            count = int(np.frombuffer(raw, dtype="<i8")[0])
+            itemsize = 2 if isinstance(seen[key], str) else np.dtype(seen[key]).itemsize
+            if count < 0 or f.tell() + count * itemsize > size:
+                raise ConversionError(
+                    f"{path}: storage {key!r} declares {count} elements, beyond the file's end"
+                )
+            archive.spans[key] = (f.tell(), count)
+            f.seek(count * itemsize, 1)
+        f.seek(obj_at)
+        return SafeUnpickler(f, archive.storage, torchscript, str(path)).load()
 
 
 def flatten_state_dict(obj: Any, prefix: str = "") -> dict[str, np.ndarray]:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConversionError
+from ..weights_io import check_weights, inside, load_safetensors
 from . import Converted, Converter, register
 from ._ctranslate2 import model_bin_parts, read_model_bin, read_spec_name
-from .torch_pickle import load_torch_checkpoint
+from .torch_pickle import MAX_PICKLE_BYTES, load_torch_checkpoint, pickle_head
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -33,13 +33,7 @@ TOKENIZER_FILES = (
 
 # ---------------------------------------------------------------- detection
 def _is_openai_pt(p: Path) -> bool:
-    if not p.is_file() or not zipfile.is_zipfile(p):
-        return False
-    with zipfile.ZipFile(p) as zf:
-        pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
-        if not pkl:
-            return False
-        head = zf.read(pkl[0])
+    head = pickle_head(p, MAX_PICKLE_BYTES)
     return b"model_state_dict" in head and b"n_audio_state" in head
 
 
@@ -61,6 +55,16 @@ def _is_ct2(p: Path) -> bool:
 
 def detect(p: Path) -> bool:
     return _is_openai_pt(p) or _hf_config(p) is not None or _is_ct2(p)
+
+
+def _json_object(p: Path) -> dict:
+    try:
+        d = json.loads(_local(p, p.parent).read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConversionError(f"{p}: invalid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise ConversionError(f"{p}: expected a JSON object, got {type(d).__name__}")
+    return d
 
 
 # ---------------------------------------------------------------- openai .pt
@@ -102,7 +106,13 @@ def _load_hf_weights(folder: Path) -> tuple[dict[str, Any], list[Path]]:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = folder / index_name
         if index.exists():
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            try:
+                wmap = json.loads(_local(index, folder).read_text())["weight_map"]
+                files = sorted(set(wmap.values()))
+                if not all(isinstance(f, str) and f for f in files):
+                    raise TypeError("shard names must be strings")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ConversionError(f"{index}: malformed index ({exc})") from None
             break
     else:
         files = (
@@ -115,7 +125,7 @@ def _load_hf_weights(folder: Path) -> tuple[dict[str, Any], list[Path]]:
             f"{folder}: Hugging Face Whisper folder without model.safetensors or pytorch_model.bin"
         )
     weights: dict[str, Any] = {}
-    paths = [folder / f for f in files]
+    paths = [inside(folder / f, folder, "a weights file", ConversionError) for f in files]
     for p in paths:
         if not p.exists():
             raise ConversionError(f"{folder}: shard {p.name} listed in the index is missing")
@@ -123,12 +133,25 @@ def _load_hf_weights(folder: Path) -> tuple[dict[str, Any], list[Path]]:
             weights.update(
                 {
                     k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v
-                    for k, v in mx.load(str(p)).items()
+                    for k, v in load_safetensors(p, ConversionError).items()
                 }
             )
         else:
             weights.update(load_torch_checkpoint(p))
     return weights, paths
+
+
+HF_DIM_KEYS = (
+    "num_mel_bins",
+    "max_source_positions",
+    "d_model",
+    "encoder_attention_heads",
+    "encoder_layers",
+    "vocab_size",
+    "max_target_positions",
+    "decoder_attention_heads",
+    "decoder_layers",
+)
 
 
 def _from_hf(folder: Path, cfg: dict) -> tuple[dict, dict[str, Any], list[Path]]:
@@ -140,6 +163,9 @@ def _from_hf(folder: Path, cfg: dict) -> tuple[dict, dict[str, Any], list[Path]]
         for pat, rep in HF_RENAMES:
             k = re.sub(pat, rep, k)
         sd[k] = v
+    missing = [k for k in HF_DIM_KEYS if k not in cfg]
+    if missing:
+        raise ConversionError(f"{folder / 'config.json'}: missing {missing}")
     dims = {
         "n_mels": cfg["num_mel_bins"],
         "n_audio_ctx": cfg["max_source_positions"],
@@ -240,6 +266,15 @@ def _openai_tiktoken(n_vocab: int) -> Path | None:
     return p if p.exists() else None
 
 
+def _local(p: Path, folder: Path) -> Path:
+    """A file of the source folder that is copied into the output: a symlink leaving the
+    folder is refused (its target's content would be copied), so is a non-regular file."""
+    r = inside(p, folder, "a symlink", ConversionError)
+    if not r.is_file():
+        raise ConversionError(f"{p}: not a regular file")
+    return r
+
+
 def _tokenizer_files(
     folder: Path | None, tokenizer: str | None, n_vocab: int, src: Path
 ) -> dict[str, Path]:
@@ -252,9 +287,9 @@ def _tokenizer_files(
         else:
             raise ConversionError(f"--tokenizer {tokenizer}: no such file or folder")
     if folder is not None and (folder / "tokenizer.json").exists():
-        return {"tokenizer.json": folder / "tokenizer.json"}
+        return {"tokenizer.json": _local(folder / "tokenizer.json", folder)}
     if folder is not None and (folder / "vocab.json").exists():
-        return {n: folder / n for n in TOKENIZER_FILES if (folder / n).exists()}
+        return {n: _local(folder / n, folder) for n in TOKENIZER_FILES if (folder / n).exists()}
     tk = _openai_tiktoken(n_vocab)
     if tk is not None:
         return {tk.name: tk}
@@ -265,41 +300,72 @@ def _tokenizer_files(
 
 
 def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
+    from ..models.whisper.load import check_alignment_heads, check_dims_against
     from ..models.whisper.model import ModelDimensions, sanitize
 
     alignment_heads: list = []
+    cfg: dict | None = None
     folder: Path | None = src if src.is_dir() else src.parent
-    if src.is_file() and _is_openai_pt(src):
+    if src.is_dir():  # files to be copied must not lead out of the folder: checked up front
+        for n in TOKENIZER_FILES:
+            if (src / n).exists() or (src / n).is_symlink():
+                _local(src / n, src)
+    if src.is_file():  # the reader names what is wrong with a file that is not one
         dims, sd = _from_openai(src)
         sources = [src]
         folder = None if tokenizer is None else folder
-    elif (cfg := _hf_config(src)) is not None:
+    elif cfg := _hf_config(src):
+        _local(src / "config.json", src)
         dims, sd, sources = _from_hf(src, cfg)
         gen = src / "generation_config.json"
         if gen.exists():
-            alignment_heads = json.loads(gen.read_text()).get("alignment_heads") or []
-    elif _is_ct2(src):
-        dims, sd = _from_ct2(src)
+            alignment_heads = _json_object(gen).get("alignment_heads") or []
+    elif _is_ct2(src) or (src.is_dir() and model_bin_parts(src)):
+        try:
+            dims, sd = _from_ct2(src)
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise ConversionError(
+                f"{src}/model.bin: not a complete Whisper model ({type(exc).__name__}: {exc})"
+            ) from None
         sources = model_bin_parts(src)
-        ct2cfg = (
-            json.loads((src / "config.json").read_text()) if (src / "config.json").exists() else {}
-        )
+        ct2cfg = _json_object(src / "config.json") if (src / "config.json").exists() else {}
         alignment_heads = ct2cfg.get("alignment_heads") or []
     else:
         raise ConversionError(
             f"{src}: not a Whisper checkpoint (OpenAI .pt, Hugging Face "
             f"folder, or CTranslate2 folder)"
         )
-    dims = ModelDimensions.from_dict(dims)
+    where = f"{src / 'config.json' if src.is_dir() and cfg else src}: whisper dims"
+    if not isinstance(dims, dict):
+        raise ConversionError(f"{where}: expected a mapping, got {type(dims).__name__}")
+    dims = ModelDimensions.from_dict(dims, where, ConversionError)
+    heads = check_alignment_heads(alignment_heads, dims, f"{src}: config", ConversionError)
+    if not isinstance(sd, dict) or not all(isinstance(k, str) for k in sd):
+        raise ConversionError(f"{src}: the state dict is not a mapping of names to tensors")
+    weights = sanitize(sd)
+    check_dims_against(dims, weights, str(src), ConversionError)
+    check_weights(expected_shapes(dims), weights, str(src))
     extra = _tokenizer_files(folder, tokenizer, dims.n_vocab, src)
     tok_name = next(iter(extra)) if len(extra) == 1 else "vocab.json"
     config = {
         "model_type": "whisper",
         "args": dims.to_dict(),
-        "alignment_heads": [list(map(int, h)) for h in alignment_heads],
+        "alignment_heads": [list(h) for h in heads],
         "tokenizer": tok_name,
     }
-    return Converted(sanitize(sd), config, extra, sources)
+    return Converted(weights, config, extra, sources)
+
+
+def expected_shapes(dims) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of the MLX model for `dims` (no weights are allocated)."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from ..models.whisper.model import Whisper
+
+    # MLX arrays are lazy: building the module records shapes; nothing is evaluated
+    model = Whisper(dims, mx.float32)
+    return {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
 
 
 def quantize(result: Converted, bits: int, group_size: int) -> Converted:

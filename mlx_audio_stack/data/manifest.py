@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic import atomic_output
 from ..errors import MasError
 
 SCHEMA_VERSION = 1
@@ -143,19 +143,12 @@ def write_manifest(records: Iterable[dict], path: str | Path, relative: bool = T
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for rec in records:
-                rec = dict(rec)
-                if relative and os.path.isabs(rec.get("audio", "")):
-                    rec["audio"] = os.path.relpath(rec["audio"], base)
-                f.write(json.dumps(_ordered(rec), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            rec = dict(rec)
+            if relative and os.path.isabs(rec.get("audio", "")):
+                rec["audio"] = os.path.relpath(rec["audio"], base)
+            f.write(json.dumps(_ordered(rec), ensure_ascii=False) + "\n")
     return path
 
 

@@ -26,8 +26,10 @@ class PipelineConfig:
     # tracker: cosine similarity to speaker centroids; None = the embedder's own threshold
     tracker_threshold: float | None = None
     centroid_memory: int = 30  # a centroid is the mean of at most this many recent pieces
-    # overlap: a piece whose frames say >= 2 speakers for this share goes to separation
-    overlap_min_share: float = 0.3
+    # overlap: a run of frames saying >= 2 speakers, at least this long, is cut out of its
+    # piece and goes to separation (runs closer than overlap_bridge_s are joined)
+    overlap_min_s: float = 0.2
+    overlap_bridge_s: float = 0.3
     overlap_threshold: float = 0.5  # P(>= 2 speakers) for a frame to count as overlapped
     separation_context_s: float = 0.5  # audio either side of an overlapped piece, for the separator
     source_min_rms_db: float = -35.0  # a separated source this far below the mix is empty

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import check_finite
 from ..errors import AudioError
 from .asr import ASRStream, StreamState
 from .config import FRAME_S, SAMPLE_RATE, PipelineConfig
@@ -121,9 +122,7 @@ class Pipeline:
         """Feed mono float32 samples at 16 kHz; return the events decided by them."""
         if self._closed:
             raise AudioError("push() after flush(): start a new Pipeline")
-        x = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(x)):
-            raise AudioError(f"audio chunk: {int((~np.isfinite(x)).sum())} samples are NaN or inf")
+        x = check_finite(np.asarray(chunk, dtype=np.float32).reshape(-1), "audio chunk")
         w0 = time.perf_counter()
         out: list[dict] = []
         self._buf = np.concatenate([self._buf, x])
@@ -217,13 +216,18 @@ class Pipeline:
         self._closed = False
 
     def _handle_piece(self, piece: Piece) -> list[dict]:
+        out: list[dict] = []
+        for part, count in self._split_by_overlap(piece):
+            out += self._handle_part(part, count)
+        return out
+
+    def _handle_part(self, piece: Piece, count: int) -> list[dict]:
         audio = self._audio(piece.start, piece.end)
         if audio.size == 0:
             return []
         t0, t1 = piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE
         out: list[dict] = []
-        count, share = self._overlap_in(t0, t1)
-        overlapped = count >= 2 and share >= self.cfg.overlap_min_share
+        overlapped = count >= 2
         if overlapped and self.separator is not None:
             out += self._separated(piece, audio, count)
             return out
@@ -343,23 +347,12 @@ class Pipeline:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _overlap_in(self, t0: float, t1: float) -> tuple[int, float]:
-        """Max speaker count and the share of frames with >= 2 speakers in [t0, t1)."""
+    def _split_by_overlap(self, piece: Piece) -> list[tuple[Piece, int]]:
         if not self._ov:
-            return 1, 0.0
+            return [(piece, 1)]
         ov = np.concatenate(self._ov) if len(self._ov) > 1 else self._ov[0]
         self._ov = [ov]
-        fs = self.overlap.frame_s
-        f0, f1 = int(t0 / fs), max(int(t0 / fs) + 1, int(np.ceil(t1 / fs)))
-        seg = ov[f0:f1]
-        if seg.size == 0:
-            return 1, 0.0
-        p2 = seg[:, 2:].sum(axis=1)
-        multi = p2 >= self.cfg.overlap_threshold
-        if not multi.any():
-            return 1, 0.0
-        count = int(seg[multi].argmax(axis=1).max())
-        return max(count, 2), float(multi.mean())
+        return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg)
 
     def _has_speech(self, audio: np.ndarray) -> bool:
         from ..models.silero_vad.offline import speech_probs
@@ -431,6 +424,60 @@ class _Timer:
 
     def __exit__(self, *exc):
         self.acc[self.key] += time.perf_counter() - self.t
+
+
+def split_by_overlap(
+    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig
+) -> list[tuple[Piece, int]]:
+    """Cut a piece at its overlapped runs: [(part, speaker count)], count >= 2 for a run of
+    detector frames (`ov` (F, 4) probabilities, `fs` s each) with P(>= 2 speakers) >=
+    overlap_threshold lasting >= overlap_min_s; slivers shorter than overlap_bridge_s go with
+    the run beside them."""
+    hop = fs * SAMPLE_RATE  # samples per detector frame
+    f0 = int(piece.start // hop)
+    f1 = max(f0 + 1, int(np.ceil(piece.end / hop)))
+    seg = ov[f0:f1]
+    multi = seg[:, 2:].sum(axis=1) >= cfg.overlap_threshold if seg.size else seg
+    if not np.any(multi):
+        return [(piece, 1)]
+    runs = _runs(multi, int(round(cfg.overlap_bridge_s / fs)))
+    runs = [(a, b) for a, b in runs if (b - a) * fs >= cfg.overlap_min_s]
+    if not runs:
+        return [(piece, 1)]
+    parts: list[tuple[Piece, int]] = []
+    pos = piece.start
+    min_part = int(cfg.overlap_bridge_s * SAMPLE_RATE)
+    for a, b in runs:
+        s = max(piece.start, int((f0 + a) * hop))
+        e = min(piece.end, int((f0 + b) * hop))
+        if s - pos < min_part:  # a sliver before the run goes with it
+            s = pos
+        if piece.end - e < min_part:
+            e = piece.end
+        if e <= s:
+            continue
+        if s > pos:
+            parts.append((Piece(pos, s, piece.onset and pos == piece.start), 1))
+        count = int(seg[a:b].argmax(axis=1).max())
+        parts.append((Piece(s, e, False), max(2, count)))
+        pos = e
+    if pos < piece.end:
+        parts.append((Piece(pos, piece.end, False), 1))
+    return parts
+
+
+def _runs(mask: np.ndarray, bridge: int) -> list[tuple[int, int]]:
+    """[start, end) index runs of True in `mask`, joining runs separated by <= bridge."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return []
+    runs = [[int(idx[0]), int(idx[0]) + 1]]
+    for i in idx[1:]:
+        if i - runs[-1][1] <= bridge:
+            runs[-1][1] = int(i) + 1
+        else:
+            runs.append([int(i), int(i) + 1])
+    return [(a, b) for a, b in runs]
 
 
 def _db(x: np.ndarray) -> float:

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import soundfile as sf
 
+from ...audio import check_regular_file
+from ...errors import AudioError
 from ..manifest import ManifestError
 
 
 def probe(path: Path) -> tuple[float, int, int, int]:
     """(duration s, sample rate, channels, frames) from the file header (no decoding)."""
+    try:
+        check_regular_file(path)  # a FIFO in a dataset folder would block sf.info
+    except AudioError as exc:
+        raise ManifestError(str(exc)) from None
     try:
         info = sf.info(str(path))
     except Exception as exc:

@@ -24,9 +24,9 @@ import numpy as np
 from ..._blas import keep_large_buffers
 from ...audio import as_audio
 from ...errors import AudioError, WeightsError
-from ...weights_io import load_model_dir, load_strict
-from .fbank import Fbank, FbankArgs, num_frames, sentence_mean_norm
-from .model import ECAPA_TDNN, EcapaArgs
+from ...weights_io import checked_args, load_errors, load_model_dir, load_strict
+from .fbank import FBANK_LIMITS, Fbank, FbankArgs, num_frames, sentence_mean_norm
+from .model import ARG_LIMITS, ECAPA_TDNN, EcapaArgs
 
 
 @dataclass
@@ -44,6 +44,9 @@ class SpeakerEncoder:
     >>> enc = SpeakerEncoder.load("weights/ecapa-voxceleb")
     >>> e = enc.embed(["a.wav", "b.wav"])          # (2, 192) numpy float32
     """
+
+    name = "ecapa"  # the speaker-embedder interface (mlx_audio_stack/embedders.py)
+    threshold = 0.25  # default raw-cosine verification threshold (SpeechBrain's verify_batch)
 
     def __init__(
         self,
@@ -63,15 +66,30 @@ class SpeakerEncoder:
         self.min_frames = model.args.max_pad + 1
         self.min_samples = (self.min_frames - 1) * self.fbank.args.hop_samples
 
+    @property
+    def dim(self) -> int:
+        """Embedding size (lin_neurons); rows of `embed` are not normalised."""
+        return self.model.args.lin_neurons
+
     @classmethod
     def load(cls, path: str | Path) -> SpeakerEncoder:
         """Load a folder written by `mas convert` (model_type 'ecapa')."""
+        with load_errors(path, "ecapa"):
+            return cls._load(Path(path))
+
+    @classmethod
+    def _load(cls, path: Path) -> SpeakerEncoder:
         config, weights = load_model_dir(path)
         if config.get("model_type") != "ecapa":
             raise WeightsError(
                 f"{path}: model_type is {config.get('model_type')!r}, expected 'ecapa'"
             )
-        model = ECAPA_TDNN(EcapaArgs(**config["args"]))
+        where = f"{path / 'config.json'}"
+        model = ECAPA_TDNN(
+            checked_args(EcapaArgs, config.get("args"), f"{where}: args", limits=ARG_LIMITS)
+        )
+        fbank = config.get("fbank", {"n_mels": model.args.input_size})
+        fb = checked_args(FbankArgs, fbank, f"{where}: fbank", limits=FBANK_LIMITS)
         emb_mean = weights.pop("emb_norm.glob_mean", None)
         emb_std = weights.pop("emb_norm.glob_std", None)
         mx.eval([a for a in (emb_mean, emb_std) if a is not None])  # read now, not lazily
@@ -83,7 +101,6 @@ class SpeakerEncoder:
             sentence_std=norm.get("std_norm", False),
             emb_norm_std=config.get("emb_norm_std", False),
         )
-        fb = FbankArgs(**config.get("fbank", {"n_mels": model.args.input_size}))
         if fb.n_mels != model.args.input_size:
             raise WeightsError(
                 f"{path}: fbank n_mels {fb.n_mels} != model input_size {model.args.input_size}"

@@ -20,6 +20,18 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
+# sane ranges for a config's front end (checked by weights_io.checked_args)
+FBANK_LIMITS = {
+    "n_mels": (1, 1024),
+    "sample_rate": (1000, 384000),
+    "n_fft": (2, 65536),
+    "win_length": (0, 1000),
+    "hop_length": (0, 1000),
+    "f_min": (-1e-9, 192000),
+    "amin": (0, 1),
+    "top_db": (0, 1000),
+}
+
 
 @dataclass
 class FbankArgs:

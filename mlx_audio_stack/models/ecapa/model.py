@@ -35,6 +35,20 @@ from .cpu_forward import CpuForward
 BN_EPS = 1e-5  # torch.nn.BatchNorm1d default, used by SpeechBrain's BatchNorm1d
 
 
+# sane caps on a config's sizes (SpeechBrain's voxceleb model: 80 mels, 1024/3072 channels)
+ARG_LIMITS = {
+    "input_size": (1, 1024),
+    "channels": (1, 65536),
+    "kernel_sizes": (1, 99),
+    "dilations": (1, 1024),
+    "attention_channels": (1, 65536),
+    "res2net_scale": (1, 256),
+    "se_channels": (1, 65536),
+    "groups": (1, 65536),
+    "lin_neurons": (1, 65536),
+}
+
+
 @dataclass
 class EcapaArgs:
     """ECAPA_TDNN constructor arguments, with SpeechBrain's names and defaults."""

@@ -187,8 +187,9 @@ def verify(
 ) -> dict:
     """Embed two recordings and decide: {"score", "threshold", "same_speaker", "normalized"}.
 
-    Without a cohort the score is the raw cosine (threshold default 0.25, SpeechBrain's);
-    with one it is the (adaptive) S-norm score (threshold default 2.0 standard deviations).
+    Without a cohort the score is the raw cosine (threshold default: the encoder's
+    `threshold`, 0.25 for ECAPA as SpeechBrain's); with one it is the (adaptive) S-norm score
+    (threshold default 2.0 standard deviations).
     """
     emb = encoder.embed([a, b])
     score = float(cosine_score(emb[0], emb[1]))
@@ -198,7 +199,8 @@ def verify(
         score = float(
             normalize_scores(np.array([score]), emb[:1], emb[1:], coh, "s-norm", top_k)[0]
         )
-    thr = threshold if threshold is not None else (2.0 if normalized else DEFAULT_THRESHOLD)
+    raw_thr = getattr(encoder, "threshold", DEFAULT_THRESHOLD)
+    thr = threshold if threshold is not None else (2.0 if normalized else raw_thr)
     return {
         "score": score,
         "threshold": thr,

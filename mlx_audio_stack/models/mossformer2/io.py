@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...atomic import stream_temp_name
+
 
 def write_sources(sources: np.ndarray, out_dir: str | Path, sr: int) -> list[Path]:
     """Write (S, T) float32 sources as `out_dir/spk{i}.wav` (float WAV); returns the paths.
@@ -21,7 +23,7 @@ def write_sources(sources: np.ndarray, out_dir: str | Path, sr: int) -> list[Pat
     paths = []
     for i, src in enumerate(np.asarray(sources, dtype=np.float32), start=1):
         final = out / f"spk{i}.wav"
-        tmp = out / f".spk{i}.wav.tmp-{os.getpid()}"
+        tmp = stream_temp_name(final)  # stale temps of killed runs are removed first
         try:
             sf.write(str(tmp), src, sr, subtype="FLOAT", format="WAV")
             os.replace(tmp, final)
@@ -53,7 +55,7 @@ def separate_file_streaming(
     sr = model.sample_rate
     st = StreamingSeparator(model, window_s, overlap_s)
     finals = [out / f"spk{i + 1}.wav" for i in range(model.num_spks)]
-    tmps = [out / f".{p.name}.tmp-{os.getpid()}" for p in finals]
+    tmps = [stream_temp_name(p) for p in finals]  # stale temps of killed runs removed first
     files = [sf.SoundFile(str(t), "w", sr, 1, subtype="FLOAT", format="WAV") for t in tmps]
     try:
         blocks = stream_audio(path, block_s=st.hop / sr, sr=sr)

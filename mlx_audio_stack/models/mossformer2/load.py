@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import WeightsError
-from ...weights_io import load_model_dir, load_strict
+from ...weights_io import load_errors, load_model_dir, load_strict
 from .model import ModelArgs, MossFormer2
 
 MODEL_TYPE = "mossformer2"
@@ -17,6 +17,11 @@ def load_model(path: str | Path, num_spks: int | None = None) -> MossFormer2:
     `num_spks`, when given, must equal the checkpoint's speaker count (a 2-speaker checkpoint
     cannot separate 3 speakers): a WeightsError names both otherwise.
     """
+    with load_errors(path, MODEL_TYPE):
+        return _load(Path(path), num_spks)
+
+
+def _load(path: Path, num_spks: int | None) -> MossFormer2:
     import mlx.core as mx
 
     config, weights = load_model_dir(path)
@@ -25,7 +30,7 @@ def load_model(path: str | Path, num_spks: int | None = None) -> MossFormer2:
             f"{path}: model_type is {config.get('model_type')!r}, "
             f"expected {MODEL_TYPE!r} (convert a MossFormer2 checkpoint)"
         )
-    args = ModelArgs.from_dict(config.get("args", {}))
+    args = ModelArgs.from_dict(config.get("args", {}), f"{path / 'config.json'}: args")
     if num_spks is not None and num_spks != args.num_spks:
         raise WeightsError(
             f"{path}: this checkpoint separates {args.num_spks} speakers, "

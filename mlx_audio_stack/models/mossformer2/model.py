@@ -13,15 +13,33 @@ are the reference's (without `module.`), so a ClearerVoice checkpoint loads afte
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 
+from ...errors import WeightsError
+from ...weights_io import checked_args
 from .attention import FLASHShareAFFConvM
 from .fsmn import GatedFSMNBlockDilated
 from .layers import Conv1x1, GlobalNorm, Placeholder, PReLU
+
+# sane caps on a config's sizes (ClearerVoice's largest: 512 wide, 24 layers, 3 speakers)
+ARG_LIMITS = {
+    "num_spks": (1, 16),
+    "encoder_kernel_size": (2, 1024),
+    "encoder_embedding_dim": (1, 16384),
+    "mossformer_sequence_dim": (2, 16384),
+    "num_mossformer_layer": (1, 1024),
+    "sampling_rate": (1000, 384000),
+    "group_size": (1, 65536),
+    "query_key_dim": (2, 16384),
+    "expansion_factor": (0, 64),
+    "fsmn_inner_channels": (1, 16384),
+    "fsmn_lorder": (1, 4096),
+    "conv_kernel_size": (1, 4096),
+}
 
 
 @dataclass
@@ -47,9 +65,15 @@ class ModelArgs:
     shift_tokens: bool = True
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelArgs:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    def from_dict(
+        cls, d: dict[str, Any], where: str = "mossformer2 args", error: type = WeightsError
+    ) -> ModelArgs:
+        """Checked against the field types, ARG_LIMITS and `check` (raises `error`)."""
+        return checked_args(cls, d, where, error, ARG_LIMITS)
+
+    def check(self) -> None:
+        if self.norm_type != "scalenorm":
+            raise ValueError(f"norm_type {self.norm_type!r}: only 'scalenorm' is implemented")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

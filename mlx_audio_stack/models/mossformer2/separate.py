@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ...audio import as_audio
-from ...errors import MasError
+from ...errors import AudioError, MasError
 from .stream import StreamingSeparator
 
 # one pass up to this length; beyond, windows of CHUNK_S overlapping by OVERLAP_S
@@ -52,8 +52,8 @@ def separate(
         )
     sr = model.sample_rate
     x = as_audio(audio, sr, input_sr)
-    if x.size == 0:
-        return np.zeros((model.num_spks, 0), np.float32)
+    if x.size == 0:  # files are refused by as_audio; an empty array has nothing to separate
+        raise AudioError("audio is empty (0 samples): nothing to separate")
     if chunk_s is None and x.size > ONE_PASS_S * sr:
         chunk_s = CHUNK_S
     if chunk_s is None or x.size <= chunk_s * sr:

@@ -7,7 +7,7 @@ from pathlib import Path
 import mlx.core as mx
 
 from ...errors import WeightsError
-from ...weights_io import load_model_dir, load_strict
+from ...weights_io import load_errors, load_model_dir, load_strict
 from .model import ModelArgs, SileroVAD, expected_shapes, sanitize
 
 
@@ -29,9 +29,11 @@ def load_vad(path: str | Path) -> SileroVAD:
 
     Computation is float32 whatever dtype the weights were stored in (the model is tiny).
     """
-    config, weights = load_model_dir(path)
-    if config.get("model_type") != "silero_vad":
-        raise WeightsError(
-            f"{path}: model_type is {config.get('model_type')!r}, expected 'silero_vad'"
-        )
-    return model_from_weights(weights, ModelArgs.from_dict(config.get("args", {})), str(path))
+    with load_errors(path, "silero_vad"):
+        config, weights = load_model_dir(path)
+        if config.get("model_type") != "silero_vad":
+            raise WeightsError(
+                f"{path}: model_type is {config.get('model_type')!r}, expected 'silero_vad'"
+            )
+        args = ModelArgs.from_dict(config.get("args", {}), f"{Path(path) / 'config.json'}: args")
+        return model_from_weights(weights, args, str(path))

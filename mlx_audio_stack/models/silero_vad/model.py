@@ -28,6 +28,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from ...errors import WeightsError
+from ...weights_io import checked_args
+
 HIDDEN = 128  # LSTM width and the encoder's output channels
 ENCODER_CHANNELS = (128, 64, 64, 128)  # out channels of the 4 conv blocks
 ENCODER_STRIDES = (1, 2, 2, 1)
@@ -70,11 +73,18 @@ class ModelArgs:
     hidden_size: int = HIDDEN
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelArgs:
-        return cls(
-            sample_rates=[int(s) for s in d.get("sample_rates", [16000, 8000])],
-            hidden_size=int(d.get("hidden_size", HIDDEN)),
-        )
+    def from_dict(
+        cls, d: dict[str, Any], where: str = "silero_vad args", error: type = WeightsError
+    ) -> ModelArgs:
+        """Checked against the field types and `check` (raises `error`)."""
+        return checked_args(cls, d, where, error, {"hidden_size": (1, 4096)})
+
+    def check(self) -> None:
+        rates = self.sample_rates
+        if len(set(rates)) != len(rates) or not set(rates) <= set(KNOWN_BRANCHES):
+            raise ValueError(
+                f"sample_rates {rates}: expected distinct values of {sorted(KNOWN_BRANCHES)}"
+            )
 
 
 def branch_name(sr: int) -> str:

@@ -22,16 +22,21 @@ FRAMES_PER_CHUNK = 4  # STFT frames in one chunk (chunk = 4 hops)
 BATCH_CHUNKS = 256  # chunks per front-end batch (8 s at 16 kHz): cache-sized, bounded memory
 
 
-def chunk_blocks(audio: np.ndarray, branch: VADBranch) -> tuple[np.ndarray, int]:
+def chunk_blocks(
+    audio: np.ndarray, branch: VADBranch, context: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Audio -> hop-sized blocks of the context-padded signal (4N + 1, hop), and N chunks.
 
     Chunk i (with its context) is blocks 4i .. 4i+4 minus the last block's second half: the
-    signal is [ctx zeros, audio, zeros up to a multiple of the chunk, zeros to a whole block].
+    signal is [ctx zeros (or `context`: the samples before `audio`), audio, zeros up to a
+    multiple of the chunk, zeros to a whole block].
     """
     a = branch.args
     n, ctx, hop = a.num_samples, a.context_size_samples, a.hop_length
     n_chunks = -(-audio.size // n)  # ceil
     padded = np.zeros((FRAMES_PER_CHUNK * n_chunks + 1) * hop, dtype=np.float32)
+    if context is not None:
+        padded[:ctx] = context
     padded[ctx : ctx + audio.size] = audio
     return padded.reshape(-1, hop), n_chunks  # (4N + 1, hop)
 
@@ -81,9 +86,21 @@ def lstm_scan(
 
 def branch_probs(branch: VADBranch, audio: np.ndarray) -> np.ndarray:
     """Per-chunk speech probabilities (N,) of mono float32 `audio` at the branch's rate."""
+    return _probs_from(branch, audio)[0]
+
+
+def _probs_from(
+    branch: VADBranch,
+    audio: np.ndarray,
+    context: np.ndarray | None = None,
+    h: np.ndarray | None = None,
+    c: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """branch_probs continuing a recording: `context` (the previous chunk's last samples) and
+    the LSTM state (h, c) come in, (probs, h, c) go out."""
     if audio.size == 0:
-        return np.zeros(0, np.float32)
-    blocks, n_chunks = chunk_blocks(audio, branch)
+        return np.zeros(0, np.float32), h, c
+    blocks, n_chunks = chunk_blocks(audio, branch, context)
     w_hh = np.array(branch.decoder.rnn.weight_hh)
     spans = [(s, min(n_chunks, s + BATCH_CHUNKS)) for s in range(0, n_chunks, BATCH_CHUNKS)]
 
@@ -94,7 +111,7 @@ def branch_probs(branch: VADBranch, audio: np.ndarray) -> np.ndarray:
         return g
 
     # the next batch's front end runs in MLX while numpy scans the current one
-    hs, h, c = [], None, None
+    hs = []
     pending = gates(spans[0])
     for k in range(len(spans)):
         gx = pending
@@ -102,7 +119,7 @@ def branch_probs(branch: VADBranch, audio: np.ndarray) -> np.ndarray:
             pending = gates(spans[k + 1])
         out, h, c = lstm_scan(np.array(gx), w_hh, h, c)
         hs.append(out)
-    return np.array(branch.decoder.head(mx.array(np.concatenate(hs))))
+    return np.array(branch.decoder.head(mx.array(np.concatenate(hs)))), h, c
 
 
 def speech_probs(
@@ -123,3 +140,36 @@ def speech_probs(
         raise AudioError(f"audio: expected a mono (T,) array, got shape {x.shape}")
     x = check_finite(x, "audio", nonfinite)
     return branch_probs(branch, x)
+
+
+def file_speech_probs(
+    model: SileroVAD,
+    path,
+    sample_rate: int,
+    block_s: float = 60.0,
+    nonfinite: str = "error",
+) -> tuple[np.ndarray, int]:
+    """Speech probabilities of an audio file read block by block (bounded memory, any length):
+    the file is resampled to `sample_rate` (a branch) per block, context and LSTM state carry
+    over, so at the file's own rate the result equals `speech_probs` on the whole file.
+    Returns (probs (N,), samples at `sample_rate`)."""
+    from ...audio import stream_audio
+
+    branch = model.branch(sample_rate)
+    n = branch.args.num_samples
+    ctx = branch.args.context_size_samples
+    probs, total, h, c = [], 0, None, None
+    context = np.zeros(ctx, np.float32)
+    rest = np.zeros(0, np.float32)
+    for block in stream_audio(path, block_s=block_s, sr=sample_rate, nonfinite=nonfinite):
+        total += block.size
+        x = np.concatenate([rest, block]) if rest.size else block
+        whole = x.size - x.size % n  # whole chunks now; the remainder waits for the next block
+        if whole:
+            p, h, c = _probs_from(branch, x[:whole], context, h, c)
+            probs.append(p)
+            context = x[whole - ctx : whole].copy()
+        rest = x[whole:].copy()
+    if rest.size:
+        probs.append(_probs_from(branch, rest, context, h, c)[0])
+    return (np.concatenate(probs) if probs else np.zeros(0, np.float32)), total

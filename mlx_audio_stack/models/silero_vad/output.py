@@ -27,12 +27,11 @@ def vad_file(
     path: str | Path, model: SileroVAD, model_sample_rate: int | None = None, **options
 ) -> FileSegments:
     """Run VAD over one audio file; `options` are `speech_timestamps`'s."""
-    import soundfile as sf
-
+    from ...audio import audio_info
     from .segments import speech_timestamps
 
     segs = speech_timestamps(path, model, model_sample_rate=model_sample_rate, **options)
-    info = sf.info(str(path))
+    info = audio_info(path)
     sr = info.samplerate
     # samples are at the file's rate, or at the forced branch's rate
     unit = model_sample_rate or sr

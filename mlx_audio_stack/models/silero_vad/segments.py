@@ -205,35 +205,34 @@ def speech_timestamps(
     returned are mapped back to the input rate (`model_sample_rate` forces the branch, e.g.
     8000 to run 16 kHz audio on the 8 kHz branch). Empty audio gives [].
     """
-    from ...audio import as_audio, load_audio
-    from .offline import speech_probs
+    from ...audio import as_audio, audio_info, is_long, load_audio
+    from .offline import file_speech_probs, speech_probs
 
+    info = None
     if isinstance(audio, (str, Path)):
-        import soundfile as sf
-
-        if not Path(audio).is_file():
-            raise AudioError(f"{audio}: no such file")
-        try:
-            sampling_rate = sf.info(str(audio)).samplerate
-        except Exception as exc:
-            raise AudioError(f"{audio}: not a readable audio file ({exc})") from exc
+        info = audio_info(audio)  # regular, readable, not cut short, not empty
+        sampling_rate = info.samplerate
     elif sampling_rate <= 0:
         raise AudioError(f"sampling_rate: expected > 0 Hz, got {sampling_rate}")
     sr = model_sample_rate or model_rate(sampling_rate, model)
     if sr not in KNOWN_BRANCHES:
         raise AudioError(f"model_sample_rate: {sr} Hz is not a Silero VAD branch (16000 or 8000)")
     model.branch(sr)  # clear error when these weights lack that branch
-    if isinstance(audio, (str, Path)):
-        x = load_audio(audio, sr, nonfinite)
+    if info is not None and is_long(info):  # block by block: bounded memory at any length
+        probs, n_samples = file_speech_probs(model, audio, sr, nonfinite=nonfinite)
     else:
-        x = as_audio(audio, sr, sampling_rate, nonfinite)
-    probs = speech_probs(model, x, sr)
+        x = (
+            load_audio(audio, sr, nonfinite)
+            if info is not None
+            else as_audio(audio, sr, sampling_rate, nonfinite)
+        )
+        probs, n_samples = speech_probs(model, x, sr), x.size
     segs = timestamps_from_probs(
         probs,
         sr,
         return_seconds=return_seconds,
         time_resolution=time_resolution,
-        audio_length_samples=x.size,
+        audio_length_samples=n_samples,
         **options,
     )
     if not return_seconds and sr != sampling_rate:

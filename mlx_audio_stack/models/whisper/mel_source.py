@@ -14,9 +14,8 @@ from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
-import soundfile as sf
 
-from ...audio import as_audio, load_audio, stream_audio
+from ...audio import as_audio, audio_info, is_long, load_audio, stream_audio
 from ...errors import AudioError
 from .audio import HOP_LENGTH, N_FFT, N_SAMPLES, SAMPLE_RATE, hann_window, mel_filters
 
@@ -44,12 +43,8 @@ class MelSource:
     def from_input(cls, audio: str | Path | np.ndarray, n_mels: int) -> MelSource:
         if isinstance(audio, (str, Path)):
             path = Path(audio)
-            x = None
-            try:
-                info = sf.info(str(path)) if path.exists() else None
-            except Exception:
-                info = None
-            if info is not None and info.duration > STREAM_SECONDS:
+            info = audio_info(path)  # regular, readable, not cut short, not empty
+            if info.duration > STREAM_SECONDS or is_long(info):
                 return cls(*_streamed(path), n_mels)
             x = load_audio(path, SAMPLE_RATE)
         else:
@@ -108,8 +103,8 @@ class MelSource:
 
 def _streamed(path: Path) -> tuple[int, Callable[[int, int], np.ndarray]]:
     """Sample count and a forward-only sample reader that keeps a bounded buffer."""
-    info = sf.info(str(path))
-    n = int(round(info.frames * SAMPLE_RATE / info.samplerate))
+    info = audio_info(path)
+    n = -(-info.frames * SAMPLE_RATE // info.samplerate)  # stream_audio's length: ceil
     state = {"it": None, "buf": np.zeros(0, np.float32), "start": 0}
 
     def reset() -> None:

@@ -19,6 +19,8 @@ import mlx.nn as nn
 import numpy as np
 
 from ... import _blas
+from ...errors import WeightsError
+from ...weights_io import checked_args
 from .cpu_ops import (
     StepCache,
     attention_,
@@ -30,6 +32,21 @@ from .cpu_ops import (
     softmax_,
     use_cpu_path,
 )
+
+# sane caps on a config's sizes (the largest official model: 128 mels, 1500/448 contexts,
+# width 1280, 20 heads, 32 layers, 51866 tokens)
+DIM_LIMITS = {
+    "n_mels": (1, 512),
+    "n_audio_ctx": (1, 16384),
+    "n_audio_state": (1, 32768),
+    "n_audio_head": (1, 1024),
+    "n_audio_layer": (1, 1024),
+    "n_vocab": (1, 10_000_000),
+    "n_text_ctx": (1, 65536),
+    "n_text_state": (1, 32768),
+    "n_text_head": (1, 1024),
+    "n_text_layer": (1, 1024),
+}
 
 
 @dataclass
@@ -48,8 +65,19 @@ class ModelDimensions:
     n_text_layer: int
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelDimensions:
-        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+    def from_dict(
+        cls, d: dict[str, Any], where: str = "whisper args", error: type = WeightsError
+    ) -> ModelDimensions:
+        """Checked against the field types, DIM_LIMITS and `check` (raises `error`)."""
+        return checked_args(cls, d, where, error, DIM_LIMITS)
+
+    def check(self) -> None:
+        for state, head in (("n_audio_state", "n_audio_head"), ("n_text_state", "n_text_head")):
+            if getattr(self, state) % getattr(self, head):
+                raise ValueError(
+                    f"{state} {getattr(self, state)} is not divisible by {head} "
+                    f"{getattr(self, head)}"
+                )
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -330,7 +358,8 @@ def sanitize(weights: dict[str, Any]) -> dict[str, Any]:
         if k == "encoder.positional_embedding" or k == "alignment_heads":
             continue  # fixed sinusoids (recomputed) / a buffer kept in config.json
         k = k.replace(".mlp.0.", ".mlp1.").replace(".mlp.2.", ".mlp2.")
-        if k.endswith(("conv1.weight", "conv2.weight")) and v.shape[1] != 3 and v.shape[2] == 3:
+        conv = k.endswith(("conv1.weight", "conv2.weight")) and len(v.shape) == 3
+        if conv and v.shape[1] != 3 and v.shape[2] == 3:
             v = v.transpose(0, 2, 1) if isinstance(v, np.ndarray) else mx.transpose(v, (0, 2, 1))
         out[k] = v
     return out

@@ -285,7 +285,16 @@ def load_tokenizer(
 ) -> Tokenizer:
     """Tokenizer for a model with `n_vocab` entries, from its shipped tokenizer file."""
     path = Path(path)
-    ranks, specials = _load_files(path)
+    if path.exists() and not path.is_file():
+        raise WeightsError(f"{path}: the tokenizer is not a regular file")
+    try:
+        ranks, specials = _load_files(path)
+    except WeightsError:
+        raise
+    except Exception as exc:  # a malformed tokenizer file: one line, not a traceback
+        raise WeightsError(
+            f"{path}: malformed tokenizer file ({type(exc).__name__}: {exc})"
+        ) from None
     multilingual = n_vocab >= 51865
     num_languages = n_vocab - 51765 - int(multilingual)
     if not specials or "<|startoftranscript|>" not in specials:

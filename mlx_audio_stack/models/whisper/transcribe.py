@@ -84,6 +84,7 @@ def transcribe(
     condition_on_previous_text: bool = True,
     initial_prompt: str | None = None,
     word_timestamps: bool = False,
+    skip_silence: bool = True,
     dtype: str | None = None,
     progress: bool = False,
     **decode_options: Any,
@@ -96,6 +97,12 @@ def transcribe(
     Returns {"text", "segments": [{id, seek, start, end, text, tokens, temperature,
     avg_logprob, compression_ratio, no_speech_prob[, words]}], "language"}. `word_timestamps`
     adds per-word times from the alignment heads in the weights' config.
+
+    `skip_silence`: a 30 s window whose log-mel is constant (digital silence, or nothing above
+    Whisper's own floor of the recording's loudest frame - 80 dB) is skipped without decoding,
+    as the no-speech rule skips a window: the model sees the same featureless input for every
+    such window and tiny/base answer it with invented words ("you"). Cost: one max/min over
+    the window's (3000, n_mels) frames. openai-whisper has no such rule (False: its output).
     """
     from ...paths import weights_dir
 
@@ -141,7 +148,12 @@ def transcribe(
         while seek < content_frames:
             time_offset = float(seek * HOP_LENGTH / SAMPLE_RATE)
             segment_size = min(N_FRAMES, content_frames - seek)
-            mel_segment = pad_or_trim(mels.window(seek, segment_size), N_FRAMES)
+            frames = mels.window(seek, segment_size)
+            if skip_silence and (frames.max() - frames.min()).item() == 0.0:
+                pbar.update(segment_size)  # featureless window: nothing to transcribe
+                seek += segment_size
+                continue
+            mel_segment = pad_or_trim(frames, N_FRAMES)
             segment_duration = segment_size * HOP_LENGTH / SAMPLE_RATE
             decode_options["prompt"] = all_tokens[prompt_reset_since:]
             result = _decode_with_fallback(

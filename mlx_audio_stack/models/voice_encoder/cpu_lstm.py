@@ -1,0 +1,161 @@
+"""The LSTM recurrence on MLX's CPU backend (Linux): a small C loop (`_lstm.c`) per layer.
+
+As MLX ops a recurrence step is a small product and ~10 element-wise ops, each a graph node
+with its own dispatch; over 3 layers x 160 steps that overhead, not the arithmetic, was the
+time. Per layer here:
+
+- every step's input projection is one product over all steps and rows, onto the summed
+  biases (`(T * B, in) @ (in, 4H)`, the BLAS);
+- `_lstm.c` runs the steps: `h @ W_hh^T` added in place into the step's slice (the process's
+  `cblas_sgemm`, in column blocks that `_gemv.c` computes on the calling thread), then the cell
+  update with a vectorised tanh;
+- the gates are reordered i, f, o, g and the sigmoid gates' weights halved once (exact in
+  float32), so one tanh over the whole (B, 4H) block gives every gate: sigmoid(z) =
+  0.5 + 0.5 tanh(z / 2).
+
+`_lstm.c` is compiled once with the system C compiler into the user cache (as `_gemv.c` is);
+without a compiler, off Linux, without a loaded BLAS, or with MAS_VOICE_LSTM=mlx, the MLX
+recurrence (`model.lstm_last_hidden_mlx`) runs instead. tests/test_voice_encoder_model.py
+compares the two; tests/test_voice_encoder_parity.py compares both with resemblyzer.
+NumPy's own `@` is never called: its BLAS's idle threads would spin against this one's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlx.core as mx
+import numpy as np
+
+from ... import _blas
+
+ROW_MAJOR, NO_TRANS = 101, 111
+
+
+@dataclass
+class LayerWeights:
+    w_ih: np.ndarray  # (in, 4H), gate columns i, f, o, g, sigmoid gates halved
+    w_hh: np.ndarray  # (H, 4H), same
+    bias: np.ndarray  # (4H,), b_ih + b_hh, same
+
+
+@dataclass
+class CpuWeights:
+    key: tuple[int, ...]  # ids of the MLX arrays they were made from
+    layers: list[LayerWeights]
+    hidden: int
+    sources: tuple = ()  # those arrays, held so that their ids cannot be reused while cached
+
+
+def applies(x: mx.array) -> bool:
+    """On MLX's CPU backend, in float32, with `_lstm.c` built and loaded."""
+    return mx.default_device() == mx.cpu and x.dtype == mx.float32 and _library() is not None
+
+
+@lru_cache(maxsize=1)
+def _library() -> SimpleNamespace | None:
+    """Compile (once, cached by source and CPU) and load `_lstm.c`, or None where it cannot."""
+    if os.environ.get("MAS_VOICE_LSTM", "").strip().lower() == "mlx":
+        return None
+    if not sys.platform.startswith("linux") or _blas.loaded is None:
+        return None
+    src = Path(__file__).with_name("_lstm.c")
+    cc = _blas.c_compiler()
+    if cc is None or not src.exists():
+        return None
+    key = hashlib.sha256(src.read_bytes() + _blas._cpu_signature()).hexdigest()[:16]
+    for cache in (_blas._cache_dir(), Path(os.environ.get("TMPDIR", "/tmp")) / "mlx-audio-stack"):
+        so = cache / f"lstm-{key}.so"
+        try:
+            if not so.exists():
+                cache.mkdir(parents=True, exist_ok=True)
+                tmp = cache / f".lstm-{key}.{os.getpid()}.so"  # compile, then rename: atomic
+                for arch in (["-march=native"], []):
+                    cmd = [cc, "-O3", *arch, "-shared", "-fPIC", "-o", str(tmp), str(src), "-lm"]
+                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+                    if done.returncode == 0:
+                        break
+                if done.returncode != 0:
+                    tmp.unlink(missing_ok=True)
+                    return None
+                os.replace(tmp, so)
+            lib = ctypes.CDLL(str(so))  # its cblas_sgemm resolves to the loaded BLAS / _gemv.c
+        except (OSError, subprocess.SubprocessError):
+            continue
+        vp, lg = ctypes.c_void_p, ctypes.c_long
+        lib.mas_lstm_layer.argtypes = [vp] * 4 + [lg] * 4
+        lib.mas_lstm_layer.restype = None
+        sgemm = ctypes.CDLL(None).cblas_sgemm  # the process's: _gemv.c's, else the BLAS's
+        sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, vp, ctypes.c_int, vp]
+        sgemm.argtypes += [ctypes.c_int, ctypes.c_float, vp, ctypes.c_int]
+        sgemm.restype = None
+        return SimpleNamespace(layer=lib.mas_lstm_layer, sgemm=sgemm)
+    return None
+
+
+def _reorder(w: np.ndarray, h: int) -> np.ndarray:
+    """Rows i, f, g, o (torch) -> i, f, o, g with i, f, o halved."""
+    i, f, g, o = (w[k * h : (k + 1) * h] for k in range(4))
+    return np.concatenate([0.5 * i, 0.5 * f, 0.5 * o, g]).astype(np.float32)
+
+
+def weights_of(lstm) -> CpuWeights:
+    """The LSTM's weights in this layout, cached on the module until its arrays change."""
+    arrays = []
+    for k in range(lstm.num_layers):
+        arrays += [getattr(lstm, f"{n}_l{k}") for n in ("weight_ih", "weight_hh")]
+        arrays += [getattr(lstm, f"{n}_l{k}") for n in ("bias_ih", "bias_hh")]
+    key = tuple(id(a) for a in arrays)
+    cached = getattr(lstm, "_cpu_weights", None)
+    if cached is not None and cached.key == key:
+        return cached
+    h = lstm.hidden_size
+    layers = []
+    for k in range(lstm.num_layers):
+        w_ih, w_hh, b_ih, b_hh = (np.array(a, np.float32) for a in arrays[4 * k : 4 * k + 4])
+        layers.append(
+            LayerWeights(
+                np.ascontiguousarray(_reorder(w_ih, h).T),
+                np.ascontiguousarray(_reorder(w_hh, h).T),
+                _reorder((b_ih + b_hh)[:, None], h)[:, 0].copy(),
+            )
+        )
+    cached = CpuWeights(key, layers, h, tuple(arrays))
+    object.__setattr__(lstm, "_cpu_weights", cached)  # a plain attribute, not a parameter
+    return cached
+
+
+def _gemm(a: np.ndarray, w: np.ndarray, out: np.ndarray, beta: float) -> None:
+    """out (M, N) = a (M, K) @ w (K, N) (+ out when beta is 1); all C-contiguous float32."""
+    m, k = a.shape
+    n = w.shape[1]
+    _library().sgemm(
+        ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, a.ctypes.data, k, w.ctypes.data, n,
+        beta, out.ctypes.data, n,
+    )  # fmt: skip
+
+
+def last_hidden(weights: CpuWeights, x: np.ndarray) -> np.ndarray:
+    """x (B, T, in) float32 -> the last layer's final hidden state (B, H), zero initial state."""
+    b, t, _ = x.shape
+    h = weights.hidden
+    lib = _library()
+    inp = np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2))  # (T, B, in)
+    c = np.empty((b, h), np.float32)
+    xp = np.empty((t, b, 4 * h), np.float32)  # gate pre-activations, step-major
+    for n, lw in enumerate(weights.layers):
+        ring = 2 if n + 1 == len(weights.layers) else t  # the last layer keeps two steps
+        xp[:] = lw.bias
+        _gemm(inp.reshape(t * b, -1), lw.w_ih, xp.reshape(t * b, 4 * h), 1.0)
+        hs = np.empty((ring, b, h), np.float32)
+        lib.layer(xp.ctypes.data, lw.w_hh.ctypes.data, hs.ctypes.data, c.ctypes.data, t, b, h, ring)
+        inp = hs
+    return np.array(inp[(t - 1) % len(inp)])

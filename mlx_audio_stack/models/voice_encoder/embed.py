@@ -1,0 +1,131 @@
+"""Speaker embeddings from audio with the voice encoder: resemblyzer's
+`VoiceEncoder.embed_utterance` for any number of utterances, their partials in one batch.
+
+What `embed` does to a waveform is exactly what `embed_utterance(wav)` does to the array it is
+given: no volume normalisation and no silence trimming. Those two steps belong to resemblyzer's
+`preprocess_wav` (a separate call, with webrtcvad); here audio is only loaded, made mono and
+resampled to 16 kHz. Per utterance: partial utterances of 1.6 s every 1/rate s (the last kept
+when it covers >= min_coverage of its span; one zero-padded partial when the utterance is
+shorter than 1.6 s), each embedded (L2-normalised), their mean L2-normalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from ...audio import as_audio
+from ...errors import AudioError, WeightsError
+from ...weights_io import load_model_dir, load_strict
+from .frontend import MIN_COVERAGE, RATE, utterance_partials
+from .model import VoiceEncoderArgs, VoiceEncoderNet
+
+MODEL_TYPE = "voice_encoder"
+# raw-cosine decision threshold: between the EER thresholds measured on the two LibriSpeech
+# trial lists of reports/voice_encoder.md (0.726 untranscribed halves, 0.748 test-other pairs)
+DEFAULT_THRESHOLD = 0.74
+MAX_PARTIALS = 64  # partials per forward pass (bounds memory: ~41 MB of gate buffers at 64)
+
+
+class VoiceEncoder:
+    """Resemblyzer's GE2E voice encoder (256-d, L2-normalised embeddings).
+
+    >>> enc = VoiceEncoder.load("weights/voice-encoder")
+    >>> e = enc.embed(["a.wav", "b.wav"])          # (2, 256) numpy float32, unit rows
+    """
+
+    name = "voice-encoder"
+    threshold = DEFAULT_THRESHOLD  # default `mas verify` threshold on raw cosine
+    # what the pipeline's tracker reads (its fallback 0.5 is too low here: the embeddings are
+    # non-negative (ReLU), so every cosine is >= 0, and the EER thresholds are 0.73-0.75)
+    same_speaker_threshold = DEFAULT_THRESHOLD
+
+    def __init__(self, model: VoiceEncoderNet):
+        self.model = model
+        self.args = model.args
+        self.sample_rate = model.args.sampling_rate
+        self.dim = model.args.model_embedding_size
+        self.min_samples = 1  # shorter than one partial: zero-padded, as resemblyzer does
+
+    @classmethod
+    def load(cls, path: str | Path) -> VoiceEncoder:
+        """Load a folder written by `mas convert` / `mas weights get voice-encoder`."""
+        config, weights = load_model_dir(path)
+        if config.get("model_type") != MODEL_TYPE:
+            raise WeightsError(
+                f"{path}: model_type is {config.get('model_type')!r}, expected {MODEL_TYPE!r}"
+            )
+        try:
+            args = VoiceEncoderArgs(**config["args"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"{path}: config.json args: {exc}") from exc
+        model = VoiceEncoderNet(args)
+        load_strict(model, {k: v.astype(mx.float32) for k, v in weights.items()}, str(path))
+        model.eval()
+        return cls(model)
+
+    def embed_partials(self, mels: np.ndarray) -> np.ndarray:
+        """(P, frames, n_mels) mel partials -> (P, dim) unit embeddings, in batches."""
+        out = np.empty((mels.shape[0], self.dim), np.float32)
+        for lo in range(0, mels.shape[0], MAX_PARTIALS):
+            e = self.model(mx.array(mels[lo : lo + MAX_PARTIALS]))
+            out[lo : lo + MAX_PARTIALS] = np.array(e)
+        return out
+
+    def embed(
+        self,
+        audio: str | Path | np.ndarray | Sequence,
+        input_sr: int | None = None,
+        rate: float = RATE,
+        min_coverage: float = MIN_COVERAGE,
+        progress: bool = False,
+        return_partials: bool = False,
+    ):
+        """Embed one utterance (path or 1-D array) or a list of them -> (N, dim) float32.
+
+        Arrays are at `input_sr` (default 16 kHz) and resampled if needed. Rows are unit
+        length. All partials of all utterances go through the LSTM as one batch (in chunks of
+        MAX_PARTIALS); the result equals one-at-a-time embedding. `return_partials` also
+        returns each utterance's (P_i, dim) partial embeddings.
+        """
+        single = isinstance(audio, (str, Path)) or (
+            isinstance(audio, np.ndarray) and audio.ndim == 1
+        )
+        items = [audio] if single else list(audio)
+        if not items:
+            empty = np.zeros((0, self.dim), np.float32)
+            return (empty, []) if return_partials else empty
+        from tqdm import tqdm
+
+        per: list[np.ndarray] = []
+        pending: list[np.ndarray] = []  # partials of files not yet through the model
+        with tqdm(total=len(items), desc="embedding", unit="file", disable=not progress) as bar:
+
+            def flush() -> None:
+                if pending:
+                    counts = [p.shape[0] for p in pending]
+                    e = self.embed_partials(np.concatenate(pending))
+                    per.extend(np.split(e, np.cumsum(counts)[:-1]))
+                    bar.update(len(pending))
+                    pending.clear()
+
+            for i, item in enumerate(items):
+                wav = as_audio(item, self.sample_rate, input_sr)
+                if wav.size == 0:
+                    name = item if isinstance(item, (str, Path)) else f"audio #{i}"
+                    raise AudioError(f"{name}: empty audio (0 samples)")
+                pending.append(utterance_partials(wav, self.args, rate, min_coverage))
+                if sum(p.shape[0] for p in pending) >= MAX_PARTIALS:
+                    flush()
+            flush()
+        raw = np.stack([p.mean(axis=0) for p in per])
+        out = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+        return (out, per) if return_partials else out
+
+
+def load_voice_encoder(path: str | Path) -> VoiceEncoder:
+    """Load converted voice-encoder weights (`mas weights get voice-encoder`)."""
+    return VoiceEncoder.load(path)

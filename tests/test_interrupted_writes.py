@@ -1,0 +1,189 @@
+"""Interrupted writes (issue 16, item 7): SIGKILL, SIGTERM and SIGHUP at random points of
+`mas convert`, `mas transcribe -o` and a streaming `mas separate`. After each kill the output
+is the old one or the complete new one (never partial); SIGTERM/SIGHUP remove their temp files
+at once (exit 143/129, like Ctrl-C); what SIGKILL leaves is removed by the next run into the
+same place (`mlx_audio_stack/atomic.py`). These take 1-3 minutes on 2 busy cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), MLX_DEVICE="cpu")
+
+
+def _tiny_whisper(tmp_path: Path) -> Path:
+    """A random tiny openai-whisper `.pt` (needs torch + openai-whisper to write it)."""
+    pytest.importorskip("torch", reason="torch writes the source checkpoint")
+    pytest.importorskip("whisper", reason="openai-whisper builds the source model")
+    import torch
+    import whisper
+
+    dims = whisper.model.ModelDimensions(80, 1500, 256, 4, 4, 51864, 448, 256, 4, 4)
+    torch.manual_seed(0)
+    model = whisper.model.Whisper(dims)
+    src = tmp_path / "tiny.pt"
+    torch.save({"dims": vars(dims), "model_state_dict": model.state_dict()}, src)
+    return src
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+
+
+def test_kill_during_convert_leaves_old_or_new_and_no_temps(tmp_path):
+    src = _tiny_whisper(tmp_path)
+    out = tmp_path / "w"
+    base = [sys.executable, "-m", "mlx_audio_stack", "convert", str(src), "--out", str(out),
+            "--model", "whisper", "--force"]  # fmt: skip
+    env = _env()
+    ok = subprocess.run(
+        [*base, "--dtype", "float16"], env=env, capture_output=True, text=True, timeout=120
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    old = json.loads((out / "config.json").read_text())
+    assert old["dtype"] == "float16"
+    rng = random.Random(0)
+    outcomes = []
+    for i, sig in enumerate([signal.SIGKILL, signal.SIGTERM, signal.SIGHUP] * 2):
+        p = subprocess.Popen([*base, "--dtype", "float32"], env=env, stderr=subprocess.PIPE)
+        # the kill lands at a random point of the write: once the temp folder exists, wait
+        # 0-0.1 s more for the first three (inside the write), 0-1 s for the others (the write
+        # takes ~0.3-2 s here, so some of those land after the rename)
+        t0 = time.monotonic()
+        while not _temps(tmp_path) and p.poll() is None and time.monotonic() - t0 < 60:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.1 if i < 3 else 1.0))
+        during = bool(_temps(tmp_path))
+        p.send_signal(sig)
+        rc = p.wait(timeout=60)
+        err = p.stderr.read().decode()
+        cfg = json.loads((out / "config.json").read_text())  # old or complete new, never none
+        assert cfg["dtype"] in ("float16", "float32"), cfg
+        if sig != signal.SIGKILL:  # cleaned up at once, like Ctrl-C
+            assert _temps(tmp_path) == [], (i, rc, err)
+            assert rc in (0, 128 + sig), err
+            assert rc == 0 or err.strip().endswith(f"interrupted ({sig.name})"), err
+        outcomes.append((sig.name, rc, cfg["dtype"], "during write" if during else "after"))
+        # the next run removes what a SIGKILL left, and completes
+        done = subprocess.run(
+            [*base, "--dtype", "float16"], env=env, capture_output=True, text=True, timeout=120
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert _temps(tmp_path) == [], outcomes
+        assert json.loads((out / "config.json").read_text())["dtype"] == "float16"
+    print(outcomes)
+    assert {o[0] for o in outcomes if o[3] == "during write"} >= {"SIGKILL", "SIGTERM"}
+
+
+def test_stale_temps_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
+    from mlx_audio_stack.atomic import remove_stale, temp_path
+
+    out = tmp_path / "w"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_dir = tmp_path / f".w.tmp-{dead.pid}-abc"
+    stale_dir.mkdir()
+    (stale_dir / "model.safetensors").write_bytes(b"x" * 100)
+    live = tmp_path / f".w.tmp-{os.getppid()}-xyz"  # our parent: alive
+    live.mkdir()
+    other = tmp_path / f".v.tmp-{dead.pid}-abc"  # another output's temp: not ours to remove
+    other.mkdir()
+    assert remove_stale(out) == [stale_dir]
+    assert live.exists() and other.exists() and not stale_dir.exists()
+    # killed between the two renames of a replacement: the old folder comes back
+    (tmp_path / f".w.old-{dead.pid}").mkdir()
+    (tmp_path / f".w.old-{dead.pid}" / "config.json").write_text("{}")
+    tmp = temp_path(out, directory=True)
+    assert (out / "config.json").exists() and tmp.name.startswith(f".w.tmp-{os.getpid()}-")
+
+
+def test_kill_during_transcribe_output_leaves_old_or_complete_file(tmp_path):
+    from mlx_audio_stack.paths import data_dir
+
+    weights = Path(os.environ.get("MAS_WEIGHTS_DIR", ROOT / "weights")) / "whisper-tiny.en"
+    if not (weights / "config.json").exists():
+        pytest.skip(f"{weights}: not converted (mas weights get whisper-tiny.en)")
+    data = data_dir()
+    if data is None:
+        pytest.skip("shared real-speech data not found: set MAS_DATA_DIR")
+    clip = data / "librispeech/test-clean/1089/134686/1089-134686-0000.flac"
+    out = tmp_path / "t.txt"
+    base = [sys.executable, "-m", "mlx_audio_stack", "transcribe", str(clip), "--model",
+            str(weights), "-o", str(out)]  # fmt: skip
+    first = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    full = out.read_text()
+    assert len(full) > 20
+    out.write_text("old\n")
+    rng = random.Random(1)
+    for sig in (signal.SIGKILL, signal.SIGTERM) * 2:
+        p = subprocess.Popen(base, env=_env(), stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(1.0, 6.0))
+        p.send_signal(sig)
+        rc = p.wait(timeout=60)
+        assert out.read_text() in ("old\n", full), rc  # never a partial file
+        if sig == signal.SIGTERM:
+            assert _temps(tmp_path) == [], rc
+        out.write_text("old\n")
+    done = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and out.read_text() == full
+    assert _temps(tmp_path) == []
+
+
+def test_kill_during_streaming_separate_leaves_complete_files_and_no_temps(tmp_path):
+    import numpy as np
+    import soundfile as sf
+    from test_mossformer2 import _random_model, _save
+
+    folder = _save(_random_model(2), tmp_path / "m")
+    x = (np.random.default_rng(0).standard_normal(16000 * 20) * 0.1).astype(np.float32)
+    sf.write(str(tmp_path / "mix.wav"), x, 16000)
+    out = tmp_path / "sep"
+    base = [sys.executable, "-m", "mlx_audio_stack", "separate", str(tmp_path / "mix.wav"),
+            "--model", str(folder), "--out", str(out), "--chunk", "0.5",
+            "--overlap", "0.1"]  # fmt: skip
+
+    def temps(pid: int | None = None) -> list[str]:
+        tag = ".tmp-" if pid is None else f".tmp-{pid}-"
+        return sorted(q.name for q in out.glob(".*") if tag in q.name)
+
+    def complete() -> None:  # every spk file present is a whole 20 s WAV
+        for p in out.glob("spk*.wav"):
+            assert sf.info(str(p)).frames == len(x), p
+
+    rng = random.Random(2)
+    killed_mid_write = 0
+    for sig in (signal.SIGKILL, signal.SIGTERM) * 2:
+        p = subprocess.Popen(base, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t0 = time.monotonic()  # kill at a random point while the streamed temps are written
+        while (
+            not (out.is_dir() and temps(p.pid)) and p.poll() is None and time.monotonic() - t0 < 60
+        ):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.5))
+        p.send_signal(sig)
+        rc = p.wait(timeout=60)
+        complete()
+        if sig == signal.SIGTERM:  # its own temps, and the stale ones it found, are gone
+            assert temps() == [], rc
+        else:
+            killed_mid_write += bool(temps(p.pid))  # what SIGKILL left: the next run removes it
+    assert killed_mid_write > 0
+    done = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    complete()
+    assert sorted(q.name for q in out.iterdir()) == ["spk1.wav", "spk2.wav"]
