@@ -353,11 +353,16 @@ def run_child(job: dict, timeout: float) -> dict:
 
 
 def save(db_path: Path, section: str, key: str, row: dict) -> dict:
-    db = json.loads(db_path.read_text()) if db_path.exists() else {}
-    db.setdefault(section, {})[key] = row
-    tmp = db_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(db, indent=1, default=_jsonable) + "\n")
-    tmp.replace(db_path)
+    """Add one row to the JSON file (locked: several evaluations may run at once)."""
+    import fcntl
+
+    with open(db_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db = json.loads(db_path.read_text()) if db_path.exists() else {}
+        db.setdefault(section, {})[key] = row
+        tmp = db_path.with_suffix(f".json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(db, indent=1, default=_jsonable) + "\n")
+        tmp.replace(db_path)
     return db
 
 
