@@ -325,6 +325,8 @@ def write_report(db: dict, out: Path) -> None:
         "`tools/make_meetings.py` (seeded LibriCSS-style sessions of real LibriSpeech speech, "
         "pyroomacoustics reverberation, DEMAND and AMI room noise).",
         "",
+        db.get("scope", {}).get("text", {}).get("text", ""),
+        "",
         "Commands that produced the rows below:",
         "",
         *[f"    {c}" for c in commands],

@@ -403,6 +403,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=1800.0, help="per child run, seconds")
     ap.add_argument("--dry-run", action="store_true", help="score the references themselves")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "pipeline.md")
+    ap.add_argument("--scope", help="a sentence on what this evaluation covered (kept in the json)")
     ap.add_argument("--job", help=argparse.SUPPRESS)
     ap.add_argument("--job-out", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -480,6 +481,8 @@ def main() -> int:
                 },
             )
         )
+    if a.scope:
+        save(db_path, "scope", "text", {"text": a.scope})
     cmd = "python tools/eval_pipeline.py " + " ".join(sys.argv[1:])
     for i, (section, key, job) in enumerate(jobs):
         row = run_child(job, a.timeout)
