@@ -483,7 +483,9 @@ def main() -> int:
         )
     if a.scope:
         save(db_path, "scope", "text", {"text": a.scope})
-    cmd = "python tools/eval_pipeline.py " + " ".join(sys.argv[1:])
+    import shlex
+
+    cmd = "python tools/eval_pipeline.py " + shlex.join(sys.argv[1:])
     for i, (section, key, job) in enumerate(jobs):
         row = run_child(job, a.timeout)
         row["command"] = cmd
