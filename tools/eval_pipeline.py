@@ -359,6 +359,9 @@ def save(db_path: Path, section: str, key: str, row: dict) -> dict:
     with open(db_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         db = json.loads(db_path.read_text()) if db_path.exists() else {}
+        old = db.get(section, {}).get(key)
+        if "error" in row and old and "error" not in old:
+            key += "|failed"  # a failed rerun keeps the last good row
         db.setdefault(section, {})[key] = row
         tmp = db_path.with_suffix(f".json.tmp{os.getpid()}")
         tmp.write_text(json.dumps(db, indent=1, default=_jsonable) + "\n")
