@@ -111,7 +111,8 @@ def ablation_table(rows: dict) -> list[str]:
     out = [
         "Pooled over the meetings run in all four modes (cpWER = errors / reference words; "
         "each step adds one oracle to the previous; a stage's share = the cpWER its oracle "
-        "removes / the system's cpWER).",
+        "removes / the system's cpWER; a negative share means that oracle made this run "
+        "worse).",
         "",
         "| speakers | meetings | system | + true VAD | + true sources | + true speaker ids | "
         "share VAD | share separation + overlap | share speaker ids | left (ASR + streaming) |",
@@ -145,6 +146,11 @@ def proof_table(rows: dict, src: dict) -> list[str]:
     if not pairs:
         return ["Not run yet (needs mode `sep+spk` and `--source-wer` on the same meetings)."]
     out = [
+        "Both sides get the same true sources (each speaker's reverberated speech, no noise): "
+        "the pipeline with `oracle_sources` + `oracle_speakers` (VAD, piece cutting, the "
+        "per-speaker Whisper streams and their commit policy stay real), plain `transcribe()` "
+        "one whole source at a time. WER pooled over speakers (jiwer, same normaliser).",
+        "",
         "| meeting | cpWER, true sources + true speaker ids | plain `transcribe()` WER of "
         "the true sources | ratio |",
         "|---|---:|---:|---:|",
