@@ -115,6 +115,18 @@ def _error_cases(corpus: dict, argv) -> list[dict]:
     return [{"name": n, "argv": argv(n, corpus[n])} for n in ERRORS]
 
 
+@pytest.fixture(scope="module")
+def weights_root(offline_weights) -> Path:
+    """MAS_WEIGHTS_DIR (or weights/) when it holds tiny.en and Silero; else both converted
+    offline into the session's folder, which the CLI runs below then use."""
+    global WEIGHTS
+    names = ("whisper-tiny.en", "silero-vad")
+    if not all((WEIGHTS / n / "model.safetensors").is_file() for n in names):
+        WEIGHTS = offline_weights(names[0]).parent
+        offline_weights(names[1])
+    return WEIGHTS
+
+
 def _need(name: str) -> Path:
     d = WEIGHTS / name
     if not (d / "model.safetensors").is_file():
@@ -122,7 +134,7 @@ def _need(name: str) -> Path:
     return d
 
 
-def test_transcribe(corpus, tmp_path):
+def test_transcribe(corpus, tmp_path, weights_root):
     _need("whisper-tiny.en")
     out = tmp_path / "out"
 
@@ -140,7 +152,7 @@ def test_transcribe(corpus, tmp_path):
     assert "stew" in (out / "wrong_ext.txt").read_text().lower()
 
 
-def test_vad(corpus, tmp_path):
+def test_vad(corpus, tmp_path, weights_root):
     _need("silero-vad")
     out = tmp_path / "out"
 
@@ -309,7 +321,7 @@ def test_unreadable_permissions(corpus, tmp_path):
     assert not out.exists()
 
 
-def test_streamed_reading_equals_whole_file(tmp_path):
+def test_streamed_reading_equals_whole_file(tmp_path, weights_root):
     """What lets vad, transcribe and separate stream long inputs: block-wise reading with one
     continuous resampler equals reading the whole file, and streamed VAD probabilities equal
     the whole-file ones (context and LSTM state carried across blocks)."""

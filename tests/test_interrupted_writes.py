@@ -116,12 +116,10 @@ def test_stale_temps_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     assert (out / "config.json").exists() and tmp.name.startswith(f".w.tmp-{os.getpid()}-")
 
 
-def test_kill_during_transcribe_output_leaves_old_or_complete_file(tmp_path):
+def test_kill_during_transcribe_output_leaves_old_or_complete_file(tmp_path, offline_weights):
     from mlx_audio_stack.paths import data_dir
 
-    weights = Path(os.environ.get("MAS_WEIGHTS_DIR", ROOT / "weights")) / "whisper-tiny.en"
-    if not (weights / "config.json").exists():
-        pytest.skip(f"{weights}: not converted (mas weights get whisper-tiny.en)")
+    weights = offline_weights("whisper-tiny.en")
     data = data_dir()
     if data is None:
         pytest.skip("shared real-speech data not found: set MAS_DATA_DIR")

@@ -84,8 +84,11 @@ def _embed(enc, files, args, progress: bool):
     from ..errors import MasError
 
     if getattr(enc, "name", "") == "ecapa":
-        return enc.embed(
-            files, batch_size=args.batch_size, normalize=args.normalize, progress=progress
+        return enc.embed(  # `mas verify` has neither flag: the defaults
+            files,
+            batch_size=getattr(args, "batch_size", 8),
+            normalize=getattr(args, "normalize", False),
+            progress=progress,
         )
     if getattr(args, "normalize", False):
         raise MasError(f"--normalize: only ECAPA has embedding statistics, not {enc.name}")
