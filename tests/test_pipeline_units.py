@@ -7,7 +7,14 @@ import io
 import numpy as np
 import pytest
 
-from mlx_audio_stack.pipeline.asr import Span, Word, _agree, _drop_repeated_tail, to_meeting
+from mlx_audio_stack.pipeline.asr import (
+    Span,
+    Word,
+    _after_commit,
+    _agree,
+    _drop_repeated_tail,
+    to_meeting,
+)
 from mlx_audio_stack.pipeline.config import FRAME_S, SAMPLE_RATE, VAD_FRAME, PipelineConfig
 from mlx_audio_stack.pipeline.driver import _merge_turns
 from mlx_audio_stack.pipeline.live import pcm_chunks
@@ -36,6 +43,17 @@ def test_repeated_committed_tail_is_dropped_near_the_commit_point():
     assert [w.text for w in _drop_repeated_tail(tail, new, 1.6)] == [" sat"]
     far = [_w(" the", 5.0), _w(" cat", 5.3)]
     assert _drop_repeated_tail(tail, far, 1.6) == far  # far from the commit point: kept
+
+
+def test_words_after_the_commit_point_are_found_by_text_first():
+    tail = (_w(" carrots", 4.1, 4.35), _w(" and", 4.35, 4.63))
+    # the next decode puts "bruised" 0.13 s before the old commit point: time alone drops it
+    new = [_w(" carrots", 4.05, 4.3), _w(" and", 4.3, 4.45), _w(" bruised", 4.5, 4.9)]
+    assert [w.text for w in _after_commit(tail, new, 4.63)] == [" bruised"]
+    # no textual match: the time rule (start after the commit point less 0.1 s)
+    other = [_w(" potatoes", 4.6, 5.0), _w(" fat", 5.1, 5.3)]
+    assert [w.text for w in _after_commit(tail, other, 4.63)] == [" potatoes", " fat"]
+    assert _after_commit((), other, 0.0) == other
 
 
 def test_stream_time_maps_back_to_meeting_time():

@@ -131,8 +131,7 @@ class ASRStream:
         if state.audio.size == 0:
             return replace(state, pending_s=0.0), [], []
         words, seg_ends = self._transcribe(state)
-        new = [w for w in words if w.start > state.committed_end - 0.1]
-        new = _drop_repeated_tail(state.committed_tail, new, state.committed_end)
+        new = _after_commit(state.committed_tail, words, state.committed_end)
         if final:
             commit, rest = new, []
         else:
@@ -228,6 +227,23 @@ def _agree(previous: tuple[Word, ...], new: list[Word]) -> tuple[list[Word], lis
     while n < min(len(previous), len(new)) and _norm(previous[n].text) == _norm(new[n].text):
         n += 1
     return new[:n], new[n:]
+
+
+def _after_commit(tail: tuple[Word, ...], words: list[Word], committed_end: float) -> list[Word]:
+    """The words of a new decode that come after what is committed. Word times jitter by a
+    few tens of ms between decodes, so the committed tail's last 2-3 words are first looked
+    for by text near the commit point; only without a match does time decide (words starting
+    after the commit point, less 0.1 s, as whisper_streaming does)."""
+    near = [i for i, w in enumerate(words) if committed_end - 1.5 < w.end < committed_end + 1.0]
+    for n in (3, 2):
+        if len(tail) < n:
+            continue
+        key = [_norm(w.text) for w in tail[-n:]]
+        for i in reversed(near):
+            if [_norm(w.text) for w in words[i : i + n]] == key:
+                return words[i + n :]
+    new = [w for w in words if w.start > committed_end - 0.1]
+    return _drop_repeated_tail(tail, new, committed_end)
 
 
 def _drop_repeated_tail(tail: tuple[Word, ...], new: list[Word], committed_end: float):
