@@ -424,32 +424,22 @@ def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:
     if not path.is_file():
         raise ConversionError(f"{path}: not a regular file")
     if zipfile.is_zipfile(path):
-        try:
-            return _read_zip(path, torchscript)
-        except (ConversionError, UnsafePickleError) as exc:
-            if str(exc).startswith(str(path)):
-                raise
-            raise type(exc)(f"{path}: {exc}") from None
-        except Exception as exc:  # anything a hostile file provokes becomes one clear line
-            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
-            raise ConversionError(
-                f"{path}: corrupt PyTorch checkpoint ({type(exc).__name__}: {msg})"
-            ) from exc
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if head[:1] == b"\x80":
-        try:
-            return _read_legacy(path, torchscript)
-        except (ConversionError, UnsafePickleError) as exc:
-            if str(exc).startswith(str(path)):
-                raise
-            raise type(exc)(f"{path}: {exc}") from None
-        except Exception as exc:  # anything a hostile file provokes becomes one clear line
-            msg = str(exc).splitlines()[0][:200] if str(exc) else ""
-            raise ConversionError(
-                f"{path}: corrupt legacy PyTorch checkpoint ({type(exc).__name__}: {msg})"
-            ) from exc
-    raise ConversionError(f"{path}: not a PyTorch checkpoint (not a zip archive)")
+        reader, kind = _read_zip, "PyTorch checkpoint"
+    else:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] != b"\x80":
+            raise ConversionError(f"{path}: not a PyTorch checkpoint (not a zip archive)")
+        reader, kind = _read_legacy, "legacy PyTorch checkpoint"
+    try:
+        return reader(path, torchscript)
+    except (ConversionError, UnsafePickleError) as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None
+    except Exception as exc:  # anything a hostile file provokes becomes one clear line
+        msg = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ConversionError(f"{path}: corrupt {kind} ({type(exc).__name__}: {msg})") from exc
 
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
