@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from _helpers import wer
 
-from mlx_audio_stack.pipeline import PipelineConfig, run_pipeline
+from mlx_audio_stack.pipeline import run_pipeline
 from mlx_audio_stack.pipeline.demo import demo_meeting
 
 pytestmark = pytest.mark.slow
@@ -30,6 +30,18 @@ def weights(offline_weights):
 @pytest.fixture(scope="module")
 def meeting():
     return demo_meeting()
+
+
+def _single_speaker_run(audio, weights, out_dir=None):
+    """Real tiny.en and Silero; no embedder or separator: everything is S1."""
+    return run_pipeline(
+        audio,
+        out_dir,
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=False,
+        separator=False,
+    )
 
 
 def test_demo_meeting_is_deterministic_and_as_described(meeting):
@@ -82,14 +94,7 @@ def test_live_stdin_gives_the_same_finals_as_the_file_run(weights, tmp_path):
 
     x, sr = sf.read(DEMO_CLIP, dtype="int16")
     assert sr == 16000
-    file_res = run_pipeline(
-        x.astype(np.float32) / 32768.0,
-        whisper=weights["whisper-tiny.en"],
-        vad=weights["silero-vad"],
-        embedder=False,
-        separator=False,
-        config=PipelineConfig(),
-    )
+    file_res = _single_speaker_run(x.astype(np.float32) / 32768.0, weights)
     env = dict(os.environ, MAS_WEIGHTS_DIR=str(tmp_path))
     cmd = [sys.executable, "-m", "mlx_audio_stack", "pipeline", "-", "--quiet"]
     cmd += ["--model", str(weights["whisper-tiny.en"]), "--vad", str(weights["silero-vad"])]
@@ -115,14 +120,7 @@ def test_live_stdin_gives_the_same_finals_as_the_file_run(weights, tmp_path):
 
 
 def test_silence_gives_no_words_and_complete_outputs(weights, tmp_path):
-    res = run_pipeline(
-        np.zeros(16000 * 5, np.float32),
-        tmp_path / "o",
-        whisper=weights["whisper-tiny.en"],
-        vad=weights["silero-vad"],
-        embedder=False,
-        separator=False,
-    )
+    res = _single_speaker_run(np.zeros(16000 * 5, np.float32), weights, tmp_path / "o")
     assert res.transcripts == {} and res.words == []
     assert (tmp_path / "o" / "report.md").exists()
     assert (tmp_path / "o" / "meeting.rttm").read_text() == ""
@@ -148,14 +146,7 @@ def test_one_word_at_8khz_in_stereo(weights, shared_data, tmp_path):
     pad = np.zeros(4000, np.float32)
     mono = np.concatenate([pad, x, pad])
     sf.write(stereo, np.stack([mono, 0.5 * mono], axis=1), sr)
-    res = run_pipeline(
-        stereo,
-        tmp_path / "o",
-        whisper=weights["whisper-tiny.en"],
-        vad=weights["silero-vad"],
-        embedder=False,
-        separator=False,
-    )
+    res = _single_speaker_run(stereo, weights, tmp_path / "o")
     assert list(res.transcripts) == ["S1"]
     assert "seven" in res.transcripts["S1"].lower() or "7" in res.transcripts["S1"]
     assert (tmp_path / "o" / "seven.srt").read_text().count("[S1]") == 1
@@ -172,14 +163,7 @@ def test_music_and_a_truncated_file(weights, tmp_path, capsys):
     notes = [261.6, 329.6, 392.0, 523.3]  # a C major arpeggio, 1.5 s a note, with harmonics
     f = np.repeat(notes, 16000 * 6 // 4 // 1)[: t.size]
     music = sum(0.1 / k * np.sin(2 * np.pi * k * f * t) for k in (1, 2, 3)).astype(np.float32)
-    res = run_pipeline(
-        music,
-        tmp_path / "m",
-        whisper=weights["whisper-tiny.en"],
-        vad=weights["silero-vad"],
-        embedder=False,
-        separator=False,
-    )
+    res = _single_speaker_run(music, weights, tmp_path / "m")
     assert len(res.transcripts) <= 1
     assert (tmp_path / "m" / "report.md").exists()
 

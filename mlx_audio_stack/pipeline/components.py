@@ -31,23 +31,26 @@ def _folder(x) -> Path | None:
     return Path(x) if isinstance(x, (str, Path)) else None
 
 
+def _first_converted(names) -> Path | None:
+    """The first of weights/<name> (in `names` order) that holds converted weights."""
+    for name in names:
+        if (weights_dir() / name / "config.json").exists():
+            return weights_dir() / name
+    return None
+
+
 def load_whisper(whisper):
     from ..models.whisper.load import load_cached
     from ..models.whisper.model import Whisper
 
     if isinstance(whisper, Whisper):
         return whisper
-    path = _folder(whisper)
+    path = _folder(whisper) or _first_converted(WHISPER_DEFAULTS)
     if path is None:
-        for name in WHISPER_DEFAULTS:
-            if (weights_dir() / name / "config.json").exists():
-                path = weights_dir() / name
-                break
-        else:
-            raise WeightsError(
-                f"no Whisper weights under {weights_dir()}: run `mas weights get whisper-tiny.en`"
-                " (or pass --model FOLDER)"
-            )
+        raise WeightsError(
+            f"no Whisper weights under {weights_dir()}: run `mas weights get whisper-tiny.en`"
+            " (or pass --model FOLDER)"
+        )
     return load_cached(str(path))
 
 
@@ -101,12 +104,7 @@ def load_separator(separator, note: Callable[[str], None]):
         return separator if callable(separator) else Separator(separator)
     from ..models.mossformer2.load import load_model
 
-    path = _folder(separator)
-    if path is None:
-        for name in SEPARATOR_DEFAULTS:
-            if (weights_dir() / name / "config.json").exists():
-                path = weights_dir() / name
-                break
+    path = _folder(separator) or _first_converted(SEPARATOR_DEFAULTS)
     if path is None:
         note(
             "no separation weights (weights/mossformer2-ss-16k; `mas weights get "

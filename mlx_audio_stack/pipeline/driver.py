@@ -132,10 +132,11 @@ class Pipeline:
         with self._timer("overlap"):
             self._os, ov = self.overlap.step(self._os, x)
             self._ov.append(ov)
+            self._ov_n += len(ov)
         with self._timer("segmentation"):
             self._ss, pieces = self.segmenter.step(self._ss, probs)
         self._pieces += pieces
-        covered = self._ov_frames() * self.overlap.frame_s * SAMPLE_RATE
+        covered = self._ov_n * self.overlap.frame_s * SAMPLE_RATE
         while self._pieces and self._pieces[0].end <= covered:
             out += self._handle_piece(self._pieces.pop(0))
         out += self._decode_streams(final=False)
@@ -157,6 +158,7 @@ class Pipeline:
         self._ss, last = self.segmenter.finish(self._ss)
         self._os, ov = self.overlap.finish(self._os)
         self._ov.append(ov)
+        self._ov_n += len(ov)
         for piece in self._pieces + pieces + last:
             out += self._handle_piece(piece)
         self._pieces = []
@@ -211,7 +213,8 @@ class Pipeline:
         self._buf = np.zeros(0, np.float32)
         self._buf_start = 0
         self._t = 0
-        self._ov: list[np.ndarray] = []
+        self._ov: list[np.ndarray] = []  # detector frames, (F, 4) blocks
+        self._ov_n = 0  # frames in them
         self._events: list[dict] = []
         self._words: list[dict] = []
         self._turns: list[tuple[str, float, float]] = []
@@ -246,17 +249,7 @@ class Pipeline:
         if new:
             out.append(self._event("speaker", sid, t0, t1, source="direct"))
         if overlapped:
-            out.append(
-                {
-                    "type": "overlap",
-                    "start": round(t0, 3),
-                    "end": round(t1, 3),
-                    "count": int(count),
-                    "speakers": [sid],
-                    "separated": False,
-                    "emitted_at": self._now(),
-                }
-            )
+            out.append(self._overlap_event(t0, t1, count, [sid], separated=False))
         self._route(sid, audio, t0, "direct")
         return out
 
@@ -294,17 +287,7 @@ class Pipeline:
             if new:
                 out.append(self._event("speaker", sid, t0, t1, source="separated"))
             self._route(sid, sources[i], t0, "separated")
-        out.append(
-            {
-                "type": "overlap",
-                "start": round(t0, 3),
-                "end": round(t1, 3),
-                "count": int(count),
-                "speakers": [s for s in ids if s],
-                "separated": True,
-                "emitted_at": self._now(),
-            }
-        )
+        out.append(self._overlap_event(t0, t1, count, [s for s in ids if s], separated=True))
         return out
 
     def _speaker_of(self, audio: np.ndarray, t0: float, t1: float) -> tuple[str, bool]:
@@ -357,9 +340,6 @@ class Pipeline:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _ov_frames(self) -> int:
-        return sum(len(o) for o in self._ov)
-
     def _split_by_overlap(self, piece: Piece) -> list[tuple[Piece, int]]:
         if not self._ov:
             return [(piece, 1)]
@@ -403,6 +383,17 @@ class Pipeline:
             "start": round(t0, 3),
             "end": round(t1, 3),
             "source": source,
+            "emitted_at": self._now(),
+        }
+
+    def _overlap_event(self, t0: float, t1: float, count: int, speakers, separated: bool):
+        return {
+            "type": "overlap",
+            "start": round(t0, 3),
+            "end": round(t1, 3),
+            "count": int(count),
+            "speakers": list(speakers),
+            "separated": separated,
             "emitted_at": self._now(),
         }
 
