@@ -208,3 +208,17 @@ def test_a_piece_is_cut_at_its_overlapped_run():
     assert split_by_overlap(piece, np.eye(4, dtype=np.float32)[np.ones(n, int)], FRAME_S, cfg) == [
         (piece, 1)
     ]
+
+
+def test_a_loaded_separation_model_is_wrapped_as_the_stage():
+    from mlx_audio_stack.models.mossformer2.model import ModelArgs, MossFormer2
+    from mlx_audio_stack.pipeline.components import load_separator
+    from mlx_audio_stack.pipeline.stages import OracleSeparator, Separator
+
+    tiny = MossFormer2(
+        ModelArgs(encoder_embedding_dim=32, mossformer_sequence_dim=32, num_mossformer_layer=1)
+    )
+    stage = load_separator(tiny, print)
+    assert isinstance(stage, Separator) and stage.model is tiny
+    oracle = OracleSeparator(np.zeros((2, 10), np.float32))
+    assert load_separator(oracle, print) is oracle  # a stage object is used as it is

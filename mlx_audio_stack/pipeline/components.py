@@ -101,7 +101,10 @@ def load_separator(separator, note: Callable[[str], None]):
         note("separation off: overlapped speech goes to the dominant speaker")
         return None
     if separator is not None and not isinstance(separator, (str, Path)):
-        return separator if callable(separator) else Separator(separator)
+        import mlx.nn as nn
+
+        # a loaded MossFormer2 is callable too: it is wrapped; any other object is the stage
+        return Separator(separator) if isinstance(separator, nn.Module) else separator
     from ..models.mossformer2.load import load_model
 
     path = _folder(separator) or _first_converted(SEPARATOR_DEFAULTS)
