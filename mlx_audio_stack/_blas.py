@@ -105,21 +105,32 @@ def load_blas() -> str | None:
 def _gemv_library() -> ctypes.CDLL | None:
     """Compile (once, cached by source hash) and load `_gemv.c` with RTLD_GLOBAL, or None
     (turned off, not Linux x86/arm, no C compiler, build failed)."""
+    if gemv_turned_off():
+        return None
     src = Path(__file__).with_name("_gemv.c")
+    return compile_library(src, "gemv", ["-pthread"], ["-ldl"], mode=os.RTLD_GLOBAL)
+
+
+def compile_library(
+    src: Path, stem: str, flags: list[str], libs: list[str], mode: int = ctypes.DEFAULT_MODE
+) -> ctypes.CDLL | None:
+    """Compile the C file `src` with the system's compiler (once: cached as `<stem>-<key>.so`
+    under ~/.cache/mlx-audio-stack, else the temp dir) and load it; None when no compiler is
+    found or the build fails."""
     cc = c_compiler()
-    if gemv_turned_off() or cc is None or not src.exists():
+    if cc is None or not src.exists():
         return None
     # -march=native: the build is for this CPU, so the key names it too
     key = hashlib.sha256(src.read_bytes() + _cpu_signature()).hexdigest()[:16]
     for cache in (_cache_dir(), Path(tempfile.gettempdir()) / "mlx-audio-stack"):
-        so = cache / f"gemv-{key}.so"
+        so = cache / f"{stem}-{key}.so"
         try:
             if not so.exists():
                 cache.mkdir(parents=True, exist_ok=True)
-                tmp = cache / f".gemv-{key}.{os.getpid()}.so"  # compile, then rename: atomic
+                tmp = cache / f".{stem}-{key}.{os.getpid()}.so"  # compile, then rename: atomic
                 for arch in (["-march=native"], []):  # a compiler may not know -march=native
-                    cmd = [cc, "-O3", *arch, "-shared", "-fPIC", "-pthread", "-o", str(tmp)]
-                    cmd += [str(src), "-ldl"]
+                    cmd = [cc, "-O3", *arch, "-shared", "-fPIC", *flags, "-o", str(tmp)]
+                    cmd += [str(src), *libs]
                     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
                     if done.returncode == 0:
                         break
@@ -127,7 +138,7 @@ def _gemv_library() -> ctypes.CDLL | None:
                     tmp.unlink(missing_ok=True)
                     return None
                 os.replace(tmp, so)
-            return ctypes.CDLL(str(so), mode=os.RTLD_GLOBAL)
+            return ctypes.CDLL(str(so), mode=mode)
         except (OSError, subprocess.SubprocessError):
             continue  # unwritable cache: try the next one
     return None

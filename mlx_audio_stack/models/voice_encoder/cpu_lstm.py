@@ -23,9 +23,7 @@ NumPy's own `@` is never called: its BLAS's idle threads would spin against this
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,38 +65,18 @@ def _library() -> SimpleNamespace | None:
         return None
     if not sys.platform.startswith("linux") or _blas.loaded is None:
         return None
-    src = Path(__file__).with_name("_lstm.c")
-    cc = _blas.c_compiler()
-    if cc is None or not src.exists():
+    # its cblas_sgemm resolves to the loaded BLAS / _gemv.c
+    lib = _blas.compile_library(Path(__file__).with_name("_lstm.c"), "lstm", [], ["-lm"])
+    if lib is None:
         return None
-    key = hashlib.sha256(src.read_bytes() + _blas._cpu_signature()).hexdigest()[:16]
-    for cache in (_blas._cache_dir(), Path(os.environ.get("TMPDIR", "/tmp")) / "mlx-audio-stack"):
-        so = cache / f"lstm-{key}.so"
-        try:
-            if not so.exists():
-                cache.mkdir(parents=True, exist_ok=True)
-                tmp = cache / f".lstm-{key}.{os.getpid()}.so"  # compile, then rename: atomic
-                for arch in (["-march=native"], []):
-                    cmd = [cc, "-O3", *arch, "-shared", "-fPIC", "-o", str(tmp), str(src), "-lm"]
-                    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-                    if done.returncode == 0:
-                        break
-                if done.returncode != 0:
-                    tmp.unlink(missing_ok=True)
-                    return None
-                os.replace(tmp, so)
-            lib = ctypes.CDLL(str(so))  # its cblas_sgemm resolves to the loaded BLAS / _gemv.c
-        except (OSError, subprocess.SubprocessError):
-            continue
-        vp, lg = ctypes.c_void_p, ctypes.c_long
-        lib.mas_lstm_layer.argtypes = [vp] * 4 + [lg] * 4
-        lib.mas_lstm_layer.restype = None
-        sgemm = ctypes.CDLL(None).cblas_sgemm  # the process's: _gemv.c's, else the BLAS's
-        sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, vp, ctypes.c_int, vp]
-        sgemm.argtypes += [ctypes.c_int, ctypes.c_float, vp, ctypes.c_int]
-        sgemm.restype = None
-        return SimpleNamespace(layer=lib.mas_lstm_layer, sgemm=sgemm)
-    return None
+    vp, lg = ctypes.c_void_p, ctypes.c_long
+    lib.mas_lstm_layer.argtypes = [vp] * 4 + [lg] * 4
+    lib.mas_lstm_layer.restype = None
+    sgemm = ctypes.CDLL(None).cblas_sgemm  # the process's: _gemv.c's, else the BLAS's
+    sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, vp, ctypes.c_int, vp]
+    sgemm.argtypes += [ctypes.c_int, ctypes.c_float, vp, ctypes.c_int]
+    sgemm.restype = None
+    return SimpleNamespace(layer=lib.mas_lstm_layer, sgemm=sgemm)
 
 
 def _reorder(w: np.ndarray, h: int) -> np.ndarray:
