@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _bench import cpu_name as _cpu
+from _bench import loadavg as _loadavg
+
 if "--sb-worker" not in sys.argv:  # the worker is SpeechBrain alone, without our settings
     import mlx_audio_stack  # noqa: F401  (fast BLAS before mlx)
 
@@ -96,16 +99,6 @@ def _tool():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,11 +350,6 @@ def _gemm_inputs(args, b: int, t: int) -> list:
     ops = [(mx.random.normal((mm, k)), mx.random.normal((k, n))) for mm, k, n in shapes]
     mx.eval(ops)
     return ops
-
-
-def _loadavg() -> str:
-    p = Path("/proc/loadavg")
-    return " ".join(p.read_text().split()[:3]) if p.exists() else "?"
 
 
 def _version(mod: str) -> str:

@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _bench import cpu_name as _cpu
+from _bench import loadavg as _loadavg
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # this checkout's package, not an installed one
     sys.path.insert(0, str(ROOT))
@@ -83,21 +86,6 @@ class _Worker:
     def close(self) -> None:
         self.p.stdin.close()
         self.p.wait(timeout=60)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _loadavg() -> str:
-    p = Path("/proc/loadavg")
-    return " ".join(p.read_text().split()[:3]) if p.exists() else "?"
 
 
 def _timed(steps, reps: int) -> dict:
