@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _helpers import load_tool
 from bad_audio_corpus import HUGE_BYTES, HUGE_CHANNELS, HUGE_RATE, build
 
 from mlx_audio_stack.paths import REPO_ROOT
@@ -181,16 +182,7 @@ def _tiny_ecapa(path: Path) -> Path:
     from mlx_audio_stack.models.ecapa import ECAPA_TDNN, EcapaArgs
     from mlx_audio_stack.weights_io import save_model_dir
 
-    args = dict(
-        input_size=80,
-        channels=[32, 32, 32, 32, 96],
-        kernel_sizes=[5, 3, 3, 3, 1],
-        dilations=[1, 2, 3, 4, 1],
-        attention_channels=16,
-        lin_neurons=24,
-        res2net_scale=4,
-        se_channels=8,
-    )
+    args = load_tool("make_ecapa_fixtures").TINY_ARGS  # the tiny config the ECAPA tests use
     model = ECAPA_TDNN(EcapaArgs(**args))
     rng = np.random.default_rng(0)
     w = {}
