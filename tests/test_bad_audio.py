@@ -235,6 +235,33 @@ def test_embed(corpus, tmp_path):
         assert len(emb) == 24 and np.isfinite(emb).all()
 
 
+def test_verify_and_pipeline(corpus, tmp_path, weights_root):
+    """The two other entry points that take audio files: `verify` (either side bad) and
+    `pipeline FILE` (tracking and separation off: the reading is what is tested)."""
+    _need("whisper-tiny.en")
+    _need("silero-vad")
+    model = _tiny_ecapa(tmp_path / "ecapa")
+    out = tmp_path / "out"
+    good = str(corpus["speech.wav"])
+    cases = []
+    for name in ERRORS:
+        bad = str(corpus[name])
+        cases.append({"name": name, "argv": ["verify", bad, good, "--model", str(model)]})
+        cases.append({"name": f"b:{name}", "argv": ["verify", good, bad, "--model", str(model)]})
+        pipe = ["pipeline", bad, "--embedder", "none", "--separator", "none", "--quiet"]
+        cases.append({"name": f"p:{name}", "argv": [*pipe, "--out", str(out / Path(name).stem)]})
+    cases.append({"name": "ok", "argv": ["verify", good, str(corpus["wrong_ext.mp3"]), "--model",
+                                         str(model), "--format", "json"]})  # fmt: skip
+    res = _drive(cases)
+    _check_errors(res, corpus, "verify", out)
+    for prefix, entry in (("b:", "verify"), ("p:", "pipeline")):
+        got = {n: res[prefix + n] for n in ERRORS}
+        _check_errors(got, corpus, entry, out)
+    r = res["ok"]
+    assert r["rc"] == 0 and r["exc"] is None, r
+    assert -1 <= json.loads(r["stdout"])["score"] <= 1
+
+
 def test_separate(corpus, tmp_path):
     model = _tiny_mossformer(tmp_path / "moss")
     out = tmp_path / "out"
