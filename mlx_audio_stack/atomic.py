@@ -9,11 +9,17 @@ Every output goes to a hidden sibling named after the final name and the writing
   (a pid reused by a live process keeps its files until that process ends).
 Replacing an existing folder renames it to `.<name>.old-<pid>` first; a kill between the two
 renames is repaired by the next write (the old folder is put back when the new one is missing).
+Several files that belong together (`mas separate`'s spk1.wav, spk2.wav ...) are committed as
+one group (`commit_group`): once all are complete a journal `.mas-commit-<pid>.json` naming the
+renames is written, then the renames run and the journal is removed. A kill before the journal
+leaves the old set; a kill after it is rolled forward by the next write into that folder, which
+so finds the old set or the complete new one, never a mix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -26,6 +32,7 @@ from .errors import MasError
 
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-.*)?$")
+_JOURNAL = re.compile(r"^\.mas-commit-(?P<pid>\d+)\.json(?P<partial>\.tmp)?$")
 
 
 class Terminated(KeyboardInterrupt):
@@ -89,6 +96,7 @@ def remove_stale(final: str | Path) -> list[Path]:
     folder = final.parent
     if not folder.is_dir():
         return []
+    roll_forward(folder)  # a group commit a kill cut short: finish it before removing temps
     removed = []
     for p in sorted(folder.iterdir()):
         m = _STALE.match(p.name)
@@ -156,6 +164,83 @@ def replace(tmp: str | Path, final: str | Path) -> Path:
         else:
             os.replace(tmp, final)
     return final
+
+
+def _plain(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+
+
+def _valid(journal: dict) -> bool:
+    """A journal as commit_group writes it: plain names in one folder, each rename from the
+    final's own temp name, removals only of names shaped like a final (spk3.wav for spk1.wav).
+    A planted journal can so touch nothing outside that folder's group."""
+    renames, remove = journal["renames"], journal["remove"]
+    if not all(isinstance(r, list) and len(r) == 2 and all(map(_plain, r)) for r in renames):
+        return False
+    if not all(t.startswith(f".{f}.tmp-") and not f.startswith(".") for t, f in renames):
+        return False
+    shapes = [re.compile(re.sub(r"\d+", r"\\d+", re.escape(f))) for _, f in renames]
+    return all(_plain(n) and any(sh.fullmatch(n) for sh in shapes) for n in remove)
+
+
+def _apply(folder: Path, journal: dict) -> None:
+    for name in journal["remove"]:
+        (folder / name).unlink(missing_ok=True)
+    for tmp, final in journal["renames"]:
+        if (folder / tmp).exists():
+            os.replace(folder / tmp, folder / final)
+
+
+def commit_group(renames: list[tuple[Path, Path]], remove: list[Path] = ()) -> None:
+    """Move complete temps into place as one group and delete `remove` (an old set's extra
+    members), all in one folder: a journal is written first, so a kill during the renames is
+    finished by the next write there (`roll_forward`). Signals are held meanwhile."""
+    if not renames:
+        return
+    folder = Path(renames[0][1]).parent
+    if any(Path(p).parent != folder for pair in renames for p in pair) or any(
+        Path(p).parent != folder for p in remove
+    ):
+        raise ValueError("commit_group: every file must be in one folder")
+    journal = {
+        "renames": [[Path(t).name, Path(f).name] for t, f in renames],
+        "remove": [Path(p).name for p in remove],
+    }
+    for t, _ in renames:  # the temps' data reach the disk before the journal names them
+        with open(t, "rb") as fh:
+            os.fsync(fh.fileno())
+    path = folder / f".mas-commit-{os.getpid()}.json"
+    tmp = folder / f".mas-commit-{os.getpid()}.json.tmp"
+    with signals_deferred():
+        with open(tmp, "w") as fh:
+            json.dump(journal, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _apply(folder, journal)
+        path.unlink()
+
+
+def roll_forward(folder: str | Path) -> list[Path]:
+    """Finish the group commits that dead processes began in `folder` (their journals name
+    complete temps); returns the journals handled. Unreadable journals are removed: the
+    renames they would name had not started (the journal is renamed into place whole)."""
+    folder = Path(folder)
+    done = []
+    for p in sorted(folder.glob(".mas-commit-*")):
+        m = _JOURNAL.match(p.name)
+        if m is None or (int(m["pid"]) != os.getpid() and pid_alive(int(m["pid"]))):
+            continue
+        if not m["partial"]:  # a journal still being written: its renames had not started
+            try:
+                journal = json.loads(p.read_text())
+                if _valid(journal):
+                    _apply(folder, journal)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass  # not a journal commit_group wrote: nothing of ours to finish
+        p.unlink(missing_ok=True)
+        done.append(p)
+    return done
 
 
 @contextlib.contextmanager

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from .audio_headers import container_truncation, tail_missing
 from .errors import AudioError
 
 SAMPLE_RATE = 16000  # every model here runs at 16 kHz unless it says otherwise
 
 
 MAX_ABS = 1e5  # larger samples are refused: float audio lives in [-1, 1] (int16 values: 32768)
-_UNKNOWN_SIZES = (0, 0x7FFFFFFF, 0xFFFFFFFF)  # sizes streaming writers leave in a WAV header
 
 
 def check_regular_file(path: str | Path) -> os.stat_result:
@@ -50,42 +49,16 @@ def check_regular_file(path: str | Path) -> os.stat_result:
 
 
 def wav_truncation(path: str | Path, size: int) -> str | None:
-    """For a RIFF/RIFX WAVE file: a message when its 'data' chunk declares more bytes than the
-    file holds (libsndfile silently shrinks the frame count), else None. Other formats: None."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
-                return None
-            endian = "<" if head[:4] == b"RIFF" else ">"
-            pos, align = 12, 1
-            for _ in range(1000):  # chunks before 'data' (fmt, LIST, fact...); bounded walk
-                f.seek(pos)
-                hdr = f.read(8)
-                if len(hdr) < 8:
-                    return None
-                cid, (n,) = hdr[:4], struct.unpack(endian + "I", hdr[4:])
-                if cid == b"fmt ":
-                    fmt = f.read(16)
-                    if len(fmt) == 16:
-                        align = max(1, struct.unpack(endian + "H", fmt[12:14])[0])
-                elif cid == b"data":
-                    held = size - (pos + 8)
-                    if n in _UNKNOWN_SIZES or n - held < align:
-                        return None
-                    return (
-                        f"truncated: the WAV header declares {n} bytes of audio data, "
-                        f"the file holds {max(0, held)}"
-                    )
-                pos += 8 + n + (n & 1)
-    except OSError:
-        return None
-    return None
+    """A message when the file's container header (WAV, RF64, W64, AIFF, AU; Ogg's end page)
+    declares more audio than the file holds (libsndfile silently shrinks the frame count), else
+    None. Kept under its first name; see `audio_headers.container_truncation`."""
+    return container_truncation(path, size)
 
 
 def audio_info(path: str | Path, allow_empty: bool = False) -> sf._SoundFileInfo:
     """Header of an audio file after the checks every reader needs: a readable regular file
-    (FIFOs, devices, folders refused before opening), a WAV not cut short, and (unless
+    (FIFOs, devices, folders refused before opening), a file not cut short (container
+    header sizes, FLAC's last frames: `audio_headers`), and (unless
     `allow_empty`) at least one sample. Raises AudioError naming the file and the problem."""
     path = Path(path)
     st = check_regular_file(path)
@@ -93,7 +66,7 @@ def audio_info(path: str | Path, allow_empty: bool = False) -> sf._SoundFileInfo
         info = sf.info(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError variants
         raise AudioError(f"{path}: not a readable audio file ({exc})") from exc
-    cut = wav_truncation(path, st.st_size)
+    cut = container_truncation(path, st.st_size) or tail_missing(path, info)
     if cut:
         raise AudioError(f"{path}: {cut}")
     if info.frames == 0 and not allow_empty:

@@ -56,6 +56,14 @@ def build(out: str | Path, speech: str | Path | None = None) -> dict[str, Path]:
     sf.write(put("speech.wav"), x, sr, subtype="PCM_16")
     data = files["speech.wav"].read_bytes()
     put("truncated.wav").write_bytes(data[: len(data) // 2])  # cut mid-data
+    # other containers cut mid-data: libsndfile reads AIFF and Ogg as shorter files, and keeps
+    # FLAC's STREAMINFO frame count but fails (or stops) when decoding reaches the cut
+    for name, fmt in (("truncated.aiff", "AIFF"), ("truncated.flac", "FLAC")):
+        sf.write(put(name), x, sr, format=fmt, subtype="PCM_16")
+    sf.write(put("truncated.ogg"), x, sr, format="OGG", subtype="VORBIS")
+    for name in ("truncated.aiff", "truncated.flac", "truncated.ogg"):
+        whole = files[name].read_bytes()
+        files[name].write_bytes(whole[: len(whole) // 2])
     sf.write(put("wrong_ext.mp3"), x[: 4 * sr], sr, "PCM_16", format="WAV")  # WAV named .mp3
     sf.write(put("empty.wav"), np.zeros(0, np.float32), SR, subtype="PCM_16")
     # a 16 KB file whose header declares 2 GB (libsndfile shrinks it to what is there)

@@ -24,7 +24,7 @@ from bad_audio_corpus import HUGE_BYTES, HUGE_CHANNELS, HUGE_RATE, build
 from mlx_audio_stack.paths import REPO_ROOT
 
 MEMORY_LIMIT = 3 << 30  # address space of each driver process
-VAD_MEMORY_LIMIT = 2 << 30  # for vad: the 1 GB file read whole needs 2 GB as float32 alone
+VAD_MEMORY_LIMIT = 2 << 30  # vad, embed: the 1 GB file read whole needs 2 GB as float32 alone
 TIME_LIMIT = 120  # seconds for each driver process (all its cases)
 CASE_SECONDS = 30  # seconds for any one case (the FIFO case used to block forever)
 WEIGHTS = Path(os.environ.get("MAS_WEIGHTS_DIR") or REPO_ROOT / "weights")
@@ -34,6 +34,9 @@ ERRORS = {
     "fifo.wav": "is a FIFO",
     "folder.wav": "is a directory",
     "truncated.wav": "truncated",
+    "truncated.aiff": "AIFF header declares",
+    "truncated.flac": "FLAC header declares",
+    "truncated.ogg": "no end-of-stream page",
     "huge_header.wav": "declares 2000000000 bytes",
     "empty.wav": "0 samples",
     "scaled_1e30.wav": "out of range",
@@ -222,13 +225,41 @@ def test_embed(corpus, tmp_path):
     def argv(name, path):
         return ["embed", str(path), "--model", str(model), "--out", str(out / f"{name}.json")]
 
-    ok = ["silence_3s.wav", "wrong_ext.mp3"]
-    res = _drive(_error_cases(corpus, argv) + [{"name": n, "argv": argv(n, corpus[n])} for n in ok])
+    ok = ["silence_3s.wav", "wrong_ext.mp3", "huge_1gb.wav"]
+    cases = _error_cases(corpus, argv) + [{"name": n, "argv": argv(n, corpus[n])} for n in ok]
+    res = _drive(cases, VAD_MEMORY_LIMIT)  # the 1 GB file is streamed, as in vad
     _check_errors(res, corpus, "embed", out)
     for n in ok:
         assert res[n]["rc"] == 0 and res[n]["exc"] is None, res[n]
         emb = json.loads((out / f"{n}.json").read_text())["embedding"]
         assert len(emb) == 24 and np.isfinite(emb).all()
+
+
+def test_verify_and_pipeline(corpus, tmp_path, weights_root):
+    """The two other entry points that take audio files: `verify` (either side bad) and
+    `pipeline FILE` (tracking and separation off: the reading is what is tested)."""
+    _need("whisper-tiny.en")
+    _need("silero-vad")
+    model = _tiny_ecapa(tmp_path / "ecapa")
+    out = tmp_path / "out"
+    good = str(corpus["speech.wav"])
+    cases = []
+    for name in ERRORS:
+        bad = str(corpus[name])
+        cases.append({"name": name, "argv": ["verify", bad, good, "--model", str(model)]})
+        cases.append({"name": f"b:{name}", "argv": ["verify", good, bad, "--model", str(model)]})
+        pipe = ["pipeline", bad, "--embedder", "none", "--separator", "none", "--quiet"]
+        cases.append({"name": f"p:{name}", "argv": [*pipe, "--out", str(out / Path(name).stem)]})
+    cases.append({"name": "ok", "argv": ["verify", good, str(corpus["wrong_ext.mp3"]), "--model",
+                                         str(model), "--format", "json"]})  # fmt: skip
+    res = _drive(cases)
+    _check_errors(res, corpus, "verify", out)
+    for prefix, entry in (("b:", "verify"), ("p:", "pipeline")):
+        got = {n: res[prefix + n] for n in ERRORS}
+        _check_errors(got, corpus, entry, out)
+    r = res["ok"]
+    assert r["rc"] == 0 and r["exc"] is None, r
+    assert -1 <= json.loads(r["stdout"])["score"] <= 1
 
 
 def test_separate(corpus, tmp_path):
@@ -256,6 +287,9 @@ def test_qa_run(corpus, tmp_path):
         "fifo.wav": "audio.unreadable",
         "folder.wav": "audio.unreadable",
         "truncated.wav": "audio.truncated",
+        "truncated.aiff": "audio.truncated",
+        "truncated.flac": "audio.truncated",
+        "truncated.ogg": "audio.truncated",
         "huge_header.wav": "audio.truncated",
         "empty.wav": "audio.empty",
         "not_audio.wav": "audio.unreadable",
@@ -344,3 +378,41 @@ def test_streamed_reading_equals_whole_file(tmp_path, weights_root):
         got, n = file_speech_probs(model, wav, rate, block_s=1.3)
         assert n == load_audio(wav, rate).size and got.shape == ref.shape
         np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+CONTAINERS = [  # (format, subtype, suffix): every container whose cut libsndfile reads short
+    ("WAV", "PCM_16", "wav"),
+    ("WAV", "IMA_ADPCM", "wav"),
+    ("WAVEX", "PCM_24", "wav"),
+    ("RF64", "PCM_16", "rf64"),
+    ("W64", "PCM_16", "w64"),
+    ("AIFF", "PCM_16", "aiff"),
+    ("AIFF", "FLOAT", "aif"),
+    ("AIFF", "ULAW", "aifc"),
+    ("AU", "PCM_16", "au"),
+    ("FLAC", "PCM_16", "flac"),
+    ("FLAC", "PCM_24", "flac"),
+    ("OGG", "VORBIS", "ogg"),
+]
+
+
+@pytest.mark.parametrize("fmt,subtype,suffix", CONTAINERS)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_cut_containers_are_refused(tmp_path, fmt, subtype, suffix, channels):
+    """A file cut at 2/3 is refused as truncated, naming the file, by every reader (header
+    check, whole read, streamed read); the complete file reads back at its full length."""
+    from mlx_audio_stack.audio import audio_info, load_audio, stream_audio
+    from mlx_audio_stack.errors import AudioError
+
+    x = np.random.default_rng(0).standard_normal((4 * 16000, channels)).astype(np.float32) * 0.1
+    full, cut = tmp_path / f"full.{suffix}", tmp_path / f"cut.{suffix}"
+    sf.write(full, x, 16000, format=fmt, subtype=subtype)
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    n = sf.info(str(full)).frames  # ADPCM pads the last block: n >= 64000
+    assert n >= x.shape[0] and audio_info(full).frames == n and load_audio(full).size == n
+    assert sf.info(str(cut)).frames < n or fmt == "FLAC"  # what libsndfile alone says
+    for read in (audio_info, load_audio, lambda p: list(stream_audio(p))):
+        with pytest.raises(AudioError, match="truncated") as e:
+            read(cut)
+        assert str(e.value).startswith(f"{cut}: truncated: ")

@@ -147,31 +147,67 @@ def test_kill_during_transcribe_output_leaves_old_or_complete_file(tmp_path, off
     assert _temps(tmp_path) == []
 
 
-def test_kill_during_streaming_separate_leaves_complete_files_and_no_temps(tmp_path):
+def _next_run_finds(out: Path) -> None:
+    """What any next write into `out` does first (`atomic.temp_path`/`stream_temp_name` call
+    it): finish a group commit a kill cut short, remove dead runs' temps."""
+    from mlx_audio_stack.atomic import remove_stale
+
+    for p in [*out.glob("spk*.wav"), out / "spk1.wav"]:
+        remove_stale(p)
+
+
+def test_kill_during_streaming_separate_leaves_old_or_new_set_and_no_temps(tmp_path):
+    """Two inputs (A, B) give different source sets; runs alternate between them and are killed
+    at random points. What the next run finds (after its roll-forward) is always one run's
+    complete set: every spk*.wav whole and all from the same input, never spk1 of one run
+    beside spk2 of another."""
     import numpy as np
     import soundfile as sf
     from test_mossformer2 import _random_model, _save
 
     folder = _save(_random_model(2), tmp_path / "m")
-    x = (np.random.default_rng(0).standard_normal(16000 * 20) * 0.1).astype(np.float32)
-    sf.write(str(tmp_path / "mix.wav"), x, 16000)
+    rng_x = np.random.default_rng(0)
+    mixes = {}
+    for name in "AB":
+        x = (rng_x.standard_normal(16000 * 20) * 0.1).astype(np.float32)
+        sf.write(str(tmp_path / f"{name}.wav"), x, 16000)
+        mixes[name] = x
     out = tmp_path / "sep"
-    base = [sys.executable, "-m", "mlx_audio_stack", "separate", str(tmp_path / "mix.wav"),
-            "--model", str(folder), "--out", str(out), "--chunk", "0.5",
-            "--overlap", "0.1"]  # fmt: skip
+
+    def base(name: str) -> list[str]:
+        return [sys.executable, "-m", "mlx_audio_stack", "separate", str(tmp_path / f"{name}.wav"),
+                "--model", str(folder), "--out", str(out), "--chunk", "0.5",
+                "--overlap", "0.1"]  # fmt: skip
 
     def temps(pid: int | None = None) -> list[str]:
         tag = ".tmp-" if pid is None else f".tmp-{pid}-"
         return sorted(q.name for q in out.glob(".*") if tag in q.name)
 
-    def complete() -> None:  # every spk file present is a whole 20 s WAV
-        for p in out.glob("spk*.wav"):
-            assert sf.info(str(p)).frames == len(x), p
+    def read_set() -> dict[str, np.ndarray]:
+        return {p.name: sf.read(str(p), dtype="float32")[0] for p in sorted(out.glob("spk*.wav"))}
+
+    refs = {}
+    for name in "AB":  # each input's complete set; the folder ends holding B's
+        done = subprocess.run(base(name), env=_env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        refs[name] = read_set()
+        assert sorted(refs[name]) == ["spk1.wav", "spk2.wav"]
+    assert not np.array_equal(refs["A"]["spk1.wav"], refs["B"]["spk1.wav"])
+
+    def one_set() -> str:  # every file whole (20 s) and all from the same run
+        got = read_set()
+        assert sorted(got) == ["spk1.wav", "spk2.wav"], sorted(got)
+        for name, ref in refs.items():
+            if all(np.array_equal(got[k], ref[k]) for k in ref):
+                return name
+        raise AssertionError("the spk files come from different runs (or none)")
 
     rng = random.Random(2)
-    killed_mid_write = 0
-    for sig in (signal.SIGKILL, signal.SIGTERM) * 2:
-        p = subprocess.Popen(base, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed_mid_write, found = 0, []
+    for i, sig in enumerate((signal.SIGKILL, signal.SIGTERM) * 2):
+        p = subprocess.Popen(
+            base("AB"[i % 2]), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         t0 = time.monotonic()  # kill at a random point while the streamed temps are written
         while (
             not (out.is_dir() and temps(p.pid)) and p.poll() is None and time.monotonic() - t0 < 60
@@ -180,13 +216,94 @@ def test_kill_during_streaming_separate_leaves_complete_files_and_no_temps(tmp_p
         time.sleep(rng.uniform(0.0, 0.5))
         p.send_signal(sig)
         rc = p.wait(timeout=60)
-        complete()
         if sig == signal.SIGTERM:  # its own temps, and the stale ones it found, are gone
             assert temps() == [], rc
         else:
             killed_mid_write += bool(temps(p.pid))  # what SIGKILL left: the next run removes it
+        _next_run_finds(out)
+        found.append(one_set())
+        assert temps() == [] and not list(out.glob(".mas-commit-*"))
     assert killed_mid_write > 0
-    done = subprocess.run(base, env=_env(), capture_output=True, text=True, timeout=300)
+    print(found)
+    done = subprocess.run(base("A"), env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    complete()
+    assert one_set() == "A"
     assert sorted(q.name for q in out.iterdir()) == ["spk1.wav", "spk2.wav"]
+
+
+KILL_IN_COMMIT = r"""
+import os, signal, sys
+from pathlib import Path
+import mlx_audio_stack.atomic as atomic
+out, kill_at = Path(sys.argv[1]), int(sys.argv[2])
+finals = [out / "spk1.wav", out / "spk2.wav"]
+tmps = [atomic.stream_temp_name(f) for f in finals]
+for i, t in enumerate(tmps, 1):
+    t.write_text(f"new{i}")
+calls, real = [0], os.replace
+def replace(a, b):  # call 1 puts the journal in place, 2.. are the group's renames
+    calls[0] += 1
+    if calls[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(a, b)
+atomic.os.replace = replace
+atomic.commit_group(list(zip(tmps, finals)), remove=[out / "spk3.wav"])
+"""
+
+
+@pytest.mark.parametrize("kill_at, expect", [(1, "old"), (2, "new"), (3, "new"), (9, "new")])
+def test_sigkill_inside_group_commit_leaves_old_or_complete_new_set(tmp_path, kill_at, expect):
+    """A SIGKILL at each step of the group commit (before the journal: the old set stays;
+    between two renames: the next run finishes the new set, spk3 of the old 3-source set
+    removed); 9: not killed. No temp or journal survives the next run."""
+    out = tmp_path / "sep"
+    out.mkdir()
+    for i in (1, 2, 3):
+        (out / f"spk{i}.wav").write_text(f"old{i}")
+    (out / "notes.txt").write_text("mine")
+    p = subprocess.run([sys.executable, "-c", KILL_IN_COMMIT, str(out), str(kill_at)], env=_env())
+    assert p.returncode == (-signal.SIGKILL if kill_at < 9 else 0)
+    if kill_at == 2:  # killed after the journal, before the first rename: mixed until repaired
+        assert list(out.glob(".mas-commit-*.json")) and (out / "spk3.wav").exists() is False
+    _next_run_finds(out)
+    got = {p.name: p.read_text() for p in out.iterdir()}
+    if expect == "old":
+        assert got == {
+            "spk1.wav": "old1",
+            "spk2.wav": "old2",
+            "spk3.wav": "old3",
+            "notes.txt": "mine",
+        }
+    else:
+        assert got == {"spk1.wav": "new1", "spk2.wav": "new2", "notes.txt": "mine"}
+
+
+def test_planted_journal_touches_nothing_outside_its_group(tmp_path):
+    """A commit journal of a dead pid that names paths outside the folder, a rename from a
+    file that is not the final's temp, or a removal of a file not shaped like a final, is
+    dropped without acting."""
+    from mlx_audio_stack.atomic import roll_forward
+
+    out = tmp_path / "sep"
+    out.mkdir()
+    (tmp_path / "secret").write_text("s")
+    (out / "notes.txt").write_text("mine")
+    (out / "spk1.wav").write_text("old1")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for j, journal in enumerate(
+        [
+            {"renames": [["../secret", "spk1.wav"]], "remove": []},
+            {"renames": [["notes.txt", "spk1.wav"]], "remove": []},
+            {"renames": [[".spk1.wav.tmp-1-w", "spk1.wav"]], "remove": ["notes.txt"]},
+            {"renames": [[".x.tmp-1-w", "../x"]], "remove": []},
+            {"renames": "nonsense", "remove": 3},
+        ]
+    ):
+        (out / f".mas-commit-{dead.pid}.json").write_text(json.dumps(journal))
+        assert roll_forward(out) == [out / f".mas-commit-{dead.pid}.json"], j
+        assert (tmp_path / "secret").read_text() == "s" and (
+            out / "notes.txt"
+        ).read_text() == "mine"
+        assert (out / "spk1.wav").read_text() == "old1"
+    assert sorted(q.name for q in out.iterdir()) == ["notes.txt", "spk1.wav"]

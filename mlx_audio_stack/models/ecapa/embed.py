@@ -10,6 +10,13 @@ Two batch semantics:
   (zero-padded batch, masks from `wav_lens * frames`, convolutions padded at the batch end).
   Short utterances in a batch then differ slightly from their unbatched embedding, as in
   SpeechBrain.
+
+Long inputs: the model pools statistics over the whole utterance, and its memory grows with
+the length (about 8.5 MB per second of audio at full size: 1 GB for 2 minutes). A file longer
+than LONG_SECONDS (or one `audio.is_long` would stream) is therefore read block by block
+(`audio.stream_audio`) and cut into k = ceil(seconds / LONG_SECONDS) equal consecutive windows;
+its embedding is the mean of the windows' raw embeddings. Up to LONG_SECONDS the embedding is
+the whole-utterance one, as in SpeechBrain.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import mlx.core as mx
 import numpy as np
 
 from ..._blas import keep_large_buffers
-from ...audio import as_audio
+from ...audio import as_audio, audio_info, is_long, stream_audio
 from ...errors import AudioError, WeightsError
 from ...weights_io import checked_args, load_errors, load_model_dir, load_strict
 from .fbank import FBANK_LIMITS, Fbank, FbankArgs, num_frames, sentence_mean_norm
 from .model import ARG_LIMITS, ECAPA_TDNN, EcapaArgs
+
+LONG_SECONDS = 120.0  # longer files are embedded as the mean of equal windows (see above)
 
 
 @dataclass
@@ -200,10 +209,14 @@ class SpeakerEncoder:
             isinstance(audio, np.ndarray) and audio.ndim == 1
         )
         items = [audio] if single else list(audio)
-        if not items:
-            return np.zeros((0, self.model.args.lin_neurons), np.float32)
-        wavs = [as_audio(a, self.sample_rate, input_sr) for a in items]
-        for i, w in enumerate(wavs):
+        out = np.zeros((len(items), self.model.args.lin_neurons), np.float32)
+        wavs = {}  # index -> waveform of the utterances embedded whole, batched below
+        for i, a in enumerate(items):
+            if isinstance(a, (str, Path)) and self._long(a):
+                out[i] = self.embed_file_windows(a, normalize=normalize)
+            else:
+                wavs[i] = as_audio(a, self.sample_rate, input_sr)
+        for i, w in wavs.items():
             if w.size < self.min_samples:
                 name = items[i] if isinstance(items[i], (str, Path)) else f"audio #{i}"
                 raise AudioError(
@@ -211,13 +224,14 @@ class SpeakerEncoder:
                     f"of {self.min_samples} ({self.min_samples / self.sample_rate:.3f}"
                     f" s at {self.sample_rate} Hz)"
                 )
-        out = np.zeros((len(wavs), self.model.args.lin_neurons), np.float32)
         from tqdm import tqdm
 
+        keys = np.array(list(wavs), dtype=np.int64)
         groups = _batches(
-            [w.size for w in wavs], batch_size, int(max_batch_seconds * self.sample_rate)
+            [wavs[i].size for i in keys], batch_size, int(max_batch_seconds * self.sample_rate)
         )
-        for idx in tqdm(groups, desc="embedding", unit="batch", disable=not progress):
+        for pos in tqdm(groups, desc="embedding", unit="batch", disable=not progress):
+            idx = keys[pos]
             n = np.array([wavs[i].size for i in idx])
             batch = np.zeros((len(idx), int(n.max())), np.float32)  # (B, T) zero padded
             for r, i in enumerate(idx):
@@ -225,6 +239,47 @@ class SpeakerEncoder:
             emb = self.embed_batch(mx.array(batch), n, normalize=normalize)
             out[idx] = np.array(emb)
         return out
+
+    def _long(self, path: str | Path) -> bool:
+        """Whether a file is embedded by windows: longer than LONG_SECONDS, or streamed."""
+        info = audio_info(path)
+        return info.frames / info.samplerate > LONG_SECONDS or is_long(info)
+
+    def embed_file_windows(
+        self,
+        path: str | Path,
+        normalize: bool = False,
+        window_s: float = LONG_SECONDS,
+        block_s: float = 60.0,
+    ) -> np.ndarray:
+        """(lin_neurons,) embedding of a file read in blocks of `block_s` seconds: the mean of
+        the raw embeddings of k = ceil(length / window_s) equal consecutive windows (k = 1: the
+        whole-utterance embedding). Memory: one window and one block, at any file length."""
+        info = audio_info(path)
+        sr = self.sample_rate
+        n = -(-info.frames * sr // info.samplerate)  # stream_audio's length at sr
+        k = max(1, -(-n // max(1, int(window_s * sr))))
+        bounds = [i * n // k for i in range(k + 1)]
+        embs, pieces, have = [], [], 0
+        for block in stream_audio(path, block_s, sr):
+            pieces.append(block)
+            have += block.size
+            while len(embs) < k and have >= bounds[len(embs) + 1] - bounds[len(embs)]:
+                size = bounds[len(embs) + 1] - bounds[len(embs)]
+                buf = np.concatenate(pieces)
+                embs.append(self._embed_window(buf[:size], path, normalize))
+                pieces, have = [buf[size:]], buf.size - size
+        if not embs:  # shorter than its header said (stream_audio raises first)
+            raise AudioError(f"{path}: no audio decoded")
+        return np.mean(np.stack(embs), axis=0).astype(np.float32)
+
+    def _embed_window(self, w: np.ndarray, path, normalize: bool) -> np.ndarray:
+        if w.size < self.min_samples:
+            raise AudioError(
+                f"{path}: {w.size} samples, shorter than the model's minimum of "
+                f"{self.min_samples} ({self.min_samples / self.sample_rate:.3f} s)"
+            )
+        return np.array(self.embed_batch(mx.array(w[None]), [w.size], normalize=normalize))[0]
 
 
 def _batches(sizes: Sequence[int], batch_size: int, max_samples: int) -> list[np.ndarray]:

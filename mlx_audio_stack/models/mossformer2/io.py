@@ -1,37 +1,52 @@
-"""Writing separated sources: spk1.wav, spk2.wav ... each written atomically."""
+"""Writing separated sources: spk1.wav, spk2.wav ... written as one atomic group: each to a
+temp name, then all renamed together (`atomic.commit_group`), so the folder holds the old set
+or the complete new one (a kill during the renames is finished by the next run), and an old
+run's extra sources (spk3.wav of a 3-speaker model) go with the old set."""
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from ...atomic import stream_temp_name
+from ...atomic import commit_group, stream_temp_name
+
+
+def _commit(tmps: list[Path], finals: list[Path]) -> None:
+    """Rename the complete temps onto the finals as one group, removing older spk<k>.wav."""
+    names = {p.name for p in finals}
+    folder = finals[0].parent
+    extra = [
+        p
+        for p in folder.glob("spk*.wav")
+        if re.fullmatch(r"spk\d+\.wav", p.name) and p.name not in names
+    ]
+    commit_group(list(zip(tmps, finals)), remove=sorted(extra))
 
 
 def write_sources(sources: np.ndarray, out_dir: str | Path, sr: int) -> list[Path]:
     """Write (S, T) float32 sources as `out_dir/spk{i}.wav` (float WAV); returns the paths.
 
-    Each file goes to a temporary name in the same folder first and is renamed into place,
-    so a reader never sees a half-written file.
+    Each file goes to a temporary name in the same folder first; the complete set is renamed
+    into place as one group, so a reader never sees a half-written file or a mixed set.
     """
     import soundfile as sf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, src in enumerate(np.asarray(sources, dtype=np.float32), start=1):
-        final = out / f"spk{i}.wav"
-        tmp = stream_temp_name(final)  # stale temps of killed runs are removed first
-        try:
+    sources = np.asarray(sources, dtype=np.float32)
+    finals = [out / f"spk{i}.wav" for i in range(1, len(sources) + 1)]
+    tmps = [stream_temp_name(p) for p in finals]  # stale temps of killed runs removed first
+    try:
+        for src, tmp in zip(sources, tmps):
             sf.write(str(tmp), src, sr, subtype="FLOAT", format="WAV")
-            os.replace(tmp, final)
-        finally:
+        _commit(tmps, finals)
+    finally:
+        for tmp in tmps:
             if tmp.exists():
                 tmp.unlink()
-        paths.append(final)
-    return paths
+    return finals
 
 
 def separate_file_streaming(
@@ -70,8 +85,7 @@ def separate_file_streaming(
             f.write(y)
         for f in files:
             f.close()
-        for t, p in zip(tmps, finals):
-            os.replace(t, p)
+        _commit(tmps, finals)
     finally:
         for f in files:
             f.close()

@@ -7,20 +7,26 @@ given: no volume normalisation and no silence trimming. Those two steps belong t
 resampled to 16 kHz. Per utterance: partial utterances of 1.6 s every 1/rate s (the last kept
 when it covers >= min_coverage of its span; one zero-padded partial when the utterance is
 shorter than 1.6 s), each embedded (L2-normalised), their mean L2-normalised.
+
+Long files (`audio.is_long`: over 15 minutes or 2**24 samples) are read block by block
+(`audio.stream_audio`) and each partial is embedded as soon as its samples have arrived: the
+same partials as for the whole file, in bounded memory, so the embedding equals the whole-file
+one (up to float rounding of the batched LSTM, below 1e-6).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 
-from ...audio import as_audio
+from ...audio import as_audio, audio_info, is_long, stream_audio
 from ...errors import AudioError, WeightsError
 from ...weights_io import load_errors, load_model_dir, load_strict
-from .frontend import MIN_COVERAGE, RATE, utterance_partials
+from .frontend import MIN_COVERAGE, RATE, mel_frames, partial_slices, utterance_partials
 from .model import VoiceEncoderArgs, VoiceEncoderNet
 
 MODEL_TYPE = "voice_encoder"
@@ -115,6 +121,11 @@ class VoiceEncoder:
                     pending.clear()
 
             for i, item in enumerate(items):
+                if isinstance(item, (str, Path)) and is_long(audio_info(item)):
+                    flush()  # keep the order of `per`
+                    per.append(self.file_partials(item, rate, min_coverage))
+                    bar.update(1)
+                    continue
                 wav = as_audio(item, self.sample_rate, input_sr)
                 if wav.size == 0:
                     name = item if isinstance(item, (str, Path)) else f"audio #{i}"
@@ -126,6 +137,39 @@ class VoiceEncoder:
         raw = np.stack([p.mean(axis=0) for p in per])
         out = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
         return (out, per) if return_partials else out
+
+    def file_partials(
+        self,
+        path: str | Path,
+        rate: float = RATE,
+        min_coverage: float = MIN_COVERAGE,
+        block_s: float = 60.0,
+    ) -> np.ndarray:
+        """The (P, dim) partial embeddings of an audio file, read in blocks of `block_s`
+        seconds: the partials `embed` cuts from the whole file (their grid needs only the
+        length, known from the header), each computed once its samples have arrived. Memory
+        is one block plus the partials' embeddings, at any file length."""
+        info = audio_info(path)
+        sr, a = self.sample_rate, self.args
+        n = -(-info.frames * sr // info.samplerate)  # stream_audio's length at sr
+        starts = partial_slices(n, a, rate, min_coverage)
+        pn, hop, half = a.partials_n_frames, a.hop, a.n_fft // 2
+        buf, offset, k, out = np.zeros(0, np.float32), 0, 0, []
+        for block in chain(stream_audio(path, block_s, sr), [None]):  # None: the end
+            if block is not None:
+                buf = np.concatenate([buf, block])
+            end = n if block is None else offset + buf.size  # at the end: zeros up to n
+            j = k
+            while j < len(starts) and min((starts[j] + pn - 1) * hop + a.n_fft - half, n) <= end:
+                j += 1
+            if j > k:  # partials k..j-1 complete: their frames lie in buf
+                mels = np.stack([mel_frames(buf, a, s, pn, offset) for s in starts[k:j]])
+                out.append(self.embed_partials(mels))
+                k = j
+            if k < len(starts):  # keep what the next partial's first frame needs
+                drop = max(0, min(starts[k] * hop - half - offset, buf.size))
+                buf, offset = buf[drop:], offset + drop
+        return np.concatenate(out)
 
 
 def load_voice_encoder(path: str | Path) -> VoiceEncoder:
