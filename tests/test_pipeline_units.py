@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 
 from mlx_audio_stack.pipeline.asr import (
+    ASRStream,
     Span,
+    StreamState,
     Word,
     _after_commit,
     _agree,
     _drop_repeated_tail,
+    _hallucinated,
     to_meeting,
 )
 from mlx_audio_stack.pipeline.config import FRAME_S, SAMPLE_RATE, VAD_FRAME, PipelineConfig
@@ -60,8 +63,71 @@ def test_stream_time_maps_back_to_meeting_time():
     spans = (Span(0.0, 10.0, 2.0, "direct"), Span(2.3, 20.0, 1.0, "separated"))
     assert to_meeting(spans, 1.5) == (11.5, "direct")
     assert to_meeting(spans, 2.8) == pytest.approx((20.5, "separated"))
-    t, _ = to_meeting(spans, 2.1)  # in the inserted gap: snaps to the nearest edge
-    assert t == pytest.approx(12.0)
+    # in the inserted gap: a start moves on to where speech resumes, an end back to where it
+    # stopped; past either end, to the nearest span's edge
+    assert to_meeting(spans, 2.1, "start") == (20.0, "separated")
+    assert to_meeting(spans, 2.1, "end") == (12.0, "direct")
+    assert to_meeting(spans, 9.0, "start") == (21.0, "separated")
+    assert to_meeting(spans, -1.0, "end") == (10.0, "direct")
+
+
+class _FixedDecoder(ASRStream):
+    """Test double: an ASRStream whose Whisper decode returns fixed stream-time words, to check
+    the commit and time-map logic around it with a known answer."""
+
+    def __init__(self, words):
+        self.cfg, self.words = PipelineConfig(), words
+
+    def _transcribe(self, state):
+        return list(self.words), (self.words[-1].end,)
+
+
+def test_final_words_keep_their_meeting_times_when_the_buffer_is_dropped():
+    # two pieces of one speaker: meeting 0-2 s and 10-12 s, a 0.3 s gap between them in the
+    # stream; the final decode drops the whole buffer (and its old spans) after committing
+    dec = _FixedDecoder([_w(" hello", 0.5, 0.9), _w(" again", 2.4, 2.8)])
+    st = StreamState("S1")
+    st = dec.push(st, np.zeros(2 * SAMPLE_RATE, np.float32), 0.0, "direct")
+    st = dec.push(st, np.zeros(2 * SAMPLE_RATE, np.float32), 10.0, "separated")
+    st, committed, partial = dec.decode(st, final=True)
+    assert [(w["word"], w["start"], w["end"], w["source"]) for w in committed] == [
+        ("hello", 0.5, 0.9, "direct"),
+        ("again", 10.1, 10.5, "separated"),
+    ]
+    assert partial == [] and st.audio.size == 0
+    # a piece after the dropped buffer starts the new buffer without a leading gap
+    st = dec.push(st, np.ones(SAMPLE_RATE, np.float32), 20.0, "direct")
+    assert st.audio.size == SAMPLE_RATE and st.spans[-1].t0 == pytest.approx(st.buf_start)
+
+
+def _seg(*words):
+    return [{"word": t, "start": a, "end": b, "probability": p} for t, a, b, p in words]
+
+
+def test_invented_segments_are_recognised_by_openai_whispers_rule():
+    # the demo's turn-end "Thank you.": p 0.02 and 0.98, 0.08 s a word
+    assert _hallucinated(_seg((" Thank", 30.5, 30.58, 0.02), (" you.", 30.58, 30.66, 0.98)))
+    # a lone word stretched over 3 s is invented; over 2.8 s not yet (score 0.8 < 1)
+    assert _hallucinated(_seg((" so", 1.0, 4.1, 0.4)))
+    assert not _hallucinated(_seg((" so", 1.0, 3.8, 0.4)))
+    # heard speech: plausible durations and probabilities
+    assert not _hallucinated(
+        _seg(
+            (" greater", 28.8, 29.1, 0.98),
+            (" influence", 29.1, 29.6, 1.0),
+            (" than", 29.6, 29.8, 0.93),
+        )
+    )
+    # one short, unsure word among good ones is not enough
+    assert not _hallucinated(
+        _seg(
+            (" a", 1.0, 1.05, 0.1),
+            (" grain", 1.05, 1.4, 0.9),
+            (" or", 1.4, 1.6, 0.9),
+            (" two", 1.6, 1.9, 0.9),
+        )
+    )
+    assert not _hallucinated(_seg((" ...", 1.0, 1.0, 0.01)))  # punctuation only: nothing to judge
 
 
 def test_segmenter_cuts_at_pauses_and_at_the_length_limit():

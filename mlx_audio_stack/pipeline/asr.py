@@ -23,6 +23,7 @@ import numpy as np
 from .config import SAMPLE_RATE, PipelineConfig
 
 _NORM = re.compile(r"[^\w']+")
+_PUNCT = "\"'“¿([{-.。,，!！?？:：”)]}、 "
 
 
 def _norm(word: str) -> str:
@@ -71,17 +72,21 @@ class StreamState:
         return self.buf_start + self.audio.size / SAMPLE_RATE
 
 
-def to_meeting(spans: tuple[Span, ...], t: float) -> tuple[float, str]:
-    """Stream time -> (meeting time, source); times in a gap snap to the nearest span edge."""
-    best = None
+def to_meeting(spans: tuple[Span, ...], t: float, side: str = "start") -> tuple[float, str]:
+    """Stream time -> (meeting time, source). A time in an inserted gap (or past either end)
+    is not heard audio: a word's start there moves to where speech resumes (the next span's
+    start), a word's end back to where it stopped (the previous span's end)."""
+    prev = nxt = None
     for s in spans:
         if s.t0 <= t <= s.t0 + s.dur:
             return s.m0 + (t - s.t0), s.source
-        d = s.t0 - t if t < s.t0 else t - (s.t0 + s.dur)
-        if best is None or d < best[0]:
-            edge = s.m0 if t < s.t0 else s.m0 + s.dur
-            best = (d, edge, s.source)
-    return (best[1], best[2]) if best else (t, "direct")
+        if s.t0 + s.dur < t and (prev is None or s.t0 > prev.t0):
+            prev = s
+        if s.t0 > t and (nxt is None or s.t0 < nxt.t0):
+            nxt = s
+    if side == "start" and nxt is not None or prev is None:
+        return (nxt.m0, nxt.source) if nxt is not None else (t, "direct")
+    return prev.m0 + prev.dur, prev.source
 
 
 class ASRStream:
@@ -104,7 +109,7 @@ class ASRStream:
         """Append one piece (meeting time `meeting_start`) to the stream."""
         parts, pending = [state.audio], state.pending_s
         t = state.stream_end
-        if state.last_meeting_end is not None:
+        if state.last_meeting_end is not None and state.audio.size:
             gap = meeting_start - state.last_meeting_end
             if gap > 1e-3:  # a pause (or other speakers) since this speaker's last piece
                 g = int(round(min(gap, self.cfg.gap_s) * SAMPLE_RATE))
@@ -138,8 +143,9 @@ class ASRStream:
             commit, rest = _agree(state.hypothesis, new)
         state = self._commit(state, commit)
         state = replace(state, hypothesis=tuple(rest), segment_ends=seg_ends, pending_s=0.0)
-        state = self._trim(state, final)
-        return state, [self._out(state, w) for w in commit], [self._out(state, w) for w in rest]
+        # words map to meeting time through the spans before the trim drops the old ones
+        out = [self._out(state, w) for w in commit], [self._out(state, w) for w in rest]
+        return self._trim(state, final), *out
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -159,13 +165,14 @@ class ASRStream:
             **opts,
         )
         off = state.buf_start
+        segments = [s for s in res["segments"] if s.get("words") and not _hallucinated(s["words"])]
         words = [
             Word(w["word"], off + w["start"], off + w["end"], float(w.get("probability", 1.0)))
-            for s in res["segments"]
-            for w in s.get("words", [])
+            for s in segments
+            for w in s["words"]
             if w["word"].strip()
         ]
-        return words, tuple(off + s["end"] for s in res["segments"] if s.get("words"))
+        return words, tuple(off + s["end"] for s in segments)
 
     def _commit(self, state: StreamState, commit: list[Word]) -> StreamState:
         if not commit:
@@ -210,8 +217,8 @@ class ASRStream:
         )
 
     def _out(self, state: StreamState, w: Word) -> dict:
-        start, source = to_meeting(state.spans, w.start)
-        end, _ = to_meeting(state.spans, w.end)
+        start, source = to_meeting(state.spans, w.start, "start")
+        end, _ = to_meeting(state.spans, w.end, "end")
         return {
             "word": w.text.strip(),
             "start": round(start, 3),
@@ -219,6 +226,26 @@ class ASRStream:
             "probability": round(w.probability, 4),
             "source": source,
         }
+
+
+def _hallucinated(words: list[dict]) -> bool:
+    """Whether a decoded segment looks invented rather than heard, by openai-whisper's rule for
+    its `hallucination_silence_threshold` option (whisper/transcribe.py, MIT): over the first 8
+    words (punctuation-only tokens left out), a word scores 1 when its probability is under
+    0.15, (0.133 - d) * 15 when its duration d is under 0.133 s and d - 2 when over 2 s; the
+    segment is invented when the sum reaches 3 or (less 0.01) the word count. Whisper ends a
+    buffer that stops mid-speech or in noise with such segments ("Thank you." at p 0.02 and
+    0.08 s a word on the demo); a streaming buffer ends that way at every turn."""
+    scored = [w for w in words if w["word"].strip(_PUNCT)][:8]
+    if not scored:
+        return False
+    score = 0.0
+    for w in scored:
+        d = w["end"] - w["start"]
+        score += float(w.get("probability", 1.0)) < 0.15
+        score += (0.133 - d) * 15 if d < 0.133 else 0.0
+        score += d - 2.0 if d > 2.0 else 0.0
+    return score >= 3 or score + 0.01 >= len(scored)
 
 
 def _agree(previous: tuple[Word, ...], new: list[Word]) -> tuple[list[Word], list[Word]]:

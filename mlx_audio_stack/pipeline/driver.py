@@ -543,21 +543,29 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run the pipeline over a file (any format/rate: resampled to 16 kHz) or a 16 kHz float32
     array, in `chunk_s` chunks as a live stream would arrive; write the outputs to `out_dir`.
+    A file is read in blocks (`audio.stream_audio`): memory does not grow with its length.
     Keyword arguments go to `Pipeline` (components, `config`, oracle switches)."""
-    from ..audio import as_audio
-    from .outputs import write_outputs
-
-    x = as_audio(audio, SAMPLE_RATE)
-    if x.size == 0:
-        raise AudioError(f"{audio if isinstance(audio, (str, Path)) else 'audio'}: no samples")
-    p = Pipeline(**kwargs)
-    step = max(1, int(chunk_s * SAMPLE_RATE))
     from tqdm import tqdm
 
-    with tqdm(total=round(x.size / SAMPLE_RATE, 1), unit="s", disable=not progress) as bar:
-        for i in range(0, x.size, step):
-            p.push(x[i : i + step])
-            bar.update(round(min(step, x.size - i) / SAMPLE_RATE, 1))
+    from ..audio import as_audio, audio_info, stream_audio
+    from .outputs import write_outputs
+
+    if isinstance(audio, (str, Path)):
+        info = audio_info(audio)
+        total_s = info.frames / info.samplerate
+        blocks = stream_audio(audio, block_s=60.0, sr=SAMPLE_RATE)
+    else:
+        x = as_audio(audio, SAMPLE_RATE)
+        if x.size == 0:
+            raise AudioError("audio: no samples")
+        total_s, blocks = x.size / SAMPLE_RATE, iter([x])
+    p = Pipeline(**kwargs)
+    step = max(1, int(chunk_s * SAMPLE_RATE))
+    with tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar:
+        for block in blocks:
+            for i in range(0, block.size, step):
+                p.push(block[i : i + step])
+                bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
         p.flush()
     res = p.result()
     if out_dir is not None:
