@@ -47,7 +47,7 @@ def heads_manifest(tmp: Path, n_speakers: int = 12, per_speaker: int = 4, seed: 
     rng = np.random.default_rng(seed)
     recs = []
     for s in range(n_speakers):
-        split = "test" if s % 6 == 5 else "valid" if s % 6 == 4 else "train"
+        split = "test" if s >= n_speakers - 2 else "valid" if s >= n_speakers - 4 else "train"
         low = s % 2 == 0
         for i in range(per_speaker):
             k = 1 + (s + i) % 3
@@ -66,7 +66,7 @@ def heads_manifest(tmp: Path, n_speakers: int = 12, per_speaker: int = 4, seed: 
                     "channels": 1,
                     "num_samples": int(x.size),
                     "speaker": f"spk{s}",
-                    "speakers": [f"spk{s}"],
+                    "speakers": [f"spk{s}"] + [f"spk{s}-{j}" for j in range(1, k)],
                     "overlap": 0.0 if k == 1 else round(x.size / SR, 2),
                     "labels": {"gender": "male" if low else "female", "speaker_count": str(k)},
                     "split": split,

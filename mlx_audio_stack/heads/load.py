@@ -18,10 +18,12 @@ def save_heads(
     out: str | Path,
     extra_config: dict[str, Any] | None = None,
     dtype: mx.Dtype = mx.float32,
+    extra_files: dict[str, str | Path] | None = None,
 ) -> Path:
     """Write `model` as a weights folder (atomically; an existing folder is replaced).
     `extra_config` (the encoder it was trained on, the QA verdict, training settings) is
-    stored in config.json beside model_type and args."""
+    stored in config.json beside model_type and args; `extra_files` (name -> path: the
+    training report, plots) are copied in."""
     weights = {k: v.astype(dtype) for k, v in tree_flatten(model.parameters())}
     config = {
         "model_type": MODEL_TYPE,
@@ -29,7 +31,7 @@ def save_heads(
         "dtype": str(dtype).removeprefix("mlx.core."),
         **(extra_config or {}),
     }
-    return save_model_dir(out, weights, config, overwrite=True)
+    return save_model_dir(out, weights, config, extra_files, overwrite=True)
 
 
 def load_heads(path: str | Path) -> WhisperHeads:
