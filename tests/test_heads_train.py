@@ -151,3 +151,27 @@ def test_balanced_sampler_equal_task_shares(data):
     for b in b1:
         assert sum(ex[i].labels["gender"] >= 0 for i in b[4:]) == 4  # the gender share
     assert mx.array(0).item() == 0
+
+
+def test_two_manifests_each_gated_for_its_task_cli(tmp_path, data, capsys):
+    _, manifest, wdir, _ = data
+    (tmp_path / "audio").symlink_to(manifest.parent / "audio")
+    recs = [json.loads(x) for x in manifest.read_text().splitlines()]
+    paths = {}
+    for task in TASKS:
+        rs = [{**r, "labels": {task: r["labels"][task]}} for r in recs]
+        if task == "gender":
+            rs = [{k: v for k, v in r.items() if k != "extra"} for r in rs]
+        paths[task] = tmp_path / f"{task}.jsonl"
+        paths[task].write_text("".join(json.dumps(r) + "\n" for r in rs))
+    _qa(paths["gender"], ["gender"])
+    argv = ["train", "heads", "--manifest", str(paths["gender"]), "--manifest",
+            str(paths["speaker_count"]), "--tasks", ",".join(TASKS), "--model", str(wdir),
+            "--out", str(tmp_path / "h"), "--epochs", "1", "--hidden", "8", "-q"]  # fmt: skip
+    assert main(argv) == 1  # the speaker-count manifest was never checked
+    assert "speaker_count" in capsys.readouterr().err
+    _qa(paths["speaker_count"], ["speaker_count"])
+    assert main(argv) == 0
+    cfg = json.loads((tmp_path / "h" / "config.json").read_text())
+    assert sorted(cfg["qa"]) == ["gender:gender", "speaker_count:speaker_count"]
+    assert "test gender" in capsys.readouterr().out

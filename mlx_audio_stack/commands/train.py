@@ -33,12 +33,18 @@ def register(sub) -> None:
         description="Refuses to start unless the manifest passed `mas qa run` for every task. "
         "Resumes from <out>.work/checkpoint after a kill.",
     )
-    h.add_argument("--manifest", required=True)
+    h.add_argument(
+        "--manifest",
+        required=True,
+        action="append",
+        help="QA-passed manifest; repeat it for one manifest per task (each is gated for the "
+        "tasks it labels)",
+    )
     h.add_argument("--tasks", required=True, help="comma-separated, e.g. speaker_count,gender")
     h.add_argument("--model", required=True, help="converted Whisper weights folder (encoder)")
     h.add_argument("--out", required=True, help="output weights folder")
-    h.add_argument("--features", help="feature cache (`mas features cache`); default: built "
-                   "into <out>.work/features")  # fmt: skip
+    h.add_argument("--features", action="append", help="feature cache of each --manifest "
+                   "(`mas features cache`); default: built into <out>.work/")  # fmt: skip
     h.add_argument("--epochs", type=int, default=30)
     h.add_argument("--patience", type=int, default=6)
     h.add_argument("--batch-size", type=int, default=32)
@@ -76,11 +82,13 @@ def run_heads(args) -> int:
         print(f"WARNING: QA GATE SKIPPED ({args.skip_qa}); this run trains on unchecked data",
               file=sys.stderr)  # fmt: skip
     s = train_heads(
-        args.manifest,
+        args.manifest if len(args.manifest) > 1 else args.manifest[0],
         tasks,
         args.model,
         args.out,
-        features=args.features,
+        features=args.features
+        if args.features and len(args.features) > 1
+        else (args.features or [None])[0],
         cfg=cfg,
         skip_qa=args.skip_qa,
         resume=not args.no_resume,

@@ -263,42 +263,18 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def train_heads(
-    manifest: str | Path,
-    tasks: list[str],
-    model_dir: str | Path,
-    out: str | Path,
-    features: str | Path | None = None,
-    cfg: TrainConfig | None = None,
-    skip_qa: str | None = None,
-    resume: bool = True,
-    progress: bool = False,
-    loss_fn: Callable | None = None,
-    grad_hook: Callable | None = None,
-    report: bool = True,
-) -> dict:
-    """Train heads for `tasks` on `manifest` (QA-gated) from the encoder in `model_dir`;
-    writes the weights folder `out` (+ report.md, metrics.json, plots). Features come from
-    the cache `features` (built into `<out>.work/features` when not given); the checkpoint
-    lives in `<out>.work/checkpoint`. Returns the training summary."""
-    from ..data.gate import require_qa
+def _labelled_tasks(records: list[dict], tasks: list[str]) -> list[str]:
+    return [t for t in tasks if any(t in (r.get("labels") or {}) for r in records)]
 
-    cfg = cfg or TrainConfig()
-    if not tasks:
-        raise HeadsDataError("no tasks given")
-    qa = {}
-    for t in tasks:  # the gate first: nothing is read or computed for unchecked data
-        qa[t] = require_qa(manifest, t, override=skip_qa)["qa"]
-    if skip_qa:
-        log.warning("QA GATE SKIPPED for %s (tasks %s): %s", manifest, ",".join(tasks), skip_qa)
-    from ..data.manifest import read_manifest
+
+def _features_for(manifest, m, model_dir: Path, features, work: Path, wsha: str, progress):
     from .features import cache_features, open_cache
 
-    out, model_dir = Path(out), Path(model_dir)
-    work = out.with_name(out.name + ".work")
-    m = read_manifest(manifest)
     if features is None:
-        cache = cache_features(manifest, model_dir, work / "features", progress=progress)
+        cache = cache_features(
+            manifest, model_dir, work / f"features-{m.name}-{m.content_hash[:12]}",
+            progress=progress,
+        )  # fmt: skip
     else:
         cache = open_cache(features)
     ix = cache.index
@@ -308,18 +284,85 @@ def train_heads(
             f"{cache.path}: features of another manifest (sha256 {got}, {manifest} is "
             f"{m.content_hash[:12]})"
         )
-    wsha = sha256_file(model_dir / WEIGHTS_FILE)
     if ix.get("weights_sha256") != wsha:
         raise HeadsDataError(f"{cache.path}: features of other encoder weights than {model_dir}")
     if not ix.get("complete"):
         raise HeadsDataError(f"{cache.path}: unfinished cache; run `mas features cache` again")
+    return cache
+
+
+def train_heads(
+    manifest: str | Path | list,
+    tasks: list[str],
+    model_dir: str | Path,
+    out: str | Path,
+    features: str | Path | list | None = None,
+    cfg: TrainConfig | None = None,
+    skip_qa: str | None = None,
+    resume: bool = True,
+    progress: bool = False,
+    loss_fn: Callable | None = None,
+    grad_hook: Callable | None = None,
+    report: bool = True,
+) -> dict:
+    """Train heads for `tasks` from the encoder in `model_dir`; writes the weights folder
+    `out` (+ report.md, metrics.json, plots).
+
+    `manifest`: one manifest, gated for every task; or a list, each gated for the tasks it
+    labels (a gender manifest and a speaker-count manifest, say: the QA suite wants every
+    record of a manifest labelled for its task). The QA gate runs first, before anything is
+    computed. Features come from `features` (a cache per manifest, `mas features cache`) or
+    are cached into `<out>.work/`; the checkpoint lives in `<out>.work/checkpoint`.
+    Returns the training summary."""
+    from ..data.gate import require_qa
+    from ..data.manifest import read_manifest
+
+    cfg = cfg or TrainConfig()
+    if not tasks:
+        raise HeadsDataError("no tasks given")
+    manifests = [Path(p) for p in (manifest if isinstance(manifest, list | tuple) else [manifest])]
+    feats_in = features if isinstance(features, list | tuple) else [features] * len(manifests)
+    if len(feats_in) != len(manifests):
+        raise HeadsDataError(f"{len(feats_in)} feature caches for {len(manifests)} manifests")
+    qa, parsed = {}, []
+    for p in manifests:  # the gate first: nothing is computed for unchecked data
+        m = read_manifest(p)
+        gated = tasks if len(manifests) == 1 else _labelled_tasks(m.records, tasks)
+        if not gated:
+            raise HeadsDataError(f"{p}: labels none of the tasks {tasks}")
+        for t in gated:
+            qa[f"{m.name}:{t}" if len(manifests) > 1 else t] = require_qa(p, t, override=skip_qa)[
+                "qa"
+            ]
+        parsed.append(m)
+    missing = [t for t in tasks if not any(t in k.split(":")[-1:] for k in qa)]
+    if missing:
+        raise HeadsDataError(f"no manifest labels the tasks {missing}")
+    if skip_qa:
+        log.warning("QA GATE SKIPPED for %s (tasks %s): %s", manifests, ",".join(tasks), skip_qa)
+
+    out, model_dir = Path(out), Path(model_dir)
+    work = out.with_name(out.name + ".work")
+    wsha = sha256_file(model_dir / WEIGHTS_FILE)
+    caches = [
+        _features_for(p, m, model_dir, f, work, wsha, progress)
+        for p, m, f in zip(manifests, parsed, feats_in)
+    ]
+    ix = caches[0].index
+    for c in caches[1:]:
+        if c.index["pool"] != ix["pool"]:
+            raise HeadsDataError(
+                f"{c.path}: pool {c.index['pool']}, {caches[0].path}: {ix['pool']}"
+            )
     specs = [TaskSpec.from_taxonomy(t) for t in tasks]
     args = HeadsArgs(ix["n_layers"], ix["n_state"], cfg.hidden, ix["pool"], specs)
-    examples = build_examples(m.records, cache.load_all(), args)
+    examples = []
+    for m, c in zip(parsed, caches):
+        examples += build_examples(m.records, c.load_all(), args)
     ckpt = work / "checkpoint"
     if not resume and ckpt.exists():
         shutil.rmtree(ckpt)
-    fp = _fingerprint(asdict(cfg), args.to_dict(), m.content_hash, wsha)
+    fp = _fingerprint(asdict(cfg), args.to_dict(), [m.content_hash for m in parsed], wsha)
     model, summary = fit(examples, args, cfg, ckpt, fp, loss_fn, grad_hook, progress)
     metrics = {
         split: evaluate(model, [e for e in examples if e.split == split], args)
@@ -330,12 +373,15 @@ def train_heads(
     extra = {
         "encoder": encoder,
         "qa": qa,
-        "training": {"config": asdict(cfg), "manifest": str(Path(manifest).resolve()),
-                     "manifest_sha256": m.content_hash, "best_epoch": summary["best_epoch"]},
+        "training": {"config": asdict(cfg),
+                     "manifests": [str(p.resolve()) for p in manifests],
+                     "manifest_sha256": [m.content_hash for m in parsed],
+                     "best_epoch": summary["best_epoch"]},
     }  # fmt: skip
     from .load import save_heads
     from .report import write_report
 
-    files = write_report(work / "report", summary, args, manifest, plots=report)
+    names = ", ".join(str(p) for p in manifests)
+    files = write_report(work / "report", summary, args, names, plots=report)
     save_heads(model, out, extra, extra_files=files)
     return summary
