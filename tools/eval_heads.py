@@ -1,0 +1,173 @@
+#!/usr/bin/env python
+"""Train the Whisper heads on the real-label manifests of tools/make_heads_data.py and write
+reports/heads.md: gender accuracy on held-out speakers, speaker-count accuracy beside the
+majority-class baseline, per overlap ratio and SNR, the cost of caching and training.
+
+    MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_heads.py \
+        [--data .mas-cache/heads] [--model /work/main/weights/whisper-base] [--seed 0]
+
+Needs the manifests (QA-passed) and the feature caches:
+    python tools/make_heads_data.py --out .mas-cache/heads
+    mas features cache .mas-cache/heads/gender.jsonl --model W \
+        --out .mas-cache/heads/feats/base-gender
+    mas features cache .mas-cache/heads/speaker_count/mixtures.jsonl --model W \
+        --out .mas-cache/heads/feats/base-speaker_count
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+import numpy as np  # noqa: E402
+
+import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
+from mlx_audio_stack.data.manifest import read_manifest  # noqa: E402
+from mlx_audio_stack.heads import load_heads  # noqa: E402
+from mlx_audio_stack.heads.dataset import build_examples  # noqa: E402
+from mlx_audio_stack.heads.features import open_cache  # noqa: E402
+from mlx_audio_stack.heads.report import _cpu  # noqa: E402
+from mlx_audio_stack.heads.train import TrainConfig, predict_examples, train_heads  # noqa: E402
+from mlx_audio_stack.paths import REPO_ROOT  # noqa: E402
+
+
+def _bins(values, edges, labels):
+    return [labels[int(np.searchsorted(edges, v, side="right")) - 1] for v in values]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", type=Path, default=REPO_ROOT / ".mas-cache" / "heads")
+    ap.add_argument("--model", type=Path, default=REPO_ROOT / "weights" / "whisper-base")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / ".mas-cache" / "heads" / "heads-base")
+    ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "heads.md")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=40)
+    a = ap.parse_args()
+    d = a.data
+    manifests = [d / "gender.jsonl", d / "speaker_count" / "mixtures.jsonl"]
+    caches = [d / "feats" / "base-gender", d / "feats" / "base-speaker_count"]
+    cfg = TrainConfig(seed=a.seed, max_epochs=a.epochs, patience=8, batch_size=32, lr=1e-3)
+    t0 = time.time()
+    s = train_heads(manifests, ["gender", "speaker_count"], a.model, a.out, caches, cfg)
+    train_s = time.time() - t0
+    heads = load_heads(a.out)
+    args = heads.args
+
+    # speaker count on the held-out mixtures, by overlap ratio and SNR
+    m = read_manifest(manifests[1])
+    test = [r for r in m.records if r["split"] == "test"]
+    ex = build_examples(test, open_cache(caches[1]).load_all(), args)
+    p = predict_examples(heads, ex, args)["speaker_count"]
+    pred = p["probs"].argmax(-1)
+    y = np.array([int(r["labels"]["speaker_count"]) for r in test])
+    train_lab = Counter(r["labels"]["speaker_count"] for r in m.records if r["split"] == "train")
+    majority = int(train_lab.most_common(1)[0][0])
+    ov_ratio = [r["overlap"] / r["duration"] for r in test]
+    snr = [r["extra"].get("snr_db") for r in test]
+    rows = []
+    groups = {
+        "all": [True] * len(test),
+        **{
+            f"overlap {b}": [
+                x == b for x in _bins(ov_ratio, [0, 1e-9, 0.2, 1.01], ["0", "(0, 0.2)", ">= 0.2"])
+            ]
+            for b in ("0", "(0, 0.2)", ">= 0.2")
+        },  # fmt: skip
+        **{
+            f"SNR {b} dB": [
+                x == b
+                for x in _bins(
+                    [v if v is not None else -1 for v in snr],
+                    [-2, 0, 7, 14, 21],
+                    ["none", "0-7", "7-14", "14-20"],
+                )
+            ]
+            for b in ("0-7", "7-14", "14-20")
+        },  # fmt: skip
+    }
+    for name, sel in groups.items():
+        sel = np.array(sel)
+        if sel.sum():
+            rows.append(
+                f"| {name} | {int(sel.sum())} | {np.mean(pred[sel] == y[sel]):.3f} | "
+                f"{np.mean(y[sel] == majority):.3f} |"
+            )
+    fy, fp = [], []
+    for e, fr in zip(ex, p["frame_probs"]):
+        lab = e.frames.get("speaker_count")
+        if lab is not None:
+            ok = lab >= 0
+            fy.append(lab[ok])
+            fp.append(fr[ok].argmax(-1))
+    fy, fp = np.concatenate(fy), np.concatenate(fp)
+    frame_major = Counter(np.concatenate([e.frames["speaker_count"] for e in ex])).most_common(1)
+    hyp, ref = fp >= 2, fy >= 2
+    tp = float(np.sum(hyp & ref))
+    prec, rec = tp / max(1, hyp.sum()), tp / max(1, ref.sum())
+
+    gt = s["metrics"]["test"]["gender"]
+    gman = read_manifest(manifests[0])
+    n_spk = len({r["speaker"] for r in gman.records if r["split"] == "test"})
+    idx = [json.loads((c / "index.json").read_text()) for c in caches]
+    audio_h = sum(r["duration"] for mm in (gman, m) for r in mm.records) / 3600
+    hist = s["history"]
+    lines = [
+        "# Whisper heads on real labels (whisper-base encoder)",
+        "",
+        f"CPU: {_cpu()} (2 cores shared with other jobs; `nice -n 10`). Encoder "
+        f"`{a.model.name}` (sha256 {idx[0]['weights_sha256'][:12]}), features: every block's "
+        f"output pooled to {idx[0]['frame_seconds']} s, float16.",
+        "",
+        "## Commands",
+        "```",
+        "MAS_WEIGHTS_DIR=/work/main/weights python tools/make_heads_data.py   # manifests + QA",
+        "mas features cache .mas-cache/heads/gender.jsonl --model /work/main/weights/whisper-base "
+        "--out .mas-cache/heads/feats/base-gender",
+        "mas features cache .mas-cache/heads/speaker_count/mixtures.jsonl --model "
+        "/work/main/weights/whisper-base --out .mas-cache/heads/feats/base-speaker_count",
+        "python tools/eval_heads.py " + shlex.join(sys.argv[1:]),
+        "```",
+        "",
+        "## Gender (held-out speakers: none of them in training, neither alone nor in mixtures)",
+        "",
+        f"Test: {gt['n']} utterances of {n_spk} speakers (LibriSpeech + FSDD): accuracy "
+        f"**{gt['accuracy']:.3f}**, macro-F1 {gt['macro_f1']:.3f}, confusion (rows true "
+        f"female, male) `{gt['confusion']}`. Target >= 0.95.",
+        "",
+        "## Speaker count (6 s mixtures of 0-3 held-out LibriSpeech speakers)",
+        "",
+        f"Clip-level label = most simultaneous talkers; majority class of the training clips: "
+        f"{majority}.",
+        "",
+        "| test clips | n | heads accuracy | majority-class accuracy |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+        f"Frames (0.1 s): accuracy {np.mean(fp == fy):.3f} (majority class "
+        f"{int(frame_major[0][0])}: {np.mean(fy == frame_major[0][0]):.3f}); overlap "
+        f"(>= 2 talkers) precision {prec:.3f}, recall {rec:.3f}.",
+        "",
+        "## Cost",
+        "",
+        f"- Features: {audio_h:.2f} h of audio cached (see the caches' index.json); caching "
+        "time is in the log of the commands above.",
+        f"- Training (both tasks, from cached features): {train_s:.0f} s for {len(hist)} epochs "
+        f"(best epoch {s['best_epoch']}).",
+        "",
+        f"Training report with the learning curve and confusion plots: `{a.out}/report.md`.",
+    ]
+    a.report.parent.mkdir(parents=True, exist_ok=True)
+    a.report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
