@@ -38,7 +38,7 @@ def _frame_labels(rec: dict, n: int, frame_s: float) -> np.ndarray | None:
         return None
     src_s = float(ex.get("frame_seconds", 0.1))
     lab = np.array([int(c) for c in digits], dtype=np.int32)
-    idx = np.floor((np.arange(n) + 0.5) * frame_s / src_s).astype(int)
+    idx = np.floor((np.arange(n) + 0.5) * frame_s / src_s + 1e-6).astype(int)  # 0.3/0.1 < 3
     return np.where(idx < lab.size, lab[np.minimum(idx, lab.size - 1)], -1).astype(np.int32)
 
 
