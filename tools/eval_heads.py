@@ -41,6 +41,30 @@ def _bins(values, edges, labels):
     return [labels[int(np.searchsorted(edges, v, side="right")) - 1] for v in values]
 
 
+def time_ratio(model_dir: Path, heads, reps: int = 3) -> tuple[float, float]:
+    """Median wall time of the encoder on one 30 s window (all layers kept) and of the heads
+    on its pooled outputs, same process, interleaved."""
+    import mlx.core as mx
+
+    from mlx_audio_stack.heads import pool_time
+    from mlx_audio_stack.models.whisper.load import load_model
+
+    w = load_model(model_dir, mx.float32)
+    mel = mx.random.normal((1, 3000, w.dims.n_mels))
+    te, th = [], []
+    for _ in range(reps + 1):
+        t = time.perf_counter()
+        _, layers = w.embed_audio(mel, return_layers=True)
+        x = mx.stack([h[0] for h in layers])[None]  # (1, L, 1500, C)
+        mx.eval(x)
+        te.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = heads.predict(pool_time(x, heads.args.pool))
+        mx.eval(out)
+        th.append(time.perf_counter() - t)
+    return float(np.median(te[1:])), float(np.median(th[1:]))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO_ROOT / ".mas-cache" / "heads")
@@ -112,6 +136,7 @@ def main() -> int:
     tp = float(np.sum(hyp & ref))
     prec, rec = tp / max(1, hyp.sum()), tp / max(1, ref.sum())
 
+    t_enc, t_heads = time_ratio(a.model, heads)
     gt = s["metrics"]["test"]["gender"]
     gman = read_manifest(manifests[0])
     n_spk = len({r["speaker"] for r in gman.records if r["split"] == "test"})
@@ -160,6 +185,9 @@ def main() -> int:
         "time is in the log of the commands above.",
         f"- Training (both tasks, from cached features): {train_s:.0f} s for {len(hist)} epochs "
         f"(best epoch {s['best_epoch']}).",
+        f"- Heads vs encoder, one 30 s window, median wall time: encoder {t_enc * 1e3:.0f} ms, "
+        f"heads (pooling included) {t_heads * 1e3:.1f} ms = {100 * t_heads / t_enc:.2f} % "
+        "(by FLOPs: 0.25 %, `heads_flops` / `encoder_flops`).",
         "",
         f"Training report with the learning curve and confusion plots: `{a.out}/report.md`.",
     ]
