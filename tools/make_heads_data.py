@@ -144,7 +144,7 @@ def main() -> int:
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
     n = dict(zip(("train", "valid", "test"), (int(x) for x in a.mix.split(","))))
-    cmd = "python tools/make_heads_data.py " + shlex.join(sys.argv[1:])
+    cmd = ("python tools/make_heads_data.py " + shlex.join(sys.argv[1:])).strip()
     made = {
         "gender": write_manifest(
             gender_records(data, a.fsdd_per_speaker, a.seed), out / "gender.jsonl"
