@@ -96,10 +96,11 @@ class FeatureCache:
         return [i for s in self.index["shards"] for i in s["ids"]]
 
     def shards(self) -> Iterator[dict[str, np.ndarray]]:
-        """Each shard's {record id: (L, T, C) float32}."""
+        """Each shard's {record id: (L, T, C)} in the stored dtype (float16 halves memory;
+        batches are made float32)."""
         for s in self.index["shards"]:
             w = load_safetensors(self.path / s["file"], FeatureCacheError)
-            yield {k: np.asarray(v, dtype=np.float32) for k, v in w.items()}
+            yield {k: np.array(v) for k, v in w.items()}
 
     def load_all(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
