@@ -4,7 +4,7 @@ reports/heads.md: gender accuracy on held-out speakers, speaker-count accuracy b
 majority-class baseline, per overlap ratio and SNR, the cost of caching and training.
 
     MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_heads.py \
-        [--data .mas-cache/heads] [--model /work/main/weights/whisper-base] [--seed 0]
+        [--data .mas-cache/heads] [--model /work/main/weights/whisper-base] [--seeds 0,1,2]
 
 Needs the manifests (QA-passed) and the feature caches:
     python tools/make_heads_data.py --out .mas-cache/heads
@@ -71,16 +71,25 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=REPO_ROOT / "weights" / "whisper-base")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / ".mas-cache" / "heads" / "heads-base")
     ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "heads.md")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2", help="training seeds; the first one is detailed")
     ap.add_argument("--epochs", type=int, default=40)
     a = ap.parse_args()
     d = a.data
     manifests = [d / "gender.jsonl", d / "speaker_count" / "mixtures.jsonl"]
     caches = [d / "feats" / "base-gender", d / "feats" / "base-speaker_count"]
-    cfg = TrainConfig(seed=a.seed, max_epochs=a.epochs, patience=8, batch_size=32, lr=1e-3)
-    t0 = time.time()
-    s = train_heads(manifests, ["gender", "speaker_count"], a.model, a.out, caches, cfg)
-    train_s = time.time() - t0
+    seeds = [int(x) for x in a.seeds.split(",")]
+    per_seed = []
+    for seed in seeds[::-1]:  # the detailed (first) seed last: its heads stay in --out
+        cfg = TrainConfig(seed=seed, max_epochs=a.epochs, patience=8, batch_size=32, lr=1e-3)
+        t0 = time.time()
+        s = train_heads(manifests, ["gender", "speaker_count"], a.model, a.out, caches, cfg,
+                        resume=False)  # fmt: skip
+        train_s = time.time() - t0
+        te = s["metrics"]["test"]
+        per_seed.append((seed, te["gender"]["accuracy"], te["speaker_count"]["accuracy"],
+                         te["speaker_count"]["frame"]["accuracy"]))  # fmt: skip
+    per_seed.sort()
+    g_acc = np.array([x[1] for x in per_seed])
     heads = load_heads(a.out)
     args = heads.args
 
@@ -141,7 +150,8 @@ def main() -> int:
     gman = read_manifest(manifests[0])
     n_spk = len({r["speaker"] for r in gman.records if r["split"] == "test"})
     idx = [json.loads((c / "index.json").read_text()) for c in caches]
-    audio_h = sum(r["duration"] for mm in (gman, m) for r in mm.records) / 3600
+    hours = [sum(r["duration"] for r in mm.records) / 3600 for mm in (gman, m)]
+    audio_h = sum(hours)
     hist = s["history"]
     lines = [
         "# Whisper heads on real labels (whisper-base encoder)",
@@ -154,22 +164,30 @@ def main() -> int:
         "```",
         "MAS_WEIGHTS_DIR=/work/main/weights python tools/make_heads_data.py   # manifests + QA",
         "mas features cache .mas-cache/heads/gender.jsonl --model /work/main/weights/whisper-base "
-        "--out .mas-cache/heads/feats/base-gender",
+        "--out .mas-cache/heads/feats/base-gender --registry mlx_audio_stack/data/derived.json",
         "mas features cache .mas-cache/heads/speaker_count/mixtures.jsonl --model "
-        "/work/main/weights/whisper-base --out .mas-cache/heads/feats/base-speaker_count",
-        "python tools/eval_heads.py " + shlex.join(sys.argv[1:]),
+        "/work/main/weights/whisper-base --out .mas-cache/heads/feats/base-speaker_count "
+        "--registry mlx_audio_stack/data/derived.json",
+        "MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_heads.py " + shlex.join(sys.argv[1:]),
         "```",
         "",
         "## Gender (held-out speakers: none of them in training, neither alone nor in mixtures)",
         "",
         f"Test: {gt['n']} utterances of {n_spk} speakers (LibriSpeech + FSDD): accuracy "
         f"**{gt['accuracy']:.3f}**, macro-F1 {gt['macro_f1']:.3f}, confusion (rows true "
-        f"female, male) `{gt['confusion']}`. Target >= 0.95.",
+        f"female, male) `{gt['confusion']}` (seed {seeds[0]}). Target >= 0.95.",
+        "",
+        f"Over seeds {a.seeds}: gender accuracy mean {g_acc.mean():.3f}, min {g_acc.min():.3f}, "
+        f"max {g_acc.max():.3f}.",
+        "",
+        "| seed | gender accuracy | speaker-count clip accuracy | speaker-count frame accuracy |",
+        "|---:|---:|---:|---:|",
+        *[f"| {sd} | {g:.3f} | {c:.3f} | {f:.3f} |" for sd, g, c, f in per_seed],
         "",
         "## Speaker count (6 s mixtures of 0-3 held-out LibriSpeech speakers)",
         "",
         f"Clip-level label = most simultaneous talkers; majority class of the training clips: "
-        f"{majority}.",
+        f"{majority}. Seed {seeds[0]}:",
         "",
         "| test clips | n | heads accuracy | majority-class accuracy |",
         "|---|---:|---:|---:|",
@@ -181,8 +199,15 @@ def main() -> int:
         "",
         "## Cost",
         "",
-        f"- Features: {audio_h:.2f} h of audio cached (see the caches' index.json); caching "
-        "time is in the log of the commands above.",
+        f"- Features: {audio_h:.2f} h of audio cached; every record is one or more 30 s "
+        "encoder windows, as `mas transcribe` encodes (see `heads/features.py`).",
+        *[
+            f"  - {c.name}: {ix['n_records']} records, {h:.2f} h of audio, "
+            f"{ix['build_seconds']:.0f} s to cache = {ix['build_seconds'] / 60 / h:.1f} min per "
+            "hour of audio"
+            for c, ix, h in zip(caches, idx, hours)
+            if ix.get("build_seconds")
+        ],
         f"- Training (both tasks, from cached features): {train_s:.0f} s for {len(hist)} epochs "
         f"(best epoch {s['best_epoch']}).",
         f"- Heads vs encoder, one 30 s window, median wall time: encoder {t_enc * 1e3:.0f} ms, "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,11 @@ def cache_features(
                 f"{out}: holds a cache with {k} = {old.get(k)!r}, this run has {want[k]!r}; "
                 "give another --out folder (or delete that one)"
             )
+        prior_s = float(old.get("build_seconds", 0.0))
+    else:
+        prior_s = 0.0
     out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
     chunks = [m.records[i : i + shard_size] for i in range(0, len(ids), shard_size)]
     shards = []
     np_dtype = np.float16 if dtype == "float16" else np.float32
@@ -226,9 +231,11 @@ def cache_features(
         else:
             bar.update(len(recs))
         shards.append(entry)
-        _write_index(out, {**want, "complete": False, "shards": shards})
+        spent = round(prior_s + time.perf_counter() - t_start, 1)
+        _write_index(out, {**want, "complete": False, "build_seconds": spent, "shards": shards})
     bar.close()
-    index = {**want, "complete": True, "shards": shards}
+    spent = round(prior_s + time.perf_counter() - t_start, 1)
+    index = {**want, "complete": True, "build_seconds": spent, "shards": shards}
     _write_index(out, index)
     reg = Path(registry) if registry else out.resolve().parent / "derived.json"
     cmd = command or f"mas features cache {manifest} --model {model_dir} --out {out}"
