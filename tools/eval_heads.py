@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections import Counter
@@ -214,8 +215,14 @@ def main() -> int:
         f"heads (pooling included) {t_heads * 1e3:.1f} ms = {100 * t_heads / t_enc:.2f} % "
         "(by FLOPs: 0.25 %, `heads_flops` / `encoder_flops`).",
         "",
-        f"Training report with the learning curve and confusion plots: `{a.out}/report.md`.",
+        f"Training report (seed {seeds[0]}): `{a.out}/report.md`; its plots:",
+        "",
     ]
+    plots = a.report.parent / "heads"
+    plots.mkdir(parents=True, exist_ok=True)
+    for png in sorted(a.out.glob("*.png")):
+        shutil.copyfile(png, plots / png.name)
+        lines.append(f"![{png.stem}](heads/{png.name})")
     a.report.parent.mkdir(parents=True, exist_ok=True)
     a.report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
