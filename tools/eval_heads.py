@@ -35,7 +35,7 @@ from mlx_audio_stack.heads.dataset import build_examples  # noqa: E402
 from mlx_audio_stack.heads.features import open_cache  # noqa: E402
 from mlx_audio_stack.heads.report import _cpu  # noqa: E402
 from mlx_audio_stack.heads.train import TrainConfig, predict_examples, train_heads  # noqa: E402
-from mlx_audio_stack.paths import REPO_ROOT  # noqa: E402
+from mlx_audio_stack.paths import REPO_ROOT, data_dir  # noqa: E402
 
 
 def _bins(values, edges, labels):
@@ -64,6 +64,56 @@ def time_ratio(model_dir: Path, heads, reps: int = 3) -> tuple[float, float]:
         mx.eval(out)
         th.append(time.perf_counter() - t)
     return float(np.median(te[1:])), float(np.median(th[1:]))
+
+
+def _prf(hyp: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
+    tp = float(np.sum(hyp & ref))
+    p, r = tp / max(1.0, float(hyp.sum())), tp / max(1.0, float(ref.sum()))
+    return p, r, 2 * p * r / max(1e-9, p + r)
+
+
+def eval_ami(model_dir: Path, heads, data: Path) -> list[str]:
+    """Frame-level overlap (>= 2 talkers, P(2) + P(3) >= 0.5) on the real AMI clips' RTTM:
+    the heads beside the shipped speaker counter (models/speaker_count), same frames."""
+    import mlx.core as mx
+
+    from mlx_audio_stack.audio import load_audio
+    from mlx_audio_stack.heads.features import encode_layers
+    from mlx_audio_stack.models.speaker_count import ami, load_speaker_counter
+    from mlx_audio_stack.models.whisper.load import load_model
+
+    w = load_model(model_dir, mx.float32)
+    det = load_speaker_counter()
+    folder = data / "ami_meeting_clips"
+    rttm = ami.read_rttm(folder / "debug.train.rttm")
+    uem = ami.read_uem(folder / "debug.train.uem")
+    ref, ph, pd = [], [], []
+    for wav in sorted(folder.glob("trn*.wav")):
+        x = load_audio(wav)
+        feats = encode_layers(w, x, heads.args.pool)[None]  # (1, L, T, C)
+        fp = np.array(heads.predict(mx.array(feats))["speaker_count"]["frame_probs"][0])
+        dp = det.count(x)
+        n = min(fp.shape[0], dp.shape[0])
+        r = ami.frame_counts(rttm.get(wav.stem, []), n)
+        keep = ami.uem_mask(uem.get(wav.stem, [(0.0, x.size / 16000)]), n)
+        ref.append(r[keep])
+        ph.append(fp[:n][keep])
+        pd.append(dp[:n][keep])
+    ref, ph, pd = np.concatenate(ref), np.concatenate(ph), np.concatenate(pd)
+    lines = [
+        "## Overlap on the real AMI clips (frame level, RTTM reference)",
+        "",
+        f"{len(list(folder.glob('trn*.wav')))} clips, {ref.size} frames of 0.1 s; overlap "
+        f"prevalence {np.mean(ref >= 2):.1%}. Overlap = P(2) + P(3) >= 0.5.",
+        "",
+        "| model | precision | recall | F1 | count accuracy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, pr in (("heads (whisper-base features)", ph), ("shipped speaker counter", pd)):
+        p, r, f = _prf(pr[:, 2:].sum(-1) >= 0.5, ref >= 2)
+        acc = float(np.mean(pr.argmax(-1) == np.minimum(ref, 3)))
+        lines.append(f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {acc:.3f} |")
+    return lines
 
 
 def main() -> int:
@@ -197,6 +247,8 @@ def main() -> int:
         f"Frames (0.1 s): accuracy {np.mean(fp == fy):.3f} (majority class "
         f"{int(frame_major[0][0])}: {np.mean(fy == frame_major[0][0]):.3f}); overlap "
         f"(>= 2 talkers) precision {prec:.3f}, recall {rec:.3f}.",
+        "",
+        *eval_ami(a.model, heads, data_dir()),
         "",
         "## Cost",
         "",
