@@ -81,6 +81,15 @@ PROFILES: dict[str, TaskProfile] = {
             description="gender head (speaker-level label)",
         ),
         TaskProfile(
+            "speaking_rate",
+            label_task="speaking_rate",
+            max_majority=0.8,
+            max_imbalance=10.0,
+            min_class_count=10,
+            needs_text=True,
+            description="speaking-rate head (words per second from the transcript)",
+        ),
+        TaskProfile(
             "speaker_id",
             label_task="speaker",
             label_from_speaker=True,

@@ -47,6 +47,10 @@ _API = {
     "PipelineConfig": "mlx_audio_stack.pipeline:PipelineConfig",
     "run_pipeline": "mlx_audio_stack.pipeline:run_pipeline",
     "load_speaker_counter": "mlx_audio_stack.models.speaker_count.load:load_speaker_counter",
+    "load_heads": "mlx_audio_stack.heads.load:load_heads",
+    "save_heads": "mlx_audio_stack.heads.load:save_heads",
+    "cache_features": "mlx_audio_stack.heads.features:cache_features",
+    "train_heads": "mlx_audio_stack.heads.train:train_heads",
 }
 
 

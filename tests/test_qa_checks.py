@@ -315,7 +315,9 @@ def test_speaker_count_label_mismatch(tmp_path, clean):
 
 
 def _probs(clean, flip):
-    classes = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+    from mlx_audio_stack.data.taxonomy import classes as task_classes
+
+    classes = task_classes("emotion")
     p = np.full((len(clean), len(classes)), 0.01)
     for i, r in enumerate(clean):
         j = classes.index(r["labels"]["emotion"])

@@ -51,7 +51,8 @@ def find_label_issues(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     thresh = np.array(
         [probs[labels == j, j].mean() if (labels == j).any() else 1.0 for j in range(n_cls)]
     )  # (C,)
-    above = probs >= thresh[None, :]  # (N, C)
+    # a mean of equal values can round one ulp above them: compare with a tolerance
+    above = probs >= thresh[None, :] - 1e-9  # (N, C)
     masked = np.where(above, probs, -1.0)
     best = masked.argmax(axis=1)
     return np.flatnonzero(above.any(axis=1) & (best != labels))

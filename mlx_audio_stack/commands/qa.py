@@ -20,7 +20,7 @@ def register(sub) -> None:
         "--task",
         required=True,
         help="asr, emotion, paralinguistic, speaker_count, "
-        "gender, speaker_id, audio, diarization, separation",
+        "gender, speaking_rate, speaker_id, audio, diarization, separation",
     )
     r.add_argument("--deep", action="store_true", help="decode every segment")
     r.add_argument(

@@ -31,56 +31,141 @@ class Task:
     scope: str  # "utterance": one label per utterance; "speaker": one label per speaker
     aliases: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    multi_label: bool = False  # several classes at once (sigmoid per class)
+    frame_level: bool = False  # also labelled per frame (`extra.frame_labels`)
 
 
+# emotion2vec+ (seed/base/large) scores these 9 classes in this order: its `tokens.txt`,
+# https://huggingface.co/emotion2vec/emotion2vec_plus_large/blob/main/tokens.txt
+# (生气/angry 厌恶/disgusted 恐惧/fearful 开心/happy 中立/neutral 其他/other 难过/sad 吃惊/surprised
+# <unk>). Keeping its order lets its probabilities serve as soft labels index for index.
+# Order is the class index: never sort.
 EMOTION = Task(
     "emotion",
-    # RAVDESS's eight classes; CREMA-D's six are a subset. Order is the class index: never sort.
-    ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"),
+    ("angry", "disgusted", "fearful", "happy", "neutral", "other", "sad", "surprised", "unknown"),
     "utterance",
     aliases={
-        "neu": "neutral",
-        "cal": "calm",
+        # RAVDESS names / CREMA-D and IEMOCAP codes
+        "ang": "angry",
+        "anger": "angry",
+        "dis": "disgusted",
+        "disgust": "disgusted",
+        "fea": "fearful",
+        "fear": "fearful",
         "hap": "happy",
         "joy": "happy",
         "happiness": "happy",
+        "exc": "happy",  # IEMOCAP 'excited', merged into happy as is usual for 4-class IEMOCAP
+        "excited": "happy",
+        "neu": "neutral",
+        # RAVDESS 'calm': emotion2vec+ has no such class; a low-arousal neutral is the closest
+        "cal": "neutral",
+        "calm": "neutral",
+        "oth": "other",
+        "fru": "other",  # IEMOCAP frustration
+        "frustrated": "other",
+        "contempt": "other",
         "sadness": "sad",
-        "ang": "angry",
-        "anger": "angry",
-        "fea": "fearful",
-        "fear": "fearful",
-        "dis": "disgust",
-        "disgusted": "disgust",
         "sur": "surprised",
         "surprise": "surprised",
+        "<unk>": "unknown",
+        "unk": "unknown",
+        "xxx": "unknown",  # IEMOCAP: annotators did not agree
     },
-    description="categorical emotion of an utterance",
+    description="categorical emotion of an utterance (emotion2vec+'s 9 classes)",
 )
+
+# Paralinguistic events: AudioSet ontology classes (the "Human sounds" branch, plus Music and
+# Silence so a segment always has a positive class), canonical key -> AudioSet display name
+# (http://research.google.com/audioset/ontology; names as in its class_labels_indices.csv).
+# Multi-label: a record's `labels.paralinguistic` holds its dominant event (what the QA suite
+# checks); `extra.events`, when present, lists every event in it (the multi-hot target).
+AUDIOSET_NAMES: dict[str, str] = {
+    "speech": "Speech",
+    "male_speech": "Male speech, man speaking",
+    "female_speech": "Female speech, woman speaking",
+    "child_speech": "Child speech, kid speaking",
+    "conversation": "Conversation",
+    "narration": "Narration, monologue",
+    "babbling": "Babbling",
+    "shout": "Shout",
+    "bellow": "Bellow",
+    "whoop": "Whoop",
+    "yell": "Yell",
+    "children_shouting": "Children shouting",
+    "screaming": "Screaming",
+    "whispering": "Whispering",
+    "laughter": "Laughter",
+    "baby_laughter": "Baby laughter",
+    "giggle": "Giggle",
+    "snicker": "Snicker",
+    "belly_laugh": "Belly laugh",
+    "chuckle": "Chuckle, chortle",
+    "crying": "Crying, sobbing",
+    "baby_cry": "Baby cry, infant cry",
+    "whimper": "Whimper",
+    "wail": "Wail, moan",
+    "sigh": "Sigh",
+    "singing": "Singing",
+    "humming": "Humming",
+    "groan": "Groan",
+    "grunt": "Grunt",
+    "whistling": "Whistling",
+    "breathing": "Breathing",
+    "wheeze": "Wheeze",
+    "snoring": "Snoring",
+    "gasp": "Gasp",
+    "pant": "Pant",
+    "snort": "Snort",
+    "cough": "Cough",
+    "throat_clearing": "Throat clearing",
+    "sneeze": "Sneeze",
+    "sniff": "Sniff",
+    "chewing": "Chewing, mastication",
+    "gargling": "Gargling",
+    "burping": "Burping, eructation",
+    "hiccup": "Hiccup",
+    "finger_snapping": "Finger snapping",
+    "clapping": "Clapping",
+    "cheering": "Cheering",
+    "applause": "Applause",
+    "chatter": "Chatter",
+    "crowd": "Crowd",
+    "babble": "Hubbub, speech noise, speech babble",
+    "music": "Music",
+    "silence": "Silence",
+}
+
+
+def _audioset_aliases() -> dict[str, str]:
+    # every AudioSet display name (and each comma-separated part of it) spelled as a key
+    out = {}
+    for key, name in AUDIOSET_NAMES.items():
+        for part in (name, *name.split(",")):
+            k = part.strip().lower().replace(" ", "_").replace("-", "_")
+            if k and k != key:
+                out.setdefault(k, key)
+    return out
+
+
 PARALINGUISTIC = Task(
     "paralinguistic",
-    (
-        "speech",
-        "laughter",
-        "sigh",
-        "cough",
-        "throat_clear",
-        "sneeze",
-        "sniff",
-        "breath",
-        "cry",
-        "scream",
-    ),
+    tuple(AUDIOSET_NAMES),  # order is the class index: append new classes, never reorder
     "utterance",
     aliases={
+        **_audioset_aliases(),
+        # this taxonomy's earlier 10-class spellings
         "laugh": "laughter",
-        "throatclearing": "throat_clear",
-        "throat_clearing": "throat_clear",
+        "throat_clear": "throat_clearing",
+        "throatclearing": "throat_clearing",
         "sighs": "sigh",
         "coughs": "cough",
-        "crying": "cry",
-        "breathing": "breath",
+        "cry": "crying",
+        "breath": "breathing",
+        "scream": "screaming",
     },
-    description="dominant non-lexical vocal event of a segment",
+    description="non-lexical vocal events of a segment (AudioSet names; multi-label)",
+    multi_label=True,
 )
 SPEAKER_COUNT = Task(
     "speaker_count",
@@ -89,6 +174,7 @@ SPEAKER_COUNT = Task(
     "utterance",
     aliases={"none": "0", "one": "1", "two": "2", "three": "3", "3+": "3"},
     description="maximum number of simultaneously active speakers (3 means 3 or more)",
+    frame_level=True,
 )
 GENDER = Task(
     "gender",
@@ -97,10 +183,25 @@ GENDER = Task(
     aliases={"f": "female", "m": "male", "woman": "female", "man": "male"},
     description="speaker gender as given by the corpus metadata",
 )
+
+# Speaking rate in words per second over the utterance (pauses inside it count). Thresholds
+# are the quartiles, rounded to 0.05, measured on the 105 transcribed LibriSpeech utterances of
+# the shared data (test-other, test-clean, dev-clean: 25th percentile 2.06 w/s, median 2.44,
+# 75th 2.74; mean 2.42): read speech; conversational speech runs faster, so a user's data may
+# sit higher. slow < SLOW_WPS <= normal <= FAST_WPS < fast.
+SLOW_WPS = 2.05
+FAST_WPS = 2.75
+SPEAKING_RATE = Task(
+    "speaking_rate",
+    ("slow", "normal", "fast"),
+    "utterance",
+    aliases={"medium": "normal", "average": "normal"},
+    description=f"words per second: slow < {SLOW_WPS}, fast > {FAST_WPS}",
+)
 SPEAKER = Task("speaker", None, "speaker", description="speaker identity (open set)")
 
 TASKS: dict[str, Task] = {
-    t.name: t for t in (EMOTION, PARALINGUISTIC, SPEAKER_COUNT, GENDER, SPEAKER)
+    t.name: t for t in (EMOTION, PARALINGUISTIC, SPEAKER_COUNT, GENDER, SPEAKING_RATE, SPEAKER)
 }
 
 
@@ -158,3 +259,20 @@ def encode(task: str, label: str, table: dict[str, int] | None = None) -> int:
         raise TaxonomyError(
             f"{task}: label {label!r} has no class index; known: {list(table)[:20]}"
         ) from None
+
+
+def speaking_rate(words: int, seconds: float) -> str:
+    """The speaking-rate class of `words` spoken in `seconds` (see SLOW_WPS / FAST_WPS)."""
+    if seconds <= 0:
+        raise TaxonomyError(f"speaking_rate: duration must be > 0 s, got {seconds}")
+    wps = words / seconds
+    return "slow" if wps < SLOW_WPS else "fast" if wps > FAST_WPS else "normal"
+
+
+def multi_hot(task: str, labels: Iterable[str]) -> list[int]:
+    """0/1 per class of a closed task: the multi-label target of `labels` (aliases allowed)."""
+    t = get_task(task)
+    if t.classes is None:
+        raise TaxonomyError(f"{task}: an open-set task has no multi-hot encoding")
+    on = {normalize(task, lab) for lab in labels}
+    return [int(c in on) for c in t.classes]

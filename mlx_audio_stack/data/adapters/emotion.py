@@ -17,7 +17,9 @@ from ..manifest import ManifestError, assign_splits
 from ..taxonomy import normalize
 from ._probe import file_record
 
-RAVDESS_EMOTIONS = {
+# labels in the taxonomy's emotion2vec+ classes; RAVDESS 'calm' (02) has none of its own and is
+# labelled neutral (the RAVDESS name stays in `extra.corpus_emotion`)
+RAVDESS_NAMES = {
     "01": "neutral",
     "02": "calm",
     "03": "happy",
@@ -27,10 +29,20 @@ RAVDESS_EMOTIONS = {
     "07": "disgust",
     "08": "surprised",
 }
+RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "neutral",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgusted",
+    "08": "surprised",
+}
 RAVDESS_STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 CREMAD_EMOTIONS = {
     "ANG": "angry",
-    "DIS": "disgust",
+    "DIS": "disgusted",
     "FEA": "fearful",
     "HAP": "happy",
     "NEU": "neutral",
@@ -92,6 +104,7 @@ def build_ravdess(
                     "vocal_channel": "song" if channel == "02" else "speech",
                     "repetition": int(rep),
                     "modality": modality,
+                    "corpus_emotion": RAVDESS_NAMES[emo],
                 },
             )
         )

@@ -244,14 +244,21 @@ class AudioEncoder(nn.Module):
         self.blocks = [ResidualAttentionBlock(n_state, n_head) for _ in range(n_layer)]
         self.ln_post = LayerNorm(n_state)
 
-    def __call__(self, x: mx.array) -> mx.array:
-        """x: (B, n_frames, n_mels) log-mel -> (B, n_frames // 2, n_state)."""
+    def __call__(
+        self, x: mx.array, return_layers: bool = False
+    ) -> mx.array | tuple[mx.array, list[mx.array]]:
+        """x: (B, n_frames, n_mels) log-mel -> (B, n_frames // 2, n_state). With
+        `return_layers`: (that, [each block's output (B, n_frames // 2, n_state)]), the
+        residual stream before `ln_post`, which the extra heads (`heads/`) read."""
         x = gelu_(self.conv1(x))
         x = gelu_(self.conv2(x))
         x = x + self._positional_embedding[: x.shape[1]].astype(x.dtype)
+        layers = []
         for block in self.blocks:
             x, _ = block(x)
-        return self.ln_post(x)
+            if return_layers:
+                layers.append(x)
+        return (self.ln_post(x), layers) if return_layers else self.ln_post(x)
 
 
 class TextDecoder(nn.Module):
@@ -341,8 +348,9 @@ class Whisper(nn.Module):
     def num_languages(self) -> int:
         return self.dims.n_vocab - 51765 - int(self.is_multilingual)
 
-    def embed_audio(self, mel: mx.array) -> mx.array:
-        return self.encoder(mel.astype(self.dtype))
+    def embed_audio(self, mel: mx.array, return_layers: bool = False):
+        """Encoder output (B, T, C); with `return_layers`, also every block's output."""
+        return self.encoder(mel.astype(self.dtype), return_layers)
 
     def logits(self, tokens: mx.array, audio_features: mx.array, kv_cache=None):
         return self.decoder(tokens, audio_features, kv_cache)
