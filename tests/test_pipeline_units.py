@@ -79,6 +79,7 @@ class _FixedDecoder(ASRStream):
         self.cfg, self.words = PipelineConfig(), words
 
     def _transcribe(self, state):
+        self.calls = getattr(self, "calls", 0) + 1
         return list(self.words), (self.words[-1].end,)
 
 
@@ -98,6 +99,16 @@ def test_final_words_keep_their_meeting_times_when_the_buffer_is_dropped():
     # a piece after the dropped buffer starts the new buffer without a leading gap
     st = dec.push(st, np.ones(SAMPLE_RATE, np.float32), 20.0, "direct")
     assert st.audio.size == SAMPLE_RATE and st.spans[-1].t0 == pytest.approx(st.buf_start)
+
+
+def test_a_final_decode_without_new_audio_commits_the_last_hypothesis_without_decoding():
+    dec = _FixedDecoder([_w(" one", 0.2, 0.5), _w(" two", 0.6, 0.9)])
+    st = dec.push(StreamState("S1"), np.zeros(SAMPLE_RATE, np.float32), 5.0, "direct")
+    st, committed, partial = dec.decode(st)  # first decode: nothing agreed yet
+    assert committed == [] and [w["word"] for w in partial] == ["one", "two"]
+    st, committed, _ = dec.decode(st, final=True)  # the speaker went quiet: no new audio
+    assert [w["word"] for w in committed] == ["one", "two"] and dec.calls == 1
+    assert committed[0]["start"] == 5.2
 
 
 def _seg(*words):
@@ -128,6 +139,20 @@ def test_invented_segments_are_recognised_by_openai_whispers_rule():
         )
     )
     assert not _hallucinated(_seg((" ...", 1.0, 1.0, 0.01)))  # punctuation only: nothing to judge
+    # a heard sentence with two 0-s word times (tiny's alignment) scores 3.1 of 4 words: the
+    # streams judge by the per-word test alone, which keeps it
+    heard = _seg(
+        (" Hale,", 1.86, 1.86, 0.49),
+        (" you", 2.28, 2.34, 0.99),
+        (" have", 2.34, 2.54, 0.97),
+        (" done", 2.54, 2.86, 1.0),
+        (" quite", 2.86, 3.26, 0.97),
+    )
+    assert _hallucinated(heard) and not _hallucinated(heard, per_word=True)
+    # a long invented tail: every word 0 s long and unsure
+    spam = " subscribe press the notification bell to insta now".split(" ")[1:]
+    assert _hallucinated(_seg(*[(" " + t, 30.88, 30.88, 0.05) for t in spam]), per_word=True)
+    assert _hallucinated(_seg((" Thank", 30.5, 30.58, 0.02), (" you.", 30.58, 30.66, 0.98)), True)
 
 
 def test_segmenter_cuts_at_pauses_and_at_the_length_limit():

@@ -146,13 +146,16 @@ def proof_table(rows: dict, src: dict) -> list[str]:
     if not pairs:
         return ["Not run yet (needs mode `sep+spk` and `--source-wer` on the same meetings)."]
     out = [
-        "Both sides get the same true sources (each speaker's reverberated speech, no noise): "
-        "the pipeline with `oracle_sources` + `oracle_speakers` (VAD, piece cutting, the "
-        "per-speaker Whisper streams and their commit policy stay real), plain `transcribe()` "
-        "one whole source at a time. WER pooled over speakers (jiwer, same normaliser).",
+        "Both sides hear each speaker as if alone in the room: plain `transcribe()` gets one "
+        "speaker's true source plus the meeting's noise (mix minus all sources), the whole "
+        "meeting at once; the pipeline gets the mix with `oracle_sources` + `oracle_speakers` "
+        "(where one person speaks the mix is exactly that speaker plus the noise; overlapped "
+        "runs are replaced by the true sources; VAD, piece cutting, the per-speaker Whisper "
+        "streams and their commit policy stay real). WER pooled over speakers (jiwer, same "
+        "normaliser).",
         "",
         "| meeting | cpWER, true sources + true speaker ids | plain `transcribe()` WER of "
-        "the true sources | ratio |",
+        "each speaker alone with the noise | ratio |",
         "|---|---:|---:|---:|",
     ]
     for r, s in sorted(pairs, key=lambda p: p[0]["meeting"]):

@@ -263,12 +263,18 @@ def job_single(job: dict) -> dict:
 
 
 def job_source_wer(job: dict) -> dict:
-    """Plain transcribe() on each true source of a meeting vs that speaker's reference text."""
+    """Plain transcribe() of each speaker alone in the meeting's room, i.e. their true source
+    plus the meeting's noise (mix - sum of sources): the audio the pipeline hears wherever that
+    speaker talks alone, vs that speaker's reference text."""
     import _meeting_metrics as M  # noqa: N812
+    import soundfile as sf
 
     from mlx_audio_stack.models.whisper.transcribe import transcribe
 
     m = M.load_meeting(job["path"])
+    mix, _ = sf.read(str(m["mix"]), dtype="float32")
+    n = min(mix.size, m["sources"].shape[1])
+    alone = m["sources"][:, :n] + (mix[:n] - m["sources"][:, :n].sum(0))[None]
     refs, hyps = [], []
     for k, spk in enumerate(m["meta"]["speakers"]):
         segs = sorted(
@@ -278,7 +284,7 @@ def job_source_wer(job: dict) -> dict:
         hyps.append(
             refs[-1]
             if job.get("dry_run")
-            else transcribe(m["sources"][k], job.get("whisper"))["text"]
+            else transcribe(alone[k], job.get("whisper"))["text"]
         )
     return {"meeting": m["name"], "n_speakers": len(refs), **M.wer(refs, hyps)}
 

@@ -135,8 +135,12 @@ class ASRStream:
         meeting-time dicts. With `final` everything decoded is committed (end of stream)."""
         if state.audio.size == 0:
             return replace(state, pending_s=0.0), [], []
-        words, seg_ends = self._transcribe(state)
-        new = _after_commit(state.committed_tail, words, state.committed_end)
+        if final and state.pending_s == 0 and state.hypothesis:
+            # no audio since the last decode: it would decode the same (greedy) words again
+            new, seg_ends = list(state.hypothesis), state.segment_ends
+        else:
+            words, seg_ends = self._transcribe(state)
+            new = _after_commit(state.committed_tail, words, state.committed_end)
         if final:
             commit, rest = new, []
         else:
@@ -165,7 +169,9 @@ class ASRStream:
             **opts,
         )
         off = state.buf_start
-        segments = [s for s in res["segments"] if s.get("words") and not _hallucinated(s["words"])]
+        segments = [s for s in res["segments"] if s.get("words")]
+        if segments and _hallucinated(segments[-1]["words"], per_word=True):
+            segments.pop()  # a short tail invented after the last heard words
         words = [
             Word(w["word"], off + w["start"], off + w["end"], float(w.get("probability", 1.0)))
             for s in segments
@@ -228,14 +234,19 @@ class ASRStream:
         }
 
 
-def _hallucinated(words: list[dict]) -> bool:
-    """Whether a decoded segment looks invented rather than heard, by openai-whisper's rule for
-    its `hallucination_silence_threshold` option (whisper/transcribe.py, MIT): over the first 8
-    words (punctuation-only tokens left out), a word scores 1 when its probability is under
-    0.15, (0.133 - d) * 15 when its duration d is under 0.133 s and d - 2 when over 2 s; the
-    segment is invented when the sum reaches 3 or (less 0.01) the word count. Whisper ends a
-    buffer that stops mid-speech or in noise with such segments ("Thank you." at p 0.02 and
-    0.08 s a word on the demo); a streaming buffer ends that way at every turn."""
+def _hallucinated(words: list[dict], per_word: bool = False) -> bool:
+    """Whether a decoded segment looks invented rather than heard, by openai-whisper's word
+    anomaly score (whisper/transcribe.py, MIT, for its `hallucination_silence_threshold`):
+    over the first 8 words (punctuation-only tokens left out), a word scores 1 when its
+    probability is under 0.15, (0.133 - d) * 15 when its duration d is under 0.133 s and
+    d - 2 when over 2 s; the segment is invented when the sum reaches 3 or (less 0.01) the
+    word count. Whisper ends a buffer that stops mid-speech or in noise with such segments
+    ("Thank you." at p 0.02 and 0.08 s a word on the demo; 16 words of "subscribe, press the
+    notification bell" at p < 0.6 and 0 s each on a separated source); a streaming buffer ends
+    that way at every turn. openai-whisper judges a segment only between silences; the
+    streams judge only a decode's last segment, and `per_word` keeps only the second test
+    (about one anomaly per word): tiny's word times inside speech are often 0 s long, and a
+    whole heard 16-word sentence at a buffer's end reached 3.1 on two such words."""
     scored = [w for w in words if w["word"].strip(_PUNCT)][:8]
     if not scored:
         return False
@@ -245,7 +256,7 @@ def _hallucinated(words: list[dict]) -> bool:
         score += float(w.get("probability", 1.0)) < 0.15
         score += (0.133 - d) * 15 if d < 0.133 else 0.0
         score += d - 2.0 if d > 2.0 else 0.0
-    return score >= 3 or score + 0.01 >= len(scored)
+    return (score >= 3 and not per_word) or score + 0.01 >= len(scored)
 
 
 def _agree(previous: tuple[Word, ...], new: list[Word]) -> tuple[list[Word], list[Word]]:
