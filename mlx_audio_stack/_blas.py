@@ -452,7 +452,7 @@ def blas_report(n: int = 1024) -> dict:
         gemv = "off (no BLAS loaded, or the build failed)"
     check = check_blas(remeasure=True) if loaded else {"problem": "no optimized BLAS loaded"}
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "isa": ", ".join(f for f in ("avx512f", "avx512_bf16", "avx2", "fma") if f in flags),
         "blas": loaded or "none (MLX's bundled reference BLAS)",
         "config": blas_config(),
@@ -468,7 +468,8 @@ def blas_report(n: int = 1024) -> dict:
     }
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` knows: for reports."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from mlx_audio_stack._blas import cpu_model as cpu_name  # noqa: F401  (re-exported)
 
 
 def loadavg() -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -131,10 +130,9 @@ def _command_line() -> str:
 
 
 def write_report(args, cands, results) -> None:
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if "model name" in ln),
-        platform.processor(),
-    )
+    from mlx_audio_stack._blas import cpu_model
+
+    cpu = cpu_model()
     load = os.getloadavg()[0]
     ref_text = next((rs[0].get("text") for rs in results.values() if rs), None)
     lines = [

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,19 +22,12 @@ import numpy as np
 import soundfile as sf
 
 import mlx_audio_stack  # noqa: F401  (BLAS before anything imports mlx)
+from mlx_audio_stack._blas import cpu_model as _cpu
 from mlx_audio_stack.data import read_manifest, require_qa
 from mlx_audio_stack.data.fingerprint import fingerprint
 from mlx_audio_stack.data.gate import record_result, suite
 from mlx_audio_stack.data.manifest import write_manifest
 from mlx_audio_stack.paths import REPO_ROOT
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln)
-    except Exception:
-        return platform.processor() or platform.machine()
 
 
 def _record(manifest: Path, deep: bool) -> float:

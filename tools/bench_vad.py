@@ -40,14 +40,9 @@ from mlx_audio_stack.paths import data_dir, weights_dir  # noqa: E402
 def machine() -> str:
     import mlx.core as mx
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from mlx_audio_stack._blas import cpu_model
+
+    cpu = cpu_model()
     load = (
         f", load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
     )

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import numpy as np  # noqa: E402
 
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
+from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
 from mlx_audio_stack.data.manifest import read_manifest  # noqa: E402
 from mlx_audio_stack.heads import load_heads  # noqa: E402
 from mlx_audio_stack.heads.dataset import build_examples  # noqa: E402
 from mlx_audio_stack.heads.features import open_cache  # noqa: E402
-from mlx_audio_stack.heads.report import _cpu  # noqa: E402
 from mlx_audio_stack.heads.train import TrainConfig, predict_examples, train_heads  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT, data_dir  # noqa: E402
 

@@ -5,22 +5,12 @@ extra)."""
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 
 import numpy as np
 
+from .._blas import cpu_model
 from .model import HeadsArgs
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _plots(out: Path, summary: dict, args: HeadsArgs) -> list[Path]:
@@ -100,7 +90,7 @@ def write_report(
         "# Whisper heads: training report",
         "",
         f"Manifest `{manifest}`; tasks {', '.join(args.task_names)}; encoder {args.n_layers} "
-        f"layers x {args.n_state}, {args.frame_seconds:.2f} s frames; CPU {_cpu()}.",
+        f"layers x {args.n_state}, {args.frame_seconds:.2f} s frames; CPU {cpu_model()}.",
         f"Best epoch {summary['best_epoch']} of {len(summary['history'])} "
         f"(valid score {summary['best_valid_score']:.4f})"
         + (f"; resumed after epoch {summary['resumed_from']}" if summary["resumed_from"] else "")
