@@ -14,6 +14,7 @@ from mlx_audio_stack.pipeline.asr import (
     Word,
     _after_commit,
     _agree,
+    _drop_invented_tail,
     _drop_repeated_tail,
     _hallucinated,
     to_meeting,
@@ -153,6 +154,18 @@ def test_invented_segments_are_recognised_by_openai_whispers_rule():
     spam = " subscribe press the notification bell to insta now".split(" ")[1:]
     assert _hallucinated(_seg(*[(" " + t, 30.88, 30.88, 0.05) for t in spam]), per_word=True)
     assert _hallucinated(_seg((" Thank", 30.5, 30.58, 0.02), (" you.", 30.58, 30.66, 0.98)), True)
+
+
+def test_an_invented_tail_keeps_only_its_plausible_words():
+    heard = {"end": 2.0, "words": _seg((" one", 0.5, 0.9, 0.9), (" two", 1.0, 1.5, 0.8))}
+    digit = {"end": 3.0, "words": _seg((" six,", 2.0, 2.0, 0.001), (" two,", 2.0, 2.0, 0.003))}
+    digit["words"] += _seg((" seven.", 2.0, 2.34, 0.241))
+    thanks = {"end": 3.0, "words": _seg((" Thank", 2.5, 2.58, 0.02), (" you.", 2.58, 2.66, 0.98))}
+    assert _drop_invented_tail([heard]) == [heard]  # nothing invented
+    kept = _drop_invented_tail([heard, digit])  # the 8 kHz digit's decode
+    assert kept[0] == heard and [w["word"] for w in kept[1]["words"]] == [" seven."]
+    assert _drop_invented_tail([heard, thanks]) == [heard]  # every word anomalous: all go
+    assert _drop_invented_tail([thanks, heard]) == [thanks, heard]  # only the tail is judged
 
 
 def test_segmenter_cuts_at_pauses_and_at_the_length_limit():

@@ -169,9 +169,7 @@ class ASRStream:
             **opts,
         )
         off = state.buf_start
-        segments = [s for s in res["segments"] if s.get("words")]
-        if segments and _hallucinated(segments[-1]["words"], per_word=True):
-            segments.pop()  # a short tail invented after the last heard words
+        segments = _drop_invented_tail([s for s in res["segments"] if s.get("words")])
         words = [
             Word(w["word"], off + w["start"], off + w["end"], float(w.get("probability", 1.0)))
             for s in segments
@@ -243,20 +241,34 @@ def _hallucinated(words: list[dict], per_word: bool = False) -> bool:
     word count. Whisper ends a buffer that stops mid-speech or in noise with such segments
     ("Thank you." at p 0.02 and 0.08 s a word on the demo; 16 words of "subscribe, press the
     notification bell" at p < 0.6 and 0 s each on a separated source); a streaming buffer ends
-    that way at every turn. openai-whisper judges a segment only between silences; the
+    that way at every turn (an 8 kHz "seven" came out as "six, two, seven.", the first two at
+    p < 0.01 and 0 s: of such a tail only the words with no anomaly at all are kept).
+    openai-whisper judges a segment only between silences; the
     streams judge only a decode's last segment, and `per_word` keeps only the second test
     (about one anomaly per word): tiny's word times inside speech are often 0 s long, and a
     whole heard 16-word sentence at a buffer's end reached 3.1 on two such words."""
     scored = [w for w in words if w["word"].strip(_PUNCT)][:8]
     if not scored:
         return False
-    score = 0.0
-    for w in scored:
-        d = w["end"] - w["start"]
-        score += float(w.get("probability", 1.0)) < 0.15
-        score += (0.133 - d) * 15 if d < 0.133 else 0.0
-        score += d - 2.0 if d > 2.0 else 0.0
+    score = sum(_anomaly(w) for w in scored)
     return (score >= 3 and not per_word) or score + 0.01 >= len(scored)
+
+
+def _drop_invented_tail(segments: list[dict]) -> list[dict]:
+    """A decode's segments without what Whisper invented at its end: when the last segment
+    looks invented (`_hallucinated`, per word), only its words with no anomaly stay."""
+    if not segments or not _hallucinated(segments[-1]["words"], per_word=True):
+        return segments
+    kept = [w for w in segments[-1]["words"] if _anomaly(w) == 0.0]
+    return segments[:-1] + ([{**segments[-1], "words": kept}] if kept else [])
+
+
+def _anomaly(w: dict) -> float:
+    """openai-whisper's anomaly score of one word (see `_hallucinated`)."""
+    d = w["end"] - w["start"]
+    score = 1.0 if float(w.get("probability", 1.0)) < 0.15 else 0.0
+    score += (0.133 - d) * 15 if d < 0.133 else 0.0
+    return score + (d - 2.0 if d > 2.0 else 0.0)
 
 
 def _agree(previous: tuple[Word, ...], new: list[Word]) -> tuple[list[Word], list[Word]]:
