@@ -4,6 +4,8 @@ streaming order stability, converter detection/layouts, metrics, mixtures, CLI."
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import mlx.core as mx
 import numpy as np
@@ -277,6 +279,17 @@ def test_cli_separate_writes_sources(tmp_path):
     y2, _ = sf.read(str(tmp_path / "st" / "spk2.wav"))
     assert y2.shape == (16000,) and np.isfinite(y2).all()
     assert not [p for p in (tmp_path / "st").iterdir() if p.name.startswith(".")]
+    # both writers (whole and streamed) create the sources with the user's umask (issue 16)
+    old = os.umask(0o027)
+    try:
+        assert main(args + ["--out", str(tmp_path / "um")]) == 0
+        assert (
+            main(args + ["--out", str(tmp_path / "um2"), "--chunk", "0.4", "--overlap", "0.1"]) == 0
+        )
+    finally:
+        os.umask(old)
+    for p in (*(tmp_path / "um").iterdir(), *(tmp_path / "um2").iterdir()):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640, (p, oct(p.stat().st_mode))
     assert (
         main(
             [
