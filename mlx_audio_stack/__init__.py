@@ -54,6 +54,7 @@ _API = {
     "distill_labels": "mlx_audio_stack.heads.distill:distill_labels",
     "distill_train": "mlx_audio_stack.heads.distill:distill_train",
     "load_soft_labels": "mlx_audio_stack.heads.distill:load_soft_labels",
+    "predict_heads": "mlx_audio_stack.heads.infer:predict_heads",
 }
 
 
