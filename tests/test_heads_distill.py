@@ -218,3 +218,16 @@ def test_distill_train_cli_end_to_end(tmp_path, data, capsys):
     wa = dict(tree_flatten(load_heads(student).parameters()))
     wb = dict(tree_flatten(load_heads(hard).parameters()))
     assert any(not np.allclose(np.array(wa[k]), np.array(wb[k])) for k in wa)
+
+
+def test_labels_only_for_the_tasks_the_manifest_labels(tmp_path, data):
+    _, manifest, wdir, _, teacher = data
+    (tmp_path / "audio").symlink_to(manifest.parent / "audio")
+    recs = [json.loads(x) for x in manifest.read_text().splitlines()]
+    g = tmp_path / "gender.jsonl"
+    g.write_text("".join(json.dumps({**{k: v for k, v in r.items() if k != "extra"},
+                                     "labels": {"gender": r["labels"]["gender"]}}) + "\n"
+                         for r in recs))  # fmt: skip
+    _qa(g, ["gender"])  # never checked for speaker_count: that task is not asked of it
+    ix = D.distill_labels(teacher, g, tmp_path / "s", model=wdir, shard_size=100)
+    assert list(ix["tasks"]) == ["gender"] and list(ix["qa"]) == ["gender"]

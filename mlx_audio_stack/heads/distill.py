@@ -107,7 +107,8 @@ def distill_labels(
     group=None,
 ) -> dict:
     """Write (or resume) the soft labels of `manifest` from the `teacher` heads folder into
-    `out`; returns the index. The QA gate runs first, for every teacher task. Encoder
+    `out`; returns the index. The QA gate runs first, for every teacher task that the
+    manifest labels (soft labels are made for those). Encoder
     features come from `features` (a cache of `manifest` with the teacher's encoder) or are
     computed with the Whisper weights `model` (default: weights/<the teacher's encoder>).
     Under `mlx.launch` each process takes every n-th shard; rank 0 writes the index."""
@@ -124,15 +125,20 @@ def distill_labels(
         raise DistillError("temperature must be > 0, top_k and shard_size >= 1")
     teacher = Path(teacher)
     t_model = load_heads(teacher)
-    tasks = [s.name for s in _soft_tasks(t_model.args)]
+    m = read_manifest(manifest)
+    # the tasks the manifest labels (a gender manifest is not checked for speaker count)
+    labelled = {t for r in m.records for t in (r.get("labels") or {})}
+    tasks = [s.name for s in _soft_tasks(t_model.args) if s.name in labelled]
     if not tasks:
-        raise DistillError(f"{teacher}: no multi-class segment task to distill")
-    qa = {t: require_qa(manifest, t, override=skip_qa)["qa"] for t in t_model.args.task_names}
+        raise DistillError(
+            f"{manifest}: labels none of the teacher's multi-class tasks "
+            f"{[s.name for s in _soft_tasks(t_model.args)]}"
+        )
+    qa = {t: require_qa(manifest, t, override=skip_qa)["qa"] for t in tasks}
     if skip_qa:
         log.warning("QA GATE SKIPPED for %s (soft labels): %s", manifest, skip_qa)
     group = default_group() if group is None else group
     rank, world = rank_of(group)
-    m = read_manifest(manifest)
     enc = t_model.config.get("encoder") or {}
     cache, mdir = None, None
     if features is not None:
