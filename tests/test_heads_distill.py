@@ -195,7 +195,9 @@ def test_distill_train_cli_end_to_end(tmp_path, data, capsys):
     soft = tmp_path / "soft"
     assert main(["distill", "labels", "--teacher", str(teacher), "--manifest", str(manifest),
                  "--features", str(feats), "--out", str(soft), "-q"]) == 0  # fmt: skip
-    assert "T 2.0, top-2" in capsys.readouterr().out  # k capped at the smallest task's classes
+    assert "T 2.0, top-5" in capsys.readouterr().out
+    _, labels = D.load_soft_labels(soft)  # k = min(5, K): speaker count (4) and gender (2) exact
+    assert labels["s0_0"]["speaker_count"].shape == (4,)
     student = tmp_path / "student"
 
     def argv(out, *more):

@@ -6,7 +6,8 @@ of the teacher, softmax(teacher logits / T), kept as the k most probable classes
 (index, probability) plus the rest mass 1 - sum(top k); `dense_probs` spreads the rest
 evenly over the other classes. Folder layout (like the feature cache):
     shard-00000.safetensors ...  per task: `<task>.index` (N, k) int32, `<task>.prob` (N, k)
-                                 float32, `<task>.rest` (N,) float32; rows in `ids` order
+                                 float32, `<task>.rest` (N,) float32; rows in `ids` order;
+                                 k = min(top_k, the task's class count)
     index.json                   provenance: manifest + sha256, teacher + sha256 of its
                                  model.safetensors, encoder sha256, T, k, tasks + classes
 Each record is run alone (batch 1), so a shard's bytes do not depend on which process made
@@ -86,6 +87,7 @@ def _shard_done(path: Path, tasks: list[str], n: int, k: int) -> bool:
         return False  # a damaged shard is made again
     want = {f"{t}.{x}" for t in tasks for x in ("index", "prob", "rest")}
     return set(h) == want and all(h[f"{t}.index"]["shape"][:1] == [n] for t in tasks)
+    # (the settings themselves are checked against index.json before any shard is trusted)
 
 
 def _teacher_logits(teacher, feats: np.ndarray) -> dict[str, np.ndarray]:
@@ -156,7 +158,7 @@ def distill_labels(
             f"{features or mdir}: encoder weights sha256 {str(got)[:12]}, the teacher was "
             f"trained on {enc['weights_sha256'][:12]} ({enc.get('model')})"
         )
-    k = min(top_k, min(len(t_model.args.task(t).classes) for t in tasks))
+    k = top_k  # per task min(k, its class count): soft_targets caps it
     out = Path(out)
     want = {
         "version": SOFT_VERSION,
