@@ -116,3 +116,14 @@ def test_two_ranks_make_the_same_soft_labels(data, tmp_path):
     ia = json.loads((tmp_path / "one" / "index.json").read_text())
     ib = json.loads((tmp_path / "two" / "index.json").read_text())
     assert ia["shards"] == ib["shards"] and ia["teacher_sha256"] == ib["teacher_sha256"]
+    # students trained on them by 2 processes and by 1 (the soft term's denominators too)
+    c = T.TrainConfig(**CFG)
+    D.distill_train(tmp_path / "one", wdir, tmp_path / "s1", features=feats, cfg=c)
+    _launch(["distill", "train", "--soft", str(tmp_path / "two"), "--model", str(wdir),
+             "--features", str(feats), "--out", str(tmp_path / "s2"), "--batch-size", "8",
+             "--lr", "1e-2", "--epochs", "4", "--patience", "100", "--hidden", "16",
+             "--warmup-steps", "2", "-q"], tmp_path)  # fmt: skip
+    w1 = dict(tree_flatten(load_heads(tmp_path / "s1").parameters()))
+    w2 = dict(tree_flatten(load_heads(tmp_path / "s2").parameters()))
+    diffs = {k: float(np.abs(np.array(w1[k]) - np.array(w2[k])).max()) for k in w1}
+    assert max(v for k, v in diffs.items() if not k.endswith(NOISE_ONLY)) < ATOL, diffs

@@ -46,6 +46,7 @@ def register(sub) -> None:
     tr.add_argument("--batch-size", type=int, default=32)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--hidden", type=int, default=128)
+    tr.add_argument("--warmup-steps", type=int, default=20)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--no-resume", action="store_true", help="discard an existing checkpoint")
     tr.add_argument("--skip-qa", metavar="REASON", help="train although the QA gate refuses")
@@ -89,6 +90,7 @@ def run_train(args) -> int:
         max_epochs=args.epochs,
         patience=args.patience,
         hidden=args.hidden,
+        warmup_steps=args.warmup_steps,
     )
     if args.skip_qa:
         print(f"WARNING: QA GATE SKIPPED ({args.skip_qa})", file=sys.stderr)
