@@ -31,7 +31,7 @@ from mlx_audio_stack.heads.train import TrainConfig, train_heads  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT  # noqa: E402
 
 MANIFESTS = {"gender": "gender.jsonl", "speaker_count": "speaker_count/mixtures.jsonl"}
-BEGIN, END = "<!-- distillation: tools/eval_distill.py -->", "<!-- /distillation -->"
+MARK = "<!-- distillation {}: tools/eval_distill.py -->", "<!-- /distillation {} -->"
 
 
 def _stats(xs: list[float]) -> str:
@@ -50,10 +50,12 @@ def main() -> int:
     ap.add_argument("--alpha", type=float, default=0.8)
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "heads.md")
+    ap.add_argument("--work", type=Path, help="default: <data>/distill")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
+    BEGIN, END = (m.format(a.tasks) for m in MARK)  # one section per task list
     tshort, sshort = a.teacher.removeprefix("whisper-"), a.student.removeprefix("whisper-")
-    work = a.data / "distill"
+    work = a.work or a.data / "distill"
     rows, notes = [], []
     t0 = time.perf_counter()
     for task in a.tasks.split(","):
@@ -89,7 +91,7 @@ def main() -> int:
     )
     sec = [
         BEGIN,
-        "## Distillation: tiny.en student from the base teacher's soft labels",
+        f"## Distillation ({a.tasks}): {sshort} student from the {tshort} teacher's soft labels",
         "",
         f"CPU: {_cpu()} (2 cores shared with other jobs; `nice -n 10`); {spent / 60:.1f} min.",
         f"Teacher: {a.teacher} heads (seed 0) trained on hard labels; soft labels at "
