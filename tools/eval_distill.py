@@ -51,6 +51,8 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "heads.md")
     ap.add_argument("--work", type=Path, help="default: <data>/distill")
+    ap.add_argument("--joint-teacher", action="store_true",
+                    help="one teacher trained on all --tasks' manifests together")  # fmt: skip
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     BEGIN, END = (m.format(a.tasks) for m in MARK)  # one section per task list
@@ -58,13 +60,20 @@ def main() -> int:
     work = a.work or a.data / "distill"
     rows, notes = [], []
     t0 = time.perf_counter()
-    for task in a.tasks.split(","):
+    tasks = a.tasks.split(",")
+    joint = None
+    if a.joint_teacher:  # one teacher on every task's manifest, as tools/eval_heads.py trains
+        joint = train_heads([a.data / MANIFESTS[t] for t in tasks], tasks, a.weights / a.teacher,
+                            work / "teacher-joint", resume=False, report=False,
+                            features=[a.data / "feats" / f"{tshort}-{t}" for t in tasks],
+                            cfg=TrainConfig(seed=0, max_epochs=a.epochs))  # fmt: skip
+    for task in tasks:
         man = a.data / MANIFESTS[task]
         tf, sf = a.data / "feats" / f"{tshort}-{task}", a.data / "feats" / f"{sshort}-{task}"
         cfg = TrainConfig(seed=0, max_epochs=a.epochs)
-        teacher = work / f"teacher-{task}"
-        ts = train_heads(man, [task], a.weights / a.teacher, teacher, features=tf, cfg=cfg,
-                         resume=False, report=False)  # fmt: skip
+        teacher = work / ("teacher-joint" if joint else f"teacher-{task}")
+        ts = joint or train_heads(man, [task], a.weights / a.teacher, teacher, features=tf,
+                                  cfg=cfg, resume=False, report=False)  # fmt: skip
         soft = work / f"soft-{task}"
         distill_labels(teacher, man, soft, temperature=a.temperature, top_k=5, features=tf)
         res = {"hard": [], "soft": []}
@@ -94,7 +103,9 @@ def main() -> int:
         f"## Distillation ({a.tasks}): {sshort} student from the {tshort} teacher's soft labels",
         "",
         f"CPU: {_cpu()} (2 cores shared with other jobs; `nice -n 10`); {spent / 60:.1f} min.",
-        f"Teacher: {a.teacher} heads (seed 0) trained on hard labels; soft labels at "
+        f"Teacher: {a.teacher} heads (seed 0) trained on hard labels"
+        f"{' of all these tasks together' if a.joint_teacher else ', this task alone'}; "
+        f"soft labels at "
         f"T = {a.temperature}, top-5 + rest mass (`mas distill labels`). Student: "
         f"{a.student} heads, {a.epochs} epochs max, early stopping on the valid split, "
         f"trained either on hard labels only (`mas train heads`) or with "
