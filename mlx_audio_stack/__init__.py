@@ -51,6 +51,10 @@ _API = {
     "save_heads": "mlx_audio_stack.heads.load:save_heads",
     "cache_features": "mlx_audio_stack.heads.features:cache_features",
     "train_heads": "mlx_audio_stack.heads.train:train_heads",
+    "distill_labels": "mlx_audio_stack.heads.distill:distill_labels",
+    "distill_train": "mlx_audio_stack.heads.distill:distill_train",
+    "load_soft_labels": "mlx_audio_stack.heads.distill:load_soft_labels",
+    "predict_heads": "mlx_audio_stack.heads.infer:predict_heads",
 }
 
 

@@ -50,6 +50,7 @@ def register(sub) -> None:
     h.add_argument("--batch-size", type=int, default=32)
     h.add_argument("--lr", type=float, default=1e-3)
     h.add_argument("--hidden", type=int, default=128)
+    h.add_argument("--warmup-steps", type=int, default=20)
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--task-weights", help="loss weight per task, e.g. gender=1,speaker_count=2")
     h.add_argument("--no-resume", action="store_true", help="discard an existing checkpoint")
@@ -75,6 +76,7 @@ def run_heads(args) -> int:
         max_epochs=args.epochs,
         patience=args.patience,
         hidden=args.hidden,
+        warmup_steps=args.warmup_steps,
         task_weights=_weights(args.task_weights),
     )
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -94,6 +96,11 @@ def run_heads(args) -> int:
         resume=not args.no_resume,
         progress=show_progress(args.quiet),
     )
+    from ..heads.parallel import default_group
+
+    g = default_group()
+    if g is not None and g.rank() != 0:
+        return 0  # rank 0 reports for the group
     print(f"{args.out}: best epoch {s['best_epoch']}, valid score {s['best_valid_score']:.4f}")
     for split in ("valid", "test"):
         for task, m in s["metrics"].get(split, {}).items():

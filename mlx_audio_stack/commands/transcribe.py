@@ -37,6 +37,11 @@ def register(sub) -> None:
         help="per-word times from the alignment heads (in json output)",
     )
     p.add_argument(
+        "--heads",
+        help="extra heads folder (`mas train heads` / `mas distill train`) trained on this "
+        "model's encoder: per-segment outputs in json, from the same encoder pass",
+    )
+    p.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
         help="compute dtype (default: float16 on a GPU, float32 on CPU)",
@@ -75,6 +80,11 @@ def run(args) -> int:
     for f in files:  # bad files (FIFO, truncated, empty...) refused before the model loads
         audio_info(f)
     model = load_model(model_dir, args.dtype)
+    heads = None
+    if args.heads:
+        from ..heads.infer import as_heads
+
+        heads = as_heads(args.heads)
     options = {
         k: v
         for k, v in {
@@ -101,6 +111,7 @@ def run(args) -> int:
                 word_timestamps=args.word_timestamps,
                 condition_on_previous_text=not args.no_condition_on_previous_text,
                 progress=show_progress(args.quiet, force=args.progress),
+                heads=heads,
                 **options,
             )
         except ValueError as exc:  # invalid decoding options

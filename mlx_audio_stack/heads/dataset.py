@@ -9,7 +9,7 @@ frame takes the label of the label frame its centre falls in; -1 past the end).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class Example:
     feats: np.ndarray  # (L, T, C) float16/float32
     labels: dict  # task -> int class index (-1: none) or multi-hot np.ndarray
     frames: dict  # task -> (T,) int frame labels (-1: none)
+    soft: dict = field(default_factory=dict)  # task -> (K,) teacher probabilities (distill)
 
 
 def _frame_labels(rec: dict, n: int, frame_s: float) -> np.ndarray | None:
@@ -113,6 +114,12 @@ def collate(examples: list[Example], args: HeadsArgs) -> dict[str, np.ndarray]:
                     fl = e.frames[spec.name]
                     fy[i, : fl.size] = fl
             batch[f"fy_{spec.name}"] = fy
+        if any(spec.name in e.soft for e in examples):  # soft labels (distillation)
+            k = len(spec.classes)
+            batch[f"soft_{spec.name}"] = np.stack(
+                [e.soft.get(spec.name, np.full(k, 1.0 / k)) for e in examples]
+            ).astype(np.float32)
+            batch[f"hassoft_{spec.name}"] = np.array([spec.name in e.soft for e in examples])
     return batch
 
 

@@ -10,10 +10,12 @@ mean-pooled 20x in time; here 5x so speaker count keeps 0.1 s frames):
                                  model.safetensors, layers, pool, dtype; the shards and ids
 whisper-base (6 x 512) at pool 5: 61 kB per second of audio, 221 MB per hour.
 
-Records are encoded as `mas transcribe` encodes audio: the log-mel of the whole record (+30 s
-of zeros), cut into 30 s windows, each window padded to 30 s; only the frames that hold audio
-are kept. Shards are written atomically (temp + rename) and the index after each one, so a run
-killed at any point resumes where it stopped: finished shards are skipped.
+Records are encoded as `mas transcribe` encodes audio: the log-mel of the whole record, cut
+into 30 s windows, each window's mel zero-padded to 3000 frames (`iter_windows`); only the
+frames that hold audio are kept. (Version 1 padded with the log-mel of silent audio instead,
+which `transcribe` never feeds the encoder.) Shards are written atomically (temp + rename)
+and the index after each one, so a run killed at any point resumes where it stopped:
+finished shards are skipped.
 """
 
 from __future__ import annotations
@@ -34,41 +36,47 @@ from ..errors import MasError
 from ..weights_io import WEIGHTS_FILE, load_safetensors, safetensors_header, sha256_file
 
 INDEX = "index.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: windows zero-padded in the mel as transcribe pads them
 
 
 class FeatureCacheError(MasError):
     """A feature cache cannot be built or read (mismatch with the manifest or the weights)."""
 
 
-def encode_layers(model, audio: np.ndarray, pool: int) -> np.ndarray:
-    """(L, ceil(n / pool), C) float32 pooled block outputs of 16 kHz `audio` (n = encoder
-    frames that hold audio, 50 per second)."""
+def iter_windows(model, audio: np.ndarray, pool: int) -> Iterator[tuple[int, Any]]:
+    """(first encoder frame, (L, ceil(n / pool), C) float32 mx.array) per 30 s window of
+    16 kHz `audio`, encoded exactly as `transcribe` encodes it: the window's log-mel frames
+    that hold audio, zero-padded to 3000 frames (openai-whisper's `pad_or_trim` of the mel
+    slice), so heads see at inference the features they were trained on. n = the window's
+    encoder frames that hold audio (50 per second)."""
     import mlx.core as mx
 
     from ..models.whisper.audio import (
+        HOP_LENGTH,
         N_FRAMES,
         N_SAMPLES,
-        N_SAMPLES_PER_TOKEN,
         log_mel_spectrogram,
         pad_or_trim,
     )
     from .model import pool_time
 
-    n_mels = model.dims.n_mels
-    mel = log_mel_spectrogram(audio, n_mels, padding=N_SAMPLES)  # (frames, n_mels)
-    n_total = max(1, math.ceil(audio.size / N_SAMPLES_PER_TOKEN))
+    mel = log_mel_spectrogram(audio, model.dims.n_mels, padding=N_SAMPLES)  # (frames, n_mels)
+    content = max(1, audio.size // HOP_LENGTH)  # mel frames that hold audio
+    n_total = math.ceil(content / 2)  # encoder frames (stride-2 conv)
     win = N_FRAMES // 2  # encoder frames per 30 s window
     if win % pool:
         raise FeatureCacheError(f"pool {pool} must divide the {win} frames of a 30 s window")
-    parts = []
     for start in range(0, n_total, win):
-        seg = pad_or_trim(mel[2 * start : 2 * start + N_FRAMES])[None]  # (1, 3000, n_mels)
+        seg = pad_or_trim(mel[2 * start : min(2 * start + N_FRAMES, content)])[None]
         _, layers = model.embed_audio(seg, return_layers=True)
         stacked = mx.stack([x[0] for x in layers])  # (L, 1500, C)
-        pooled = pool_time(stacked.astype(mx.float32), pool, min(win, n_total - start))
-        parts.append(np.array(pooled))
-    return np.concatenate(parts, axis=1)
+        yield start, pool_time(stacked.astype(mx.float32), pool, min(win, n_total - start))
+
+
+def encode_layers(model, audio: np.ndarray, pool: int) -> np.ndarray:
+    """(L, ceil(n / pool), C) float32 pooled block outputs of 16 kHz `audio` (n = encoder
+    frames that hold audio, 50 per second; windows as `iter_windows`)."""
+    return np.concatenate([np.array(p) for _, p in iter_windows(model, audio, pool)], axis=1)
 
 
 def _record_audio(manifest, rec: dict) -> np.ndarray:

@@ -60,28 +60,35 @@ def hard_label_loss(args: HeadsArgs, cfg: TrainConfig) -> Callable:
     task; frame-level tasks add the frame cross-entropy over labelled frames."""
 
     def loss(model: WhisperHeads, batch: dict) -> tuple[mx.array, dict]:
-        out = model(batch["x"], batch["mask"])
-        total, parts = mx.array(0.0), {}
-        for spec in args.tasks:
-            o, y = out[spec.name], batch[f"y_{spec.name}"]
-            has = batch[f"has_{spec.name}"].astype(mx.float32)
-            if spec.multi_label:
-                per = nn.losses.binary_cross_entropy(o["logits"], y, reduction="none").mean(-1)
-            else:
-                per = nn.losses.cross_entropy(o["logits"], y)
-            task_loss = (per * has).sum() / mx.maximum(has.sum(), 1.0)
-            if spec.frame_level and f"fy_{spec.name}" in batch:
-                fy = batch[f"fy_{spec.name}"]
-                valid = (fy >= 0).astype(mx.float32)
-                ce = nn.losses.cross_entropy(o["frame_logits"], mx.maximum(fy, 0))  # (B, T)
-                task_loss = task_loss + cfg.frame_weight * (ce * valid).sum() / mx.maximum(
-                    valid.sum(), 1.0
-                )
-            parts[spec.name] = task_loss
-            total = total + cfg.task_weights.get(spec.name, 1.0) * task_loss
+        parts = hard_task_losses(args, cfg, model(batch["x"], batch["mask"]), batch)
+        total = mx.array(0.0)
+        for name, task_loss in parts.items():
+            total = total + cfg.task_weights.get(name, 1.0) * task_loss
         return total, parts
 
     return loss
+
+
+def hard_task_losses(args: HeadsArgs, cfg: TrainConfig, out: dict, batch: dict) -> dict:
+    """{task: hard-label loss} of the model outputs `out` on `batch` (see hard_label_loss)."""
+    parts = {}
+    for spec in args.tasks:
+        o, y = out[spec.name], batch[f"y_{spec.name}"]
+        has = batch[f"has_{spec.name}"].astype(mx.float32)
+        if spec.multi_label:
+            per = nn.losses.binary_cross_entropy(o["logits"], y, reduction="none").mean(-1)
+        else:
+            per = nn.losses.cross_entropy(o["logits"], y)
+        den = batch.get(f"den_{spec.name}", mx.maximum(has.sum(), 1.0))
+        task_loss = (per * has).sum() / den
+        if spec.frame_level and f"fy_{spec.name}" in batch:
+            fy = batch[f"fy_{spec.name}"]
+            valid = (fy >= 0).astype(mx.float32)
+            ce = nn.losses.cross_entropy(o["frame_logits"], mx.maximum(fy, 0))  # (B, T)
+            fden = batch.get(f"fden_{spec.name}", mx.maximum(valid.sum(), 1.0))
+            task_loss = task_loss + cfg.frame_weight * (ce * valid).sum() / fden
+        parts[spec.name] = task_loss
+    return parts
 
 
 def predict_examples(model: WhisperHeads, examples, args: HeadsArgs, batch: int = 32) -> dict:
@@ -171,15 +178,26 @@ def fit(
     loss_fn: Callable | None = None,
     grad_hook: Callable | None = None,
     progress: bool = False,
+    group=None,
 ) -> tuple[WhisperHeads, dict]:
     """Train on the `train` examples, early-stop on `valid`; returns the best model (eval
-    mode) and {"history", "best_epoch", "best_valid_score", "resumed_from"}."""
+    mode) and {"history", "best_epoch", "best_valid_score", "resumed_from"}.
+
+    `group` (an `mx.distributed` group of n > 1 processes): data-parallel. Every process
+    draws the same global batches and takes records r, r + n, ... of each; the loss divides
+    by the global batch's label counts / n and the gradients are averaged
+    (`nn.average_gradients`), so each step is the one-process step of the same global batch
+    up to float summation order. Only rank 0 writes the checkpoint."""
     from tqdm import tqdm
 
     train = [e for e in examples if e.split == "train"]
     valid = [e for e in examples if e.split == "valid"] or train
     if not train:
         raise HeadsDataError("no records in the train split")
+    world = group.size() if group is not None else 1
+    rank = group.rank() if group is not None else 0
+    if world > 1 and cfg.batch_size < world:
+        raise HeadsDataError(f"batch size {cfg.batch_size} < {world} processes")
     mx.random.seed(cfg.seed)
     model = WhisperHeads(args)
     mx.eval(model.parameters())
@@ -216,8 +234,14 @@ def fit(
         losses = []
         bar = tqdm(batches, desc=f"heads epoch {epoch + 1}", disable=not progress, leave=False)
         for idx in bar:
-            b = {k: mx.array(v) for k, v in collate([train[i] for i in idx], args).items()}
+            mine = idx[rank::world]
+            b = {k: mx.array(v) for k, v in collate([train[i] for i in mine], args).items()}
+            if world > 1:
+                b.update(_global_dens([train[i] for i in idx], args, world))
             (loss, _parts), grads = grad_fn(model, b)
+            if world > 1:
+                grads = nn.average_gradients(grads, group=group)
+                loss = mx.distributed.all_sum(loss, group=group) / world
             if grad_hook is not None:
                 grads = grad_hook(grads)
             grads, _norm = optim.clip_grad_norm(grads, cfg.clip_norm)
@@ -246,7 +270,7 @@ def fit(
         state["epoch"] = epoch + 1
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}, valid score {score:.4f}")
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             _save_checkpoint(checkpoint, model, opt, best, state)
     model.update(tree_unflatten(list(best.items())))
     model.eval()
@@ -257,6 +281,20 @@ def fit(
         "best_valid_score": state["best_score"],
         "resumed_from": resumed_from,
     }
+
+
+def _global_dens(batch: list, args: HeadsArgs, world: int) -> dict[str, mx.array]:
+    """Loss denominators of the global batch / world (see `fit`'s `group`)."""
+    out = {}
+    for spec in args.tasks:
+        n = sum(has_label(e, spec) for e in batch)
+        out[f"den_{spec.name}"] = mx.array(max(n, 1) / world, mx.float32)
+        if spec.frame_level:
+            nf = sum(int((e.frames[spec.name] >= 0).sum()) for e in batch if spec.name in e.frames)
+            out[f"fden_{spec.name}"] = mx.array(max(nf, 1) / world, mx.float32)
+        ns = sum(spec.name in e.soft for e in batch)
+        out[f"sden_{spec.name}"] = mx.array(max(ns, 1) / world, mx.float32)
+    return out
 
 
 def _fingerprint(*parts) -> str:
@@ -304,6 +342,9 @@ def train_heads(
     loss_fn: Callable | None = None,
     grad_hook: Callable | None = None,
     report: bool = True,
+    soft: dict | None = None,
+    extra_config: dict | None = None,
+    group=None,
 ) -> dict:
     """Train heads for `tasks` from the encoder in `model_dir`; writes the weights folder
     `out` (+ report.md, metrics.json, plots).
@@ -313,6 +354,10 @@ def train_heads(
     record of a manifest labelled for its task). The QA gate runs first, before anything is
     computed. Features come from `features` (a cache per manifest, `mas features cache`) or
     are cached into `<out>.work/`; the checkpoint lives in `<out>.work/checkpoint`.
+    `soft` ({record id: {task: teacher probabilities}}) goes into the batches for a
+    distillation `loss_fn`; `extra_config` is stored in config.json (both enter the checkpoint
+    fingerprint). `group`: data-parallel over an `mx.distributed` group (see `fit`; default:
+    the group `mlx.launch` set up, if any); rank 0 builds missing caches and writes `out`.
     Returns the training summary."""
     from ..data.gate import require_qa
     from ..data.manifest import read_manifest
@@ -341,13 +386,20 @@ def train_heads(
     if skip_qa:
         log.warning("QA GATE SKIPPED for %s (tasks %s): %s", manifests, ",".join(tasks), skip_qa)
 
+    from .parallel import barrier, default_group
+
+    group = default_group() if group is None else group
+    rank = group.rank() if group is not None else 0
     out, model_dir = Path(out), Path(model_dir)
     work = out.with_name(out.name + ".work")
     wsha = sha256_file(model_dir / WEIGHTS_FILE)
-    caches = [
-        _features_for(p, m, model_dir, f, work, wsha, progress)
-        for p, m, f in zip(manifests, parsed, feats_in)
-    ]
+    if rank == 0:  # one process builds a missing cache; the others then read it
+        caches = [_features_for(p, m, model_dir, f, work, wsha, progress)
+                  for p, m, f in zip(manifests, parsed, feats_in)]  # fmt: skip
+    barrier(group)
+    if rank != 0:
+        caches = [_features_for(p, m, model_dir, f, work, wsha, False)
+                  for p, m, f in zip(manifests, parsed, feats_in)]  # fmt: skip
     ix = caches[0].index
     for c in caches[1:]:
         if c.index["pool"] != ix["pool"]:
@@ -359,11 +411,17 @@ def train_heads(
     examples = []
     for m, c in zip(parsed, caches):
         examples += build_examples(m.records, c.load_all(), args)
+    for e in examples if soft else ():
+        e.soft = soft.get(e.rid, {})
     ckpt = work / "checkpoint"
-    if not resume and ckpt.exists():
+    if not resume and ckpt.exists() and rank == 0:
         shutil.rmtree(ckpt)
-    fp = _fingerprint(asdict(cfg), args.to_dict(), [m.content_hash for m in parsed], wsha)
-    model, summary = fit(examples, args, cfg, ckpt, fp, loss_fn, grad_hook, progress)
+    barrier(group)
+    fp = _fingerprint(asdict(cfg), args.to_dict(), [m.content_hash for m in parsed], wsha,
+                      extra_config)  # fmt: skip
+    model, summary = fit(
+        examples, args, cfg, ckpt, fp, loss_fn, grad_hook, progress and rank == 0, group
+    )
     metrics = {
         split: evaluate(model, [e for e in examples if e.split == split], args)
         for split in ("valid", "test")
@@ -376,12 +434,16 @@ def train_heads(
         "training": {"config": asdict(cfg),
                      "manifests": [str(p.resolve()) for p in manifests],
                      "manifest_sha256": [m.content_hash for m in parsed],
-                     "best_epoch": summary["best_epoch"]},
+                     "best_epoch": summary["best_epoch"],
+                     "processes": group.size() if group is not None else 1},
+        **(extra_config or {}),
     }  # fmt: skip
     from .load import save_heads
     from .report import write_report
 
-    names = ", ".join(str(p) for p in manifests)
-    files = write_report(work / "report", summary, args, names, plots=report)
-    save_heads(model, out, extra, extra_files=files)
+    if rank == 0:
+        names = ", ".join(str(p) for p in manifests)
+        files = write_report(work / "report", summary, args, names, plots=report)
+        save_heads(model, out, extra, extra_files=files)
+    barrier(group)
     return summary

@@ -39,9 +39,13 @@ def _decode_with_fallback(
     compression_ratio_threshold,
     logprob_threshold,
     no_speech_threshold,
-) -> DecodingResult:
-    result = None
-    features = model.embed_audio(mel_segment[None])  # encode once for every temperature
+    return_layers: bool = False,
+) -> tuple[DecodingResult, list | None]:
+    result, layers = None, None
+    if return_layers:  # the extra heads read every block's output of this same pass
+        features, layers = model.embed_audio(mel_segment[None], return_layers=True)
+    else:
+        features = model.embed_audio(mel_segment[None])  # encode once for every temperature
     for t in temperatures:
         kw = dict(options)
         if t > 0:
@@ -69,7 +73,7 @@ def _decode_with_fallback(
             needs_fallback = False  # silence: accept
         if not needs_fallback:
             break
-    return result
+    return result, layers
 
 
 def transcribe(
@@ -87,6 +91,7 @@ def transcribe(
     skip_silence: bool = True,
     dtype: str | None = None,
     progress: bool = False,
+    heads: Any = None,
     **decode_options: Any,
 ) -> dict[str, Any]:
     """Transcribe a file or a 16 kHz float32 array.
@@ -103,6 +108,10 @@ def transcribe(
     as the no-speech rule skips a window: the model sees the same featureless input for every
     such window and tiny/base answer it with invented words ("you"). Cost: one max/min over
     the window's (3000, n_mels) frames. openai-whisper has no such rule (False: its output).
+
+    `heads` (a heads folder or `WhisperHeads` trained on this encoder): every segment gets
+    "heads": {task: {"label"|"labels", "probs"[, "frame_labels"]}} computed from the block
+    outputs of the encoder pass that decoded it (no second encoder pass).
     """
     from ...paths import weights_dir
 
@@ -113,6 +122,11 @@ def transcribe(
         model = weights_dir() / "whisper-tiny.en"
     if not isinstance(model, Whisper):
         model = load_cached(str(model), dtype)
+    if heads is not None:
+        from ...heads.infer import as_heads, check_encoder, pooled_window, segment_heads
+
+        heads = as_heads(heads)
+        check_encoder(heads, model.dims.n_audio_layer, model.dims.n_audio_state, "transcribe")
     mels = MelSource.from_input(audio, model.dims.n_mels)
     content_frames = mels.content_frames
     tokenizer = get_tokenizer(model)
@@ -156,7 +170,7 @@ def transcribe(
             mel_segment = pad_or_trim(frames, N_FRAMES)
             segment_duration = segment_size * HOP_LENGTH / SAMPLE_RATE
             decode_options["prompt"] = all_tokens[prompt_reset_since:]
-            result = _decode_with_fallback(
+            result, layers = _decode_with_fallback(
                 model,
                 tokenizer,
                 mel_segment,
@@ -165,6 +179,7 @@ def transcribe(
                 compression_ratio_threshold,
                 logprob_threshold,
                 no_speech_threshold,
+                return_layers=heads is not None,
             )
             tokens = np.array(result.tokens, dtype=np.int64)
             if no_speech_threshold is not None:
@@ -197,6 +212,10 @@ def transcribe(
                     seek = round(ends[-1] * FRAMES_PER_SECOND)  # resume after the last word
                 if ends:
                     last_speech_timestamp = ends[-1]
+            if heads is not None:
+                pooled = pooled_window(layers, heads.args.pool, -(-segment_size // input_stride))
+                for s in segments:
+                    s["heads"] = segment_heads(heads, pooled, time_offset, s["start"], s["end"])
             for s in segments:  # instantaneous or empty segments are cleared
                 if s["start"] == s["end"] or s["text"].strip() == "":
                     s["text"], s["tokens"] = "", []
