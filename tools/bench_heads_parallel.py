@@ -3,7 +3,7 @@
 (ring backend, local processes), same global batch, from cached features; training records
 per second and the final metrics of both. Writes its section of reports/heads.md.
 
-    MAS_WEIGHTS_DIR=/work/main/weights python tools/bench_heads_parallel.py \
+    python tools/bench_heads_parallel.py \
         [--manifest .mas-cache/heads/gender.jsonl] \
         [--features .mas-cache/heads/feats/tiny.en-gender]
 """
@@ -31,7 +31,7 @@ def main() -> int:
     c = REPO_ROOT / ".mas-cache" / "heads"
     ap.add_argument("--manifest", type=Path, default=c / "gender.jsonl")
     ap.add_argument("--features", type=Path, default=c / "feats" / "tiny.en-gender")
-    ap.add_argument("--model", type=Path, default=Path("/work/main/weights/whisper-tiny.en"))
+    ap.add_argument("--model", type=Path, default=Path("weights/whisper-tiny.en"))
     ap.add_argument("--task", default="gender")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("-n", type=int, default=2)

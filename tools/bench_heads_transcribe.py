@@ -3,7 +3,7 @@
 `heads=`, interleaved in one process; writes the "Heads in transcribe" lines of
 reports/heads.md (between its markers; the rest of the file is kept).
 
-    MAS_WEIGHTS_DIR=/work/main/weights python tools/bench_heads_transcribe.py \
+    python tools/bench_heads_transcribe.py \
         [--audio CLIP] [--model W/whisper-tiny.en] [--heads DIR] [--reps 5]
 
 Two figures: the wall-time ratio (median with / median without; on a shared CPU its noise
@@ -44,7 +44,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--audio", type=Path,
                     default=data_dir() / "ami_meeting_clips" / "trn00.wav")  # fmt: skip
-    ap.add_argument("--model", type=Path, default=Path("/work/main/weights/whisper-tiny.en"))
+    ap.add_argument("--model", type=Path, default=Path("weights/whisper-tiny.en"))
     ap.add_argument("--heads", type=Path)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "heads.md")

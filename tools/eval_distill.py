@@ -4,7 +4,7 @@ tiny.en student; the same student trained on hard labels only is the baseline. H
 speakers (the test split), several seeds; writes the "Distillation" section of
 reports/heads.md (between its markers; the rest of the file is kept).
 
-    MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_distill.py [--tasks gender,speaker_count]
+    python tools/eval_distill.py [--tasks gender,speaker_count]
 
 Needs tools/make_heads_data.py's manifests (QA-passed) and four feature caches:
     mas features cache .mas-cache/heads/gender.jsonl --model W/whisper-base \
@@ -41,7 +41,7 @@ def _stats(xs: list[float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO_ROOT / ".mas-cache" / "heads")
-    ap.add_argument("--weights", type=Path, default=Path("/work/main/weights"))
+    ap.add_argument("--weights", type=Path, default=Path("weights"))
     ap.add_argument("--teacher", default="whisper-base")
     ap.add_argument("--student", default="whisper-tiny.en")
     ap.add_argument("--tasks", default="gender,speaker_count")
@@ -95,7 +95,7 @@ def main() -> int:
         notes.append(f"- {task}: soft beats hard in {wins} of {len(seeds)} seeds "
                      f"(mean {np.mean(res['soft']) - np.mean(res['hard']):+.3f}).")  # fmt: skip
     spent = time.perf_counter() - t0
-    cmd = "MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_distill.py " + " ".join(
+    cmd = "python tools/eval_distill.py " + " ".join(
         shlex.quote(x) for x in sys.argv[1:]
     )
     sec = [

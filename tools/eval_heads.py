@@ -3,8 +3,8 @@
 reports/heads.md: gender accuracy on held-out speakers, speaker-count accuracy beside the
 majority-class baseline, per overlap ratio and SNR, the cost of caching and training.
 
-    MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_heads.py \
-        [--data .mas-cache/heads] [--model /work/main/weights/whisper-base] [--seeds 0,1,2]
+    python tools/eval_heads.py \
+        [--data .mas-cache/heads] [--model weights/whisper-base] [--seeds 0,1,2]
 
 Needs the manifests (QA-passed) and the feature caches:
     python tools/make_heads_data.py --out .mas-cache/heads
@@ -213,13 +213,13 @@ def main() -> int:
         "",
         "## Commands",
         "```",
-        "MAS_WEIGHTS_DIR=/work/main/weights python tools/make_heads_data.py   # manifests + QA",
-        "mas features cache .mas-cache/heads/gender.jsonl --model /work/main/weights/whisper-base "
+        "python tools/make_heads_data.py   # manifests + QA",
+        "mas features cache .mas-cache/heads/gender.jsonl --model weights/whisper-base "
         "--out .mas-cache/heads/feats/base-gender --registry mlx_audio_stack/data/derived.json",
         "mas features cache .mas-cache/heads/speaker_count/mixtures.jsonl --model "
-        "/work/main/weights/whisper-base --out .mas-cache/heads/feats/base-speaker_count "
+        "weights/whisper-base --out .mas-cache/heads/feats/base-speaker_count "
         "--registry mlx_audio_stack/data/derived.json",
-        "MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_heads.py " + shlex.join(sys.argv[1:]),
+        "python tools/eval_heads.py " + shlex.join(sys.argv[1:]),
         "```",
         "",
         "## Gender (held-out speakers: none of them in training, neither alone nor in mixtures)",

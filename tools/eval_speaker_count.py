@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate the speaker-count / overlap detector -> reports/speaker_count.md.
 
-    MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_speaker_count.py [--weights DIR]
+    python tools/eval_speaker_count.py [--weights DIR]
 
 1. Held-out mixtures: the test split of tools/train_speaker_count.py, regenerated in memory
    with the same seed (speakers never trained on; held-out DEMAND noise and AMI silences):
@@ -295,7 +295,7 @@ def main() -> int:
     lines = [
         "# Speaker counter / overlap detector",
         "",
-        "Regenerate: `MAS_WEIGHTS_DIR=/work/main/weights python tools/eval_speaker_count.py` "
+        "Regenerate: `python tools/eval_speaker_count.py` "
         "(weights: `mlx_audio_stack/assets/speaker_count`, trained by "
         "`python tools/train_speaker_count.py`; numbers below are from one run).",
         "",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Manifests with real labels for the Whisper heads, from the shared real-speech data.
 
-    MAS_WEIGHTS_DIR=/work/main/weights python tools/make_heads_data.py --out .mas-cache/heads \
+    python tools/make_heads_data.py --out .mas-cache/heads \
         [--mix 200,50,50] [--fsdd-per-speaker 5] [--seed 0] [--no-qa]
 
 Writes into --out (one manifest per task family: the QA suite wants every record of a manifest

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Reproduce the shipped speaker-count / overlap detector from scratch.
 
-    MAS_WEIGHTS_DIR=/work/main/weights python tools/train_speaker_count.py
+    python tools/train_speaker_count.py
 
 1. mixtures of real LibriSpeech speech from ../shared/data (fixed seed; frame labels from
    Silero VAD on the clean sources: needs `mas weights get silero-vad`), written as WAV files
