@@ -95,9 +95,7 @@ def main() -> int:
         notes.append(f"- {task}: soft beats hard in {wins} of {len(seeds)} seeds "
                      f"(mean {np.mean(res['soft']) - np.mean(res['hard']):+.3f}).")  # fmt: skip
     spent = time.perf_counter() - t0
-    cmd = "python tools/eval_distill.py " + " ".join(
-        shlex.quote(x) for x in sys.argv[1:]
-    )
+    cmd = "python tools/eval_distill.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     sec = [
         BEGIN,
         f"## Distillation ({a.tasks}): {sshort} student from the {tshort} teacher's soft labels",

@@ -282,9 +282,7 @@ def job_source_wer(job: dict) -> dict:
         )
         refs.append(" ".join(s["words"] for s in segs))
         hyps.append(
-            refs[-1]
-            if job.get("dry_run")
-            else transcribe(alone[k], job.get("whisper"))["text"]
+            refs[-1] if job.get("dry_run") else transcribe(alone[k], job.get("whisper"))["text"]
         )
     return {"meeting": m["name"], "n_speakers": len(refs), **M.wer(refs, hyps)}
 
