@@ -17,7 +17,9 @@ oracle in evaluation):
                       dominant speaker and an overlap event says so
       -> ASR stream per speaker: Whisper re-decodes the speaker's growing buffer every
          `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on; the buffer
-         is trimmed at committed segment ends (whisper_streaming's policy)
+         is trimmed at committed segment ends (whisper_streaming's policy); a decode's last
+         segment that Whisper invented (openai-whisper's word anomaly score, see asr.py) is
+         dropped; a speaker silent for 2 s gets their last words made final
       -> events (JSON lines)
 
 Events: {"type": "partial" | "final" | "speaker" | "overlap", "speaker", "start", "end",
