@@ -4,6 +4,11 @@ reference skip with a reason when it is absent (never pass silently).
 `--live-refs` also runs the tests marked `live_ref`: the full comparisons against a reference
 library run in this process (slow). Without it they are deselected (the summary line counts
 them) and the same comparisons run against the committed fixtures in tests/fixtures/.
+
+With `MAS_GEMV=off` (the second pass of `make test`, over the parity and end-to-end files) the
+models run their plain MLX path, the code a Mac runs: every test then fails (at teardown) if
+any CPU-only path ran during it (probes in tests/_plain_path.py), and the summary says which
+path the run took.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from pathlib import Path
 import pytest
 
 import mlx_audio_stack  # noqa: F401  (loads the fast BLAS before any test imports mlx)
+from mlx_audio_stack import _blas
 from mlx_audio_stack.paths import data_dir
+
+PLAIN_MLX = _blas.gemv_turned_off()  # MAS_GEMV=off: the models' plain MLX path (a Mac's)
 
 
 def pytest_addoption(parser):
@@ -33,6 +41,42 @@ def pytest_collection_modifyitems(config, items):
     if live:
         config.hook.pytest_deselected(items=live)
         items[:] = [it for it in items if not it.get_closest_marker("live_ref")]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if PLAIN_MLX:
+        line = "path: plain MLX (MAS_GEMV=off, the code a Mac runs); each test checked that "
+        line += "no CPU-only path ran"
+    else:
+        state = "loaded" if _blas.gemv_forward is not None else "not loaded"
+        line = f"path: CPU kernels (MLX CPU backend, _gemv.c {state})"
+    terminalreporter.write_line(line, bold=True)
+
+
+@pytest.fixture(scope="session")
+def probes():
+    """Counting probes on every CPU-only entry point (tests/_plain_path.py), not installed."""
+    from _plain_path import Probes
+
+    return Probes()
+
+
+@pytest.fixture(autouse=True)
+def _plain_mlx_guard(request):
+    """On the plain MLX pass: fail the test if a CPU-only path ran during it."""
+    if not PLAIN_MLX:
+        yield
+        return
+    from _plain_path import gemv_products
+
+    probes = request.getfixturevalue("probes").install()
+    before, products = dict(probes.counts), gemv_products()
+    yield
+    fired = {k: n - before.get(k, 0) for k, n in probes.counts.items() if n > before.get(k, 0)}
+    products = gemv_products() - products
+    assert not fired and not products, (
+        f"MAS_GEMV=off, yet CPU-only paths ran: {fired}, {products} products in _gemv.c"
+    )
 
 
 def require(module: str, hint: str):
