@@ -29,8 +29,13 @@ demo: setup
 	$(BIN)/mas weights get whisper-tiny.en silero-vad voice-encoder
 	$(BIN)/mas pipeline --demo
 
+# then the parity and end-to-end tests again on the plain MLX path, the code a Mac runs
+# (MAS_GEMV=off; conftest.py fails a test there if any CPU-only path ran during it)
+PLAIN_MLX_TESTS = $(sort $(wildcard tests/test_*_parity.py tests/test_*_e2e.py)) tests/test_plain_path.py
+
 test: setup-test
 	$(BIN)/python -m pytest -q -rs
+	MAS_GEMV=off $(BIN)/python -m pytest -q -rs $(PLAIN_MLX_TESTS)
 
 # the test extra pins ruff (its formatter changes between releases)
 lint: setup

@@ -13,7 +13,12 @@ sgemm, which packs the whole weight first, and reads each weight once for all ro
 threads: a Whisper decoding step (one row), a beam-search step (five rows). It also has an
 in-place row softmax and GELU with a vectorised exp, a fused attention for Whisper's encoder
 and a layer norm, see `elementwise()`.
-`MAS_GEMV=off` skips it; without a C compiler it is skipped silently. `MAS_GEMV_THREADS` sets
+`MAS_GEMV=off` skips it, and with it every model's other CPU-only path (`cpu_ops.cpu_kernels_on`:
+Whisper's C and NumPy attention, softmax, GELU, layer norm, step cache and output projection,
+ECAPA's `CpuForward` and in-place softmax, MossFormer2's `cpu_kernels`, the voice encoder's
+`_lstm.c`): the models then run their plain MLX path, the code a Mac runs, on the BLAS loaded
+here (`make test` runs the parity and end-to-end tests a second time so). Without a C compiler
+`_gemv.c` is skipped silently. `MAS_GEMV_THREADS` sets
 its thread count (default: OPENBLAS_NUM_THREADS, else the usable CPUs, at most 8).
 Unless set, OPENBLAS_THREAD_TIMEOUT becomes 4 before OpenBLAS loads (see `load_blas`).
 

@@ -4,6 +4,9 @@ MLX's CPU backend runs element-wise ops on one thread, and its transcendental op
 as scalar loops. Where that dominates, a model evaluates the MLX array and does the
 element-wise work in place in its buffer, through a zero-copy NumPy view, on all cores (NumPy's
 ufuncs are vectorised and release the GIL). On a GPU (Metal/CUDA) the plain MLX ops are used.
+
+`cpu_kernels_on()` is the one switch every model's CPU-only path asks: `MAS_GEMV=off` turns them
+all off, so the models run their plain MLX path, the code a Mac runs (see `_blas`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ from functools import lru_cache
 import mlx.core as mx
 import numpy as np
 
+from . import _blas
+
 THREADS = min(os.cpu_count() or 1, 8)
 
 
+def cpu_kernels_on() -> bool:
+    """True on MLX's CPU device unless `MAS_GEMV=off` routes every model to its plain MLX
+    path (the one a Mac's GPU runs)."""
+    return mx.default_device() == mx.cpu and not _blas.gemv_turned_off()
+
+
 def use_cpu_path(x: mx.array) -> bool:
-    return mx.default_device() == mx.cpu and x.dtype == mx.float32
+    """The CPU-only fast paths apply to `x`: float32, with `cpu_kernels_on()`."""
+    return x.dtype == mx.float32 and cpu_kernels_on()
 
 
 def numpy_view(x: mx.array) -> np.ndarray | None:

@@ -4,6 +4,11 @@ reference skip with a reason when it is absent (never pass silently).
 `--live-refs` also runs the tests marked `live_ref`: the full comparisons against a reference
 library run in this process (slow). Without it they are deselected (the summary line counts
 them) and the same comparisons run against the committed fixtures in tests/fixtures/.
+
+With `MAS_GEMV=off` (the second pass of `make test`, over the parity and end-to-end files) the
+models run their plain MLX path, the code a Mac runs: every test then fails (at teardown) if
+any CPU-only path ran during it (probes in tests/_plain_path.py), and the summary says which
+path the run took.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from pathlib import Path
 import pytest
 
 import mlx_audio_stack  # noqa: F401  (loads the fast BLAS before any test imports mlx)
+from mlx_audio_stack import _blas
 from mlx_audio_stack.paths import data_dir
+
+PLAIN_MLX = _blas.gemv_turned_off()  # MAS_GEMV=off: the models' plain MLX path (a Mac's)
 
 
 def pytest_addoption(parser):
@@ -33,6 +41,76 @@ def pytest_collection_modifyitems(config, items):
     if live:
         config.hook.pytest_deselected(items=live)
         items[:] = [it for it in items if not it.get_closest_marker("live_ref")]
+
+
+_PROBES = []  # the one Probes of this session (tests/_plain_path.py), made on first use
+
+
+def _probes():
+    if not _PROBES:
+        from _plain_path import Probes
+
+        _PROBES.append(Probes())
+    return _PROBES[0]
+
+
+def pytest_sessionstart(session):
+    if PLAIN_MLX:  # from the start: session and module fixtures load models too
+        _probes().install()
+
+
+def _fired_since_last_check() -> dict[str, int]:
+    """Probe counts (and `_gemv.c` products) since the previous call, on the plain pass."""
+    from _plain_path import gemv_products
+
+    probes = _probes().install()  # also wraps what modules imported since have bound
+    seen = getattr(probes, "seen", {})
+    fired = {k: n - seen.get(k, 0) for k, n in probes.counts.items() if n > seen.get(k, 0)}
+    products = gemv_products()
+    if products:
+        fired["_gemv.c products"] = products
+    probes.seen = dict(probes.counts)
+    return fired
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if PLAIN_MLX:
+        fired = _LAST_FIRED
+        line = "path: plain MLX (MAS_GEMV=off, the code a Mac runs); each test checked that "
+        line += "no CPU-only path ran" if not fired else f"CPU-ONLY PATHS RAN: {fired}"
+    else:
+        state = "loaded" if _blas.gemv_forward is not None else "not loaded"
+        line = f"path: CPU kernels (MLX CPU backend, _gemv.c {state})"
+    terminalreporter.write_line(line, bold=True)
+
+
+_LAST_FIRED: dict[str, int] = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Module and session fixtures' teardowns run after the last test's check: fail the run
+    if a CPU-only path ran there (the summary names it)."""
+    if PLAIN_MLX:
+        _LAST_FIRED.update(_fired_since_last_check())
+        if _LAST_FIRED:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def probes():
+    """Counting probes on every CPU-only entry point (tests/_plain_path.py); installed for
+    the whole session on the plain pass, else not."""
+    return _probes()
+
+
+@pytest.fixture(autouse=True)
+def _plain_mlx_guard():
+    """On the plain MLX pass: fail the test (at teardown) if a CPU-only path ran during it or
+    during the fixtures set up for it."""
+    yield
+    if PLAIN_MLX:
+        fired = _fired_since_last_check()
+        assert not fired, f"MAS_GEMV=off, yet CPU-only paths ran: {fired}"
 
 
 def require(module: str, hint: str):

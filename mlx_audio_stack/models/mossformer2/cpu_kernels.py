@@ -15,12 +15,14 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
+from ...cpu_ops import cpu_kernels_on
+
 MIN_SIZE = 1 << 16  # below this the MLX ops are cheaper than the round trip
 ROWS = 64  # time rows per block: 64 x 2048 floats = 512 KB stays in L2
 
 
 def use_numpy(x: mx.array) -> bool:
-    return x.size >= MIN_SIZE and mx.default_device() == mx.cpu
+    return x.size >= MIN_SIZE and cpu_kernels_on()
 
 
 def sigmoid_(z: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ time. Per layer here:
   0.5 + 0.5 tanh(z / 2).
 
 `_lstm.c` is compiled once with the system C compiler into the user cache (as `_gemv.c` is);
-without a compiler, off Linux, without a loaded BLAS, or with MAS_VOICE_LSTM=mlx, the MLX
-recurrence (`model.lstm_last_hidden_mlx`) runs instead. tests/test_voice_encoder_model.py
+without a compiler, off Linux, without a loaded BLAS, with MAS_VOICE_LSTM=mlx or MAS_GEMV=off,
+the MLX recurrence (`model.lstm_last_hidden_mlx`) runs instead. tests/test_voice_encoder_model.py
 compares the two; tests/test_voice_encoder_parity.py compares both with resemblyzer.
 NumPy's own `@` is never called: its BLAS's idle threads would spin against this one's.
 """
@@ -34,6 +34,7 @@ import mlx.core as mx
 import numpy as np
 
 from ... import _blas
+from ...cpu_ops import cpu_kernels_on
 
 ROW_MAJOR, NO_TRANS = 101, 111
 
@@ -55,7 +56,7 @@ class CpuWeights:
 
 def applies(x: mx.array) -> bool:
     """On MLX's CPU backend, in float32, with `_lstm.c` built and loaded."""
-    return mx.default_device() == mx.cpu and x.dtype == mx.float32 and _library() is not None
+    return cpu_kernels_on() and x.dtype == mx.float32 and _library() is not None
 
 
 @lru_cache(maxsize=1)

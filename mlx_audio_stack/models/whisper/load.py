@@ -9,6 +9,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
+from ...cpu_ops import cpu_kernels_on
 from ...errors import WeightsError
 from ...weights_io import inside, load_errors, load_model_dir, load_strict
 from .model import ModelDimensions, Whisper, sanitize
@@ -130,7 +131,7 @@ def _load(path: Path, dtype: mx.Dtype | str | None) -> Whisper:
     model.config = config
     model.name = path.name
     mx.eval(model.parameters())
-    if mx.default_device() == mx.cpu and not q:
+    if cpu_kernels_on() and not q:
         model.decoder.prepare_cpu()
     return model
 
