@@ -7,6 +7,7 @@ import sys
 
 def register(sub) -> None:
     from ..progress import add_quiet_flag
+    from .train import add_training_args
 
     p = sub.add_parser("distill", help="soft-label distillation of the Whisper heads")
     dsub = p.add_subparsers(dest="distill_command", metavar="<action>")
@@ -41,14 +42,7 @@ def register(sub) -> None:
     tr.add_argument("--features", help="feature cache of the manifest with the student encoder")
     tr.add_argument("--alpha", type=float, default=0.8, help="weight of the hard-label loss")
     tr.add_argument("--temperature", type=float, help="default: the soft labels' T")
-    tr.add_argument("--epochs", type=int, default=30)
-    tr.add_argument("--patience", type=int, default=6)
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--hidden", type=int, default=128)
-    tr.add_argument("--warmup-steps", type=int, default=20)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--no-resume", action="store_true", help="discard an existing checkpoint")
+    add_training_args(tr)
     tr.add_argument("--skip-qa", metavar="REASON", help="train although the QA gate refuses")
     add_quiet_flag(tr)
     tr.set_defaults(func=run_train)
@@ -80,18 +74,10 @@ def run_labels(args) -> int:
 
 def run_train(args) -> int:
     from ..heads.distill import distill_train
-    from ..heads.train import TrainConfig
     from ..progress import show_progress
+    from .train import train_config
 
-    cfg = TrainConfig(
-        seed=args.seed,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        hidden=args.hidden,
-        warmup_steps=args.warmup_steps,
-    )
+    cfg = train_config(args)
     if args.skip_qa:
         print(f"WARNING: QA GATE SKIPPED ({args.skip_qa})", file=sys.stderr)
     s = distill_train(args.soft, args.model, args.out, features=args.features, cfg=cfg,

@@ -22,6 +22,34 @@ def _weights(s: str | None) -> dict[str, float]:
     return out
 
 
+def add_training_args(p) -> None:
+    """The training loop's options, shared by `mas train heads` and `mas distill train`."""
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--warmup-steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="discard an existing checkpoint")
+
+
+def train_config(args, **extra):
+    """TrainConfig from the options of `add_training_args`."""
+    from ..heads.train import TrainConfig
+
+    return TrainConfig(
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        hidden=args.hidden,
+        warmup_steps=args.warmup_steps,
+        **extra,
+    )
+
+
 def register(sub) -> None:
     from ..progress import add_quiet_flag
 
@@ -45,15 +73,8 @@ def register(sub) -> None:
     h.add_argument("--out", required=True, help="output weights folder")
     h.add_argument("--features", action="append", help="feature cache of each --manifest "
                    "(`mas features cache`); default: built into <out>.work/")  # fmt: skip
-    h.add_argument("--epochs", type=int, default=30)
-    h.add_argument("--patience", type=int, default=6)
-    h.add_argument("--batch-size", type=int, default=32)
-    h.add_argument("--lr", type=float, default=1e-3)
-    h.add_argument("--hidden", type=int, default=128)
-    h.add_argument("--warmup-steps", type=int, default=20)
-    h.add_argument("--seed", type=int, default=0)
+    add_training_args(h)
     h.add_argument("--task-weights", help="loss weight per task, e.g. gender=1,speaker_count=2")
-    h.add_argument("--no-resume", action="store_true", help="discard an existing checkpoint")
     h.add_argument(
         "--skip-qa",
         metavar="REASON",
@@ -66,19 +87,10 @@ def register(sub) -> None:
 
 
 def run_heads(args) -> int:
-    from ..heads.train import TrainConfig, train_heads
+    from ..heads.train import train_heads
     from ..progress import show_progress
 
-    cfg = TrainConfig(
-        seed=args.seed,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        max_epochs=args.epochs,
-        patience=args.patience,
-        hidden=args.hidden,
-        warmup_steps=args.warmup_steps,
-        task_weights=_weights(args.task_weights),
-    )
+    cfg = train_config(args, task_weights=_weights(args.task_weights))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.skip_qa:
         print(f"WARNING: QA GATE SKIPPED ({args.skip_qa}); this run trains on unchecked data",
