@@ -15,6 +15,8 @@ from mlx_audio_stack.models.whisper import ModelDimensions, Whisper
 from mlx_audio_stack.weights_io import save_model_dir
 
 SR = 16000
+# QA profile for the tests' small manifests (a few records per class)
+SMALL_QA = {"min_class_count": 3, "min_overlap_records": 3}
 TINY_DIMS = ModelDimensions(80, 1500, 32, 2, 3, 100, 16, 32, 2, 1)
 
 
@@ -76,3 +78,12 @@ def heads_manifest(tmp: Path, n_speakers: int = 12, per_speaker: int = 4, seed: 
                 }
             )
     return write_manifest(recs, tmp / "heads.jsonl")
+
+
+def pass_qa(manifest: Path, tasks) -> None:
+    """Run the QA suite on `manifest` for each task (small-manifest profile); it must pass."""
+    from mlx_audio_stack.data import run_qa
+
+    for t in tasks:
+        r = run_qa(manifest, t, progress=False, profile_overrides=SMALL_QA, plots=False)
+        assert r.passed, [f.line() for f in r.findings if f.severity == "error"][:5]

@@ -9,24 +9,17 @@ import json
 import mlx.core as mx
 import numpy as np
 import pytest
-from _heads_helpers import heads_manifest, tiny_whisper_dir
+from _heads_helpers import heads_manifest, pass_qa, tiny_whisper_dir
 
 from mlx_audio_stack.cli import main
-from mlx_audio_stack.data import QAGateError, run_qa
+from mlx_audio_stack.data import QAGateError
 from mlx_audio_stack.heads import distill as D
 from mlx_audio_stack.heads import features as F
 from mlx_audio_stack.heads import train as T
 from mlx_audio_stack.heads.model import HeadsArgs, TaskSpec, WhisperHeads
 
 TASKS = ["speaker_count", "gender"]
-SMALL = {"min_class_count": 3, "min_overlap_records": 3}
 CFG = dict(batch_size=8, lr=1e-2, max_epochs=3, patience=100, hidden=16, warmup_steps=2)
-
-
-def _qa(manifest, tasks=TASKS):
-    for t in tasks:
-        r = run_qa(manifest, t, progress=False, profile_overrides=SMALL, plots=False)
-        assert r.passed, [f.line() for f in r.findings if f.severity == "error"][:5]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def data(tmp_path_factory):
     wdir = tiny_whisper_dir(tmp / "whisper-rand")
     feats = tmp / "feats"
     F.cache_features(manifest, wdir, feats, shard_size=8)
-    _qa(manifest)
+    pass_qa(manifest, TASKS)
     teacher = tmp / "teacher"
     T.train_heads(manifest, TASKS, wdir, teacher, features=feats, cfg=T.TrainConfig(**CFG),
                   report=False)  # fmt: skip
@@ -180,7 +173,7 @@ def test_gate_stops_labels_and_train(tmp_path, data):
     assert main(["distill", "labels", "--teacher", str(teacher), "--manifest", str(fresh),
                  "--out", str(tmp_path / "s2"), "-q"]) == 1  # fmt: skip
     # soft labels of a checked manifest, then the manifest is edited (one byte): train refused
-    _qa(fresh, ["gender", "speaker_count"])
+    pass_qa(fresh, ["gender", "speaker_count"])
     D.distill_labels(teacher, fresh, tmp_path / "s3", features=None, model=wdir)
     b = bytearray(fresh.read_bytes())
     b[b.index(b'"duration": ') + 12] ^= 1
@@ -230,6 +223,6 @@ def test_labels_only_for_the_tasks_the_manifest_labels(tmp_path, data):
     g.write_text("".join(json.dumps({**{k: v for k, v in r.items() if k != "extra"},
                                      "labels": {"gender": r["labels"]["gender"]}}) + "\n"
                          for r in recs))  # fmt: skip
-    _qa(g, ["gender"])  # never checked for speaker_count: that task is not asked of it
+    pass_qa(g, ["gender"])  # never checked for speaker_count: that task is not asked of it
     ix = D.distill_labels(teacher, g, tmp_path / "s", model=wdir, shard_size=100)
     assert list(ix["tasks"]) == ["gender"] and list(ix["qa"]) == ["gender"]

@@ -14,10 +14,9 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-from _heads_helpers import heads_manifest, tiny_whisper_dir
+from _heads_helpers import heads_manifest, pass_qa, tiny_whisper_dir
 from mlx.utils import tree_flatten
 
-from mlx_audio_stack.data import run_qa
 from mlx_audio_stack.heads import distill as D
 from mlx_audio_stack.heads import features as F
 from mlx_audio_stack.heads import load_heads
@@ -26,7 +25,6 @@ from mlx_audio_stack.heads import train as T
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = Path(sys.executable).with_name("mlx.launch")
 TASKS = ["speaker_count", "gender"]
-SMALL = {"min_class_count": 3, "min_overlap_records": 3}
 CFG = dict(batch_size=8, lr=1e-2, max_epochs=4, patience=100, hidden=16, warmup_steps=2)
 # float32 sums over 4 records per process instead of 8 in one: reordered additions through
 # 4 epochs (16 steps) of AdamW; measured max |diff| 1.2e-6 (the one-step gradients: < 1e-6)
@@ -61,8 +59,7 @@ def data(tmp_path_factory):
     wdir = tiny_whisper_dir(tmp / "whisper-rand")
     feats = tmp / "feats"
     F.cache_features(manifest, wdir, feats, shard_size=8)
-    for t in TASKS:
-        assert run_qa(manifest, t, progress=False, profile_overrides=SMALL, plots=False).passed
+    pass_qa(manifest, TASKS)
     return tmp, manifest, wdir, feats
 
 

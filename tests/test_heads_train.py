@@ -9,7 +9,7 @@ import logging
 import mlx.core as mx
 import numpy as np
 import pytest
-from _heads_helpers import heads_manifest, tiny_whisper_dir
+from _heads_helpers import SMALL_QA, heads_manifest, pass_qa, tiny_whisper_dir
 from mlx.utils import tree_flatten
 
 from mlx_audio_stack.cli import main
@@ -19,13 +19,6 @@ from mlx_audio_stack.heads import load_heads
 from mlx_audio_stack.heads import train as T
 
 TASKS = ["speaker_count", "gender"]
-SMALL = {"min_class_count": 3, "min_overlap_records": 3}
-
-
-def _qa(manifest, tasks=TASKS):
-    for t in tasks:
-        r = run_qa(manifest, t, progress=False, profile_overrides=SMALL, plots=False)
-        assert r.passed, [f.line() for f in r.findings if f.severity == "error"][:5]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +28,7 @@ def data(tmp_path_factory):
     wdir = tiny_whisper_dir(tmp / "whisper-rand")
     feats = tmp / "feats"
     F.cache_features(manifest, wdir, feats, shard_size=16)
-    _qa(manifest)
+    pass_qa(manifest, TASKS)
     return tmp, manifest, wdir, feats
 
 
@@ -59,14 +52,14 @@ def test_gate_stops_unchecked_failed_and_edited(tmp_path, data):
     recs[0]["labels"]["gender"] = "robot"
     bad = tmp_path / "bad.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    r = run_qa(bad, "gender", progress=False, profile_overrides=SMALL, plots=False)
+    r = run_qa(bad, "gender", progress=False, profile_overrides=SMALL_QA, plots=False)
     assert "labels.taxonomy" in {f.check for f in r.findings if f.severity == "error"}
     with pytest.raises(QAGateError, match="failed"):
         T.train_heads(bad, ["gender"], wdir, tmp_path / "o3")
     # passed, then one byte edited: refused
     edited = tmp_path / "edited.jsonl"
     edited.write_bytes(manifest.read_bytes())
-    _qa(edited, ["gender"])
+    pass_qa(edited, ["gender"])
     b = bytearray(edited.read_bytes())
     b[b.index(b'"duration": ') + 12] ^= 1  # one digit of one duration
     edited.write_bytes(bytes(b))
@@ -170,13 +163,13 @@ def test_two_manifests_each_gated_for_its_task_cli(tmp_path, data, capsys, monke
             rs = [{k: v for k, v in r.items() if k != "extra"} for r in rs]
         paths[task] = tmp_path / f"{task}.jsonl"
         paths[task].write_text("".join(json.dumps(r) + "\n" for r in rs))
-    _qa(paths["gender"], ["gender"])
+    pass_qa(paths["gender"], ["gender"])
     argv = ["train", "heads", "--manifest", str(paths["gender"]), "--manifest",
             str(paths["speaker_count"]), "--tasks", ",".join(TASKS), "--model", str(wdir),
             "--out", str(tmp_path / "h"), "--epochs", "1", "--hidden", "8", "-q"]  # fmt: skip
     assert main(argv) == 1  # the speaker-count manifest was never checked
     assert "speaker_count" in capsys.readouterr().err
-    _qa(paths["speaker_count"], ["speaker_count"])
+    pass_qa(paths["speaker_count"], ["speaker_count"])
     assert main(argv) == 0
     cfg = json.loads((tmp_path / "h" / "config.json").read_text())
     assert sorted(cfg["qa"]) == ["gender:gender", "speaker_count:speaker_count"]
