@@ -165,6 +165,12 @@ def as_audio(
     return resample(x, input_sr or sr, sr)
 
 
+def stream_length(info: sf._SoundFileInfo, sr: int = SAMPLE_RATE) -> int:
+    """How many samples `stream_audio` (and `load_audio`) give for a file at `sr`: the
+    header's frame count resampled, rounded up."""
+    return -(-info.frames * sr // info.samplerate)
+
+
 def stream_audio(
     path: str | Path, block_s: float = 60.0, sr: int = SAMPLE_RATE, nonfinite: str = "error"
 ) -> Iterator[np.ndarray]:

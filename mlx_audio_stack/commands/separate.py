@@ -49,7 +49,7 @@ def run(args) -> int:
 
     import soundfile as sf
 
-    from ..audio import _open_info
+    from ..audio import _open_info, stream_length
     from ..models.mossformer2 import load_model, separate
     from ..models.mossformer2.io import separate_file_streaming, write_sources
     from ..models.mossformer2.separate import CHUNK_S, ONE_PASS_S
@@ -62,7 +62,7 @@ def run(args) -> int:
         print(f"input: {info.channels} channel(s) at {info.samplerate} Hz -> mono {sr} Hz")
     duration = info.frames / info.samplerate
     long_input = duration > (args.chunk or ONE_PASS_S)
-    samples = -(-info.frames * sr // info.samplerate)  # at the model rate
+    samples = stream_length(info, sr)  # at the model rate
     window_s = args.chunk or CHUNK_S
     total = count_windows(samples, window_s * sr, args.overlap * sr) if long_input else 1
     with window_progress(model, total, show_progress(args.quiet)):

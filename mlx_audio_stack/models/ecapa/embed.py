@@ -29,7 +29,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..._blas import keep_large_buffers
-from ...audio import as_audio, audio_info, is_long, stream_audio
+from ...audio import as_audio, audio_info, is_long, stream_audio, stream_length
 from ...errors import AudioError, WeightsError
 from ...weights_io import checked_args, load_errors, load_model_dir, load_strict
 from .fbank import FBANK_LIMITS, Fbank, FbankArgs, num_frames, sentence_mean_norm
@@ -257,7 +257,7 @@ class SpeakerEncoder:
         whole-utterance embedding). Memory: one window and one block, at any file length."""
         info = audio_info(path)
         sr = self.sample_rate
-        n = -(-info.frames * sr // info.samplerate)  # stream_audio's length at sr
+        n = stream_length(info, sr)
         k = max(1, -(-n // max(1, int(window_s * sr))))
         bounds = [i * n // k for i in range(k + 1)]
         embs, pieces, have = [], [], 0

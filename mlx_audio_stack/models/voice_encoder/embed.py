@@ -23,7 +23,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from ...audio import as_audio, audio_info, is_long, stream_audio
+from ...audio import as_audio, audio_info, is_long, stream_audio, stream_length
 from ...errors import AudioError, WeightsError
 from ...weights_io import load_errors, load_model_dir, load_strict
 from .frontend import MIN_COVERAGE, RATE, mel_frames, partial_slices, utterance_partials
@@ -151,7 +151,7 @@ class VoiceEncoder:
         is one block plus the partials' embeddings, at any file length."""
         info = audio_info(path)
         sr, a = self.sample_rate, self.args
-        n = -(-info.frames * sr // info.samplerate)  # stream_audio's length at sr
+        n = stream_length(info, sr)
         starts = partial_slices(n, a, rate, min_coverage)
         pn, hop, half = a.partials_n_frames, a.hop, a.n_fft // 2
         buf, offset, k, out = np.zeros(0, np.float32), 0, 0, []

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from ...audio import as_audio, audio_info, is_long, load_audio, stream_audio
+from ...audio import as_audio, audio_info, is_long, load_audio, stream_audio, stream_length
 from ...errors import AudioError
 from .audio import HOP_LENGTH, N_FFT, N_SAMPLES, SAMPLE_RATE, hann_window, mel_filters
 
@@ -104,7 +104,7 @@ class MelSource:
 def _streamed(path: Path) -> tuple[int, Callable[[int, int], np.ndarray]]:
     """Sample count and a forward-only sample reader that keeps a bounded buffer."""
     info = audio_info(path)
-    n = -(-info.frames * SAMPLE_RATE // info.samplerate)  # stream_audio's length: ceil
+    n = stream_length(info, SAMPLE_RATE)
     state = {"it": None, "buf": np.zeros(0, np.float32), "start": 0}
 
     def reset() -> None:
