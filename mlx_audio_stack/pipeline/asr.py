@@ -20,10 +20,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..models.whisper.timing import APPEND, PREPEND
 from .config import SAMPLE_RATE, PipelineConfig
 
 _NORM = re.compile(r"[^\w']+")
-_PUNCT = "\"'“¿([{-.。,，!！?？:：”)]}、 "
+_PUNCT = PREPEND + APPEND + " "  # what openai-whisper's anomaly rule leaves out
 
 
 def _norm(word: str) -> str:
