@@ -45,10 +45,45 @@ def test_gender_and_rate_records(tool, shared_data):
     assert by_id["1089-134686-0000"]["split"] == "test"
     assert any(r["speaker"] == "2412" and r["labels"]["gender"] == "female" for r in recs)
     assert sum(r["dataset"] == "fsdd" for r in recs) == 2 * 6
-    rate = tool.rate_records(shared_data, 0)
+    rate = tool.rate_records(shared_data)
     assert len(rate) == 105
     for r in rate:
         wps = len(r["text"].split()) / r["duration"]
         assert r["labels"]["speaking_rate"] == taxonomy.speaking_rate(len(r["text"].split()),
                                                                       r["duration"])  # fmt: skip
         assert abs(r["extra"]["words_per_second"] - wps) < 1e-3
+
+
+def test_rate_split_is_stratified_and_refuses_when_impossible(tool):
+    from collections import Counter
+
+    counts = {f"s{i}": Counter({"fast": 3 + i % 3, "slow": 2 + (i + 1) % 3, "normal": 5})
+              for i in range(9)}  # fmt: skip
+    split = tool.rate_split(counts, 10, 0.1)
+    assert split == tool.rate_split(counts, 10, 0.1)  # deterministic
+    tot = {k: Counter() for k in ("train", "valid", "test")}
+    for s, k in split.items():
+        tot[k] += counts[s]
+    assert min(tot["train"].values()) >= 10
+    for k in ("valid", "test"):
+        assert sum(v == k for v in split.values()) >= 2 and sum(tot[k].values()) >= 15
+        frac = {c: tot[k][c] / sum(tot[k].values()) for c in tot["train"]}
+        ftr = {c: tot["train"][c] / sum(tot["train"].values()) for c in tot["train"]}
+        assert 0.5 * sum(abs(frac[c] - ftr[c]) for c in ftr) <= 0.1
+    # one speaker talks fast, the rest slowly: no split has fast clips in train and test alike
+    skew = {f"s{i}": Counter({"slow": 10}) for i in range(6)} | {"f": Counter({"fast": 30})}
+    with pytest.raises(SystemExit, match="drift"):
+        tool.rate_split(skew, 10, 0.1)
+
+
+def test_rate_manifest_passes_qa(tool, shared_data, tmp_path):
+    """The speaking-rate manifest of all 12 transcribed LibriSpeech speakers passes the QA
+    suite with the task's own profile (no override): it failed balance.min_count and
+    drift.tvd with a hash split of the speakers."""
+    from mlx_audio_stack.data.manifest import write_manifest
+    from mlx_audio_stack.data.qa import run_qa
+
+    m = write_manifest(tool.rate_records(shared_data), tmp_path / "speaking_rate.jsonl")
+    r = run_qa(m, "speaking_rate", progress=False, plots=False, record=False)
+    assert r.passed, [f.line() for f in r.findings if f.severity == "error"]
+    assert not [f for f in r.findings if f.check.startswith(("balance", "drift"))]
