@@ -226,3 +226,65 @@ def test_labels_only_for_the_tasks_the_manifest_labels(tmp_path, data):
     pass_qa(g, ["gender"])  # never checked for speaker_count: that task is not asked of it
     ix = D.distill_labels(teacher, g, tmp_path / "s", model=wdir, shard_size=100)
     assert list(ix["tasks"]) == ["gender"] and list(ix["qa"]) == ["gender"]
+
+
+def _transfer_manifest(path, manifest, wrong: bool):
+    """The train records of `manifest` again under new ids (split train); with `wrong`,
+    every label and frame label changed (gender swapped, speaker count k -> k % 3 + 1, with
+    speakers and overlap to match, as the QA suite checks)."""
+    from mlx_audio_stack.data.manifest import write_manifest
+
+    recs = []
+    for line in manifest.read_text().splitlines():
+        r = json.loads(line)
+        if r["split"] != "train":
+            continue
+        r = {**r, "id": "t_" + r["id"]}
+        if wrong:
+            k = int(r["labels"]["speaker_count"]) % 3 + 1
+            g = "female" if r["labels"]["gender"] == "male" else "male"
+            r["labels"] = {"gender": g, "speaker_count": str(k)}
+            r["extra"] = {**r["extra"], "frame_labels": str(k) * len(r["extra"]["frame_labels"])}
+            r["speakers"] = [r["speaker"]] + [f"{r['speaker']}-{j}" for j in range(1, k)]
+            r["overlap"] = 0.0 if k == 1 else round(r["duration"], 2)  # QA: fits the label
+        recs.append(r)
+    return write_manifest(recs, path)
+
+
+def test_transfer_set_trains_on_teacher_labels_alone(tmp_path, data):
+    """`distill_train(transfer=...)`: the transfer records enter training (other weights than
+    without them) through the teacher's soft labels only: their own labels, right or wrong,
+    give the same weights."""
+    from mlx.utils import tree_flatten
+
+    from mlx_audio_stack.heads import load_heads
+
+    _, manifest, wdir, feats, teacher = data
+    soft = tmp_path / "soft"
+    D.distill_labels(teacher, manifest, soft, features=feats)
+    cfg = T.TrainConfig(**CFG)
+    weights = {}
+    for name, wrong in (("right", False), ("wrong", True)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "audio").symlink_to(manifest.parent / "audio")
+        tm = _transfer_manifest(d / "transfer.jsonl", manifest, wrong)
+        pass_qa(tm, TASKS)
+        tf = d / "feats"
+        F.cache_features(tm, wdir, tf, shard_size=8)
+        D.distill_labels(teacher, tm, d / "soft", features=tf)
+        D.distill_train(soft, wdir, d / "student", features=feats, cfg=cfg, transfer=d / "soft",
+                        transfer_features=tf)  # fmt: skip
+        weights[name] = dict(tree_flatten(load_heads(d / "student").parameters()))
+        c = json.loads((d / "student" / "config.json").read_text())
+        assert c["training"]["labels_withheld"] == [str(tm.resolve())]
+        assert c["distillation"]["transfer"]["n_records"] == 12
+    D.distill_train(soft, wdir, tmp_path / "alone", features=feats, cfg=cfg)
+    alone = dict(tree_flatten(load_heads(tmp_path / "alone").parameters()))
+    for k in weights["right"]:
+        np.testing.assert_array_equal(np.array(weights["right"][k]), np.array(weights["wrong"][k]))
+    assert any(not np.allclose(np.array(alone[k]), np.array(weights["right"][k])) for k in alone)
+    # the soft labels of the manifest itself as a transfer set: same ids, refused
+    with pytest.raises(D.DistillError, match="own ids"):
+        D.distill_train(soft, wdir, tmp_path / "x", features=feats, cfg=cfg, transfer=soft,
+                        transfer_features=feats)  # fmt: skip

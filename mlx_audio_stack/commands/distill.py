@@ -42,6 +42,10 @@ def register(sub) -> None:
     tr.add_argument("--features", help="feature cache of the manifest with the student encoder")
     tr.add_argument("--alpha", type=float, default=0.8, help="weight of the hard-label loss")
     tr.add_argument("--temperature", type=float, help="default: the soft labels' T")
+    tr.add_argument("--transfer", help="soft-label folder of a transfer set: its records train "
+                    "on the teacher's labels alone (their own labels are withheld)")  # fmt: skip
+    tr.add_argument("--transfer-features", help="feature cache of the transfer manifest with "
+                    "the student encoder")  # fmt: skip
     add_training_args(tr)
     tr.add_argument("--skip-qa", metavar="REASON", help="train although the QA gate refuses")
     add_quiet_flag(tr)
@@ -82,7 +86,9 @@ def run_train(args) -> int:
         print(f"WARNING: QA GATE SKIPPED ({args.skip_qa})", file=sys.stderr)
     s = distill_train(args.soft, args.model, args.out, features=args.features, cfg=cfg,
                       alpha=args.alpha, temperature=args.temperature, skip_qa=args.skip_qa,
-                      resume=not args.no_resume, progress=show_progress(args.quiet))  # fmt: skip
+                      resume=not args.no_resume, progress=show_progress(args.quiet),
+                      transfer=args.transfer,
+                      transfer_features=args.transfer_features)  # fmt: skip
     print(f"{args.out}: best epoch {s['best_epoch']}, valid score {s['best_valid_score']:.4f}")
     for split in ("valid", "test"):
         for task, m in s["metrics"].get(split, {}).items():

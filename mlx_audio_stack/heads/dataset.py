@@ -84,6 +84,11 @@ def build_examples(records: list[dict], feats: dict[str, np.ndarray], args: Head
     return out
 
 
+def withheld_label(spec: TaskSpec) -> int | np.ndarray:
+    """The "no label" target of `spec` (-1, or a row of -1 for a multi-label task)."""
+    return np.full(len(spec.classes), -1, dtype=np.float32) if spec.multi_label else -1
+
+
 def has_label(ex: Example, spec: TaskSpec) -> bool:
     y = ex.labels[spec.name]
     return bool(np.all(y >= 0)) if spec.multi_label else y >= 0
@@ -127,13 +132,18 @@ def balanced_batches(
     examples: list[Example], args: HeadsArgs, batch_size: int, seed: int, epoch: int
 ) -> list[list[int]]:
     """One epoch of batches, each with an equal share of records labelled for each task
-    (a record labelled for several tasks counts for the task whose share drew it). Every
+    (hard labels or a teacher's soft labels; a record labelled for several tasks counts for
+    the task whose share drew it). Every
     task's records are drawn without replacement and recycled when used up; the epoch ends
     when the largest task has been seen once. Deterministic in (seed, epoch)."""
-    tasks = [s for s in args.tasks if any(has_label(e, s) for e in examples)]
+
+    def used(e: Example, s: TaskSpec) -> bool:
+        return has_label(e, s) or s.name in e.soft
+
+    tasks = [s for s in args.tasks if any(used(e, s) for e in examples)]
     if not tasks:
         raise HeadsDataError("no training record carries a label of the requested tasks")
-    pools = [[i for i, e in enumerate(examples) if has_label(e, s)] for s in tasks]
+    pools = [[i for i, e in enumerate(examples) if used(e, s)] for s in tasks]
     share = max(1, batch_size // len(tasks))
     n_batches = max(1, -(-max(len(p) for p in pools) // share))
     streams = []

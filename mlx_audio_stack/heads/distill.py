@@ -287,6 +287,17 @@ def distill_loss(
     return loss
 
 
+def _soft_index(soft: Path) -> dict:
+    try:
+        index = json.loads((soft / INDEX).read_text(encoding="utf-8"))
+        index["manifest"], list(index["tasks"])
+    except FileNotFoundError:
+        raise DistillError(f"{soft}: no {INDEX}; not a soft-label folder") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DistillError(f"{soft / INDEX}: unreadable ({exc})") from None
+    return index
+
+
 def distill_train(
     soft: str | Path,
     model_dir: str | Path,
@@ -299,38 +310,74 @@ def distill_train(
     resume: bool = True,
     progress: bool = False,
     group=None,
+    transfer: str | Path | None = None,
+    transfer_features: str | Path | None = None,
 ) -> dict:
     """Train student heads on the encoder in `model_dir` from the soft-label folder `soft`
     (its manifest, gated first for every task) with `distill_loss`, through `train_heads`
-    (same loop, checkpoints, report). `temperature` defaults to the labels' T."""
+    (same loop, checkpoints, report). `temperature` defaults to the labels' T.
+
+    `transfer`: a second soft-label folder (same teacher, T and tasks) over a transfer set:
+    its records train on the teacher's soft labels alone, their manifest's own labels are
+    withheld from the student (the usual distillation setting: the teacher labels audio the
+    student has no labels for). `transfer_features`: that manifest's student feature cache."""
     from ..data.gate import require_qa
     from ..data.manifest import read_manifest
     from .train import TrainConfig, train_heads
 
     if not 0.0 <= alpha <= 1.0:
         raise DistillError(f"alpha must be in [0, 1], got {alpha}")
-    soft = Path(soft)
-    try:
-        index = json.loads((soft / INDEX).read_text(encoding="utf-8"))
-        manifest, tasks = index["manifest"], list(index["tasks"])
-    except FileNotFoundError:
-        raise DistillError(f"{soft}: no {INDEX}; not a soft-label folder") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DistillError(f"{soft / INDEX}: unreadable ({exc})") from None
-    for t in tasks:  # the gate first, before the labels are read
-        require_qa(manifest, t, override=skip_qa)
-    index, labels = load_soft_labels(soft)
-    if read_manifest(manifest).content_hash != index["manifest_sha256"]:
-        raise DistillError(f"{soft}: soft labels of an earlier version of {manifest}")
+    folders = [Path(soft)] + ([Path(transfer)] if transfer is not None else [])
+    indexes = [_soft_index(f) for f in folders]
+    for ix in indexes:  # the gate first, before the labels are read
+        for t in ix["tasks"]:
+            require_qa(ix["manifest"], t, override=skip_qa)
+    labels: dict = {}
+    for f, ix0 in zip(folders, indexes):
+        index, lab = load_soft_labels(f)
+        if read_manifest(ix0["manifest"]).content_hash != index["manifest_sha256"]:
+            raise DistillError(f"{f}: soft labels of an earlier version of {ix0['manifest']}")
+        if set(lab) & set(labels):
+            raise DistillError(f"{f}: record ids also in {soft}; a transfer set needs its own ids")
+        labels.update(lab)
+    index = indexes[0]
+    if len(indexes) > 1:
+        a, b = indexes
+        diff = [k for k in ("teacher_sha256", "temperature", "tasks") if a.get(k) != b.get(k)]
+        if diff:
+            raise DistillError(f"{transfer}: {diff[0]} differs from {soft}'s")
+        if read_manifest(a["manifest"]).name == read_manifest(b["manifest"]).name:
+            raise DistillError(f"{transfer}: a transfer manifest needs another file name")
     t = float(index["temperature"] if temperature is None else temperature)
     cfg = cfg or TrainConfig()
     prov = {"distillation": {k: index[k] for k in ("teacher", "teacher_sha256", "encoder",
             "temperature", "top_k", "manifest_sha256")} | {"alpha": alpha, "loss_temperature": t,
-            "soft_labels": str(soft.resolve())}}  # fmt: skip
+            "soft_labels": str(folders[0].resolve())}}  # fmt: skip
+    if transfer is not None:
+        prov["distillation"]["transfer"] = {
+            "soft_labels": str(folders[1].resolve()),
+            "manifest_sha256": indexes[1]["manifest_sha256"],
+            "n_records": indexes[1]["n_records"],
+        }
 
     def loss_fn(model, batch):
         return distill_loss(model.args, cfg, alpha, t)(model, batch)
 
-    return train_heads(manifest, tasks, model_dir, out, features=features, cfg=cfg,
-                       skip_qa=skip_qa, resume=resume, progress=progress, loss_fn=loss_fn,
-                       soft=labels, extra_config=prov, group=group)  # fmt: skip
+    manifests = [ix["manifest"] for ix in indexes]
+    feats = [features, transfer_features] if transfer is not None else features
+    return train_heads(
+        manifests if transfer is not None else manifests[0],
+        list(index["tasks"]),
+        model_dir,
+        out,
+        features=feats,
+        cfg=cfg,
+        skip_qa=skip_qa,
+        resume=resume,
+        progress=progress,
+        loss_fn=loss_fn,
+        soft=labels,
+        extra_config=prov,
+        group=group,
+        withhold=[False, True] if transfer is not None else None,
+    )

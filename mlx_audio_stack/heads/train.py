@@ -31,7 +31,14 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from ..atomic import atomic_output
 from ..weights_io import WEIGHTS_FILE, load_safetensors, sha256_file
-from .dataset import HeadsDataError, balanced_batches, build_examples, collate, has_label
+from .dataset import (
+    HeadsDataError,
+    balanced_batches,
+    build_examples,
+    collate,
+    has_label,
+    withheld_label,
+)
 from .metrics import classification_metrics, multilabel_metrics
 from .model import HeadsArgs, TaskSpec, WhisperHeads
 
@@ -345,6 +352,7 @@ def train_heads(
     soft: dict | None = None,
     extra_config: dict | None = None,
     group=None,
+    withhold: list | tuple | None = None,
 ) -> dict:
     """Train heads for `tasks` from the encoder in `model_dir`; writes the weights folder
     `out` (+ report.md, metrics.json, plots).
@@ -356,8 +364,11 @@ def train_heads(
     are cached into `<out>.work/`; the checkpoint lives in `<out>.work/checkpoint`.
     `soft` ({record id: {task: teacher probabilities}}) goes into the batches for a
     distillation `loss_fn`; `extra_config` is stored in config.json (both enter the checkpoint
-    fingerprint). `group`: data-parallel over an `mx.distributed` group (see `fit`; default:
-    the group `mlx.launch` set up, if any); rank 0 builds missing caches and writes `out`.
+    fingerprint). `withhold` (one bool per manifest): True keeps that manifest's own labels
+    (segment and frame) from training, so its records train on `soft` alone (a distillation
+    transfer set: audio the teacher labelled); the QA gate still checks it. `group`:
+    data-parallel over an `mx.distributed` group (see `fit`; default: the group
+    `mlx.launch` set up, if any); rank 0 builds missing caches and writes `out`.
     Returns the training summary."""
     from ..data.gate import require_qa
     from ..data.manifest import read_manifest
@@ -408,9 +419,19 @@ def train_heads(
             )
     specs = [TaskSpec.from_taxonomy(t) for t in tasks]
     args = HeadsArgs(ix["n_layers"], ix["n_state"], cfg.hidden, ix["pool"], specs)
+    hide = list(withhold) if withhold is not None else [False] * len(manifests)
+    if len(hide) != len(manifests):
+        raise HeadsDataError(f"{len(hide)} withhold flags for {len(manifests)} manifests")
     examples = []
-    for m, c in zip(parsed, caches):
-        examples += build_examples(m.records, c.load_all(), args)
+    for m, c, h in zip(parsed, caches, hide):
+        made = build_examples(m.records, c.load_all(), args)
+        if h:
+            if any(e.split != "train" for e in made):
+                raise HeadsDataError(f"{m.path}: a transfer set holds train records only")
+            for e in made:
+                e.labels = {s.name: withheld_label(s) for s in args.tasks}
+                e.frames = {}
+        examples += made
     for e in examples if soft else ():
         e.soft = soft.get(e.rid, {})
     ckpt = work / "checkpoint"
@@ -418,7 +439,7 @@ def train_heads(
         shutil.rmtree(ckpt)
     barrier(group)
     fp = _fingerprint(asdict(cfg), args.to_dict(), [m.content_hash for m in parsed], wsha,
-                      extra_config)  # fmt: skip
+                      extra_config, *([hide] if any(hide) else []))  # fmt: skip
     model, summary = fit(
         examples, args, cfg, ckpt, fp, loss_fn, grad_hook, progress and rank == 0, group
     )
@@ -434,6 +455,8 @@ def train_heads(
         "training": {"config": asdict(cfg),
                      "manifests": [str(p.resolve()) for p in manifests],
                      "manifest_sha256": [m.content_hash for m in parsed],
+                     **({"labels_withheld": [str(p.resolve()) for p, h in zip(manifests, hide)
+                                             if h]} if any(hide) else {}),
                      "best_epoch": summary["best_epoch"],
                      "processes": group.size() if group is not None else 1},
         **(extra_config or {}),
