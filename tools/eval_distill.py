@@ -1,32 +1,50 @@
 #!/usr/bin/env python
-"""Distillation proof for the Whisper heads: a whisper-base teacher's soft labels train a
-tiny.en student; the same student trained on hard labels only is the baseline. Held-out
-speakers (the test split), several seeds; writes the "Distillation" section of
-reports/heads.md (between its markers; the rest of the file is kept).
+"""Distillation proof for the Whisper heads: does a tiny.en student trained on a whisper-base
+teacher's soft labels beat the same student trained on hard labels only, on held-out
+speakers, over several seeds? Writes one section of reports/distill.md per task and setting
+(between its markers; other sections and reports/heads.md are left alone).
 
-    python tools/eval_distill.py [--tasks gender,speaker_count]
+    python tools/eval_distill.py --task speaker_count \
+        [--transfer speaker_count/transfer.jsonl] [--seeds 0,1,2] \
+        [--temperatures 1,2,4] [--alphas 0.5,0.8]
 
-Needs tools/make_heads_data.py's manifests (QA-passed) and four feature caches:
-    mas features cache .mas-cache/heads/gender.jsonl --model W/whisper-base \
-        --out .mas-cache/heads/feats/base-gender          (and tiny.en-gender,
-        base-speaker_count, tiny.en-speaker_count from speaker_count/mixtures.jsonl)
+Arms (the student encoder, head size and training loop are the same in all of them):
+- teacher: base heads trained on the hard labels of the labelled manifest's train split;
+- hard: the student on those hard labels only;
+- soft: the student on a * CE(hard) + (1 - a) * T^2 * KL(teacher || student) over the same
+  records, plus, with --transfer, the transfer set's records on the teacher's soft labels
+  alone (their own labels withheld: `mas distill train --transfer`);
+- soft, no transfer (with --transfer only): the soft arm without the transfer set;
+- oracle (with --transfer only): the student on the true hard labels of both, the most the
+  transfer audio could give; for reference, not a distillation arm.
+T and a are chosen on the valid split (mean accuracy over the seeds; valid speakers are
+neither train nor test speakers); the test split (held-out speakers) is read only for the
+report. Every run's metrics are kept in <work>/results.json: a rerun skips finished runs.
+
+Needs tools/make_heads_data.py's manifests (QA-passed) and the feature caches
+<data>/feats/{base,tiny.en}-<name> of each manifest (`mas features cache`), where <name> is
+`speaker_count` for mixtures.jsonl and `speaker_count_transfer` for transfer.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 import numpy as np  # noqa: E402
 
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
+from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
+from mlx_audio_stack.atomic import atomic_output  # noqa: E402
+from mlx_audio_stack.data.manifest import read_manifest  # noqa: E402
 from mlx_audio_stack.heads.distill import distill_labels, distill_train  # noqa: E402
-from mlx_audio_stack.heads.report import _cpu  # noqa: E402
 from mlx_audio_stack.heads.train import TrainConfig, train_heads  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT  # noqa: E402
 
@@ -35,7 +53,37 @@ MARK = "<!-- distillation {}: tools/eval_distill.py -->", "<!-- /distillation {}
 
 
 def _stats(xs: list[float]) -> str:
-    return f"{np.mean(xs):.3f} ± {np.std(xs):.3f} (min {min(xs):.3f}, max {max(xs):.3f})"
+    return f"{np.mean(xs):.3f} ± {np.std(xs):.3f}"
+
+
+def _per_seed(xs: list[float]) -> str:
+    return " / ".join(f"{x:.3f}" for x in xs)
+
+
+class Runs:
+    """Metrics of finished runs by name, kept in a JSON file (written atomically)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, name: str, make) -> dict:
+        if name not in self.data:
+            t = time.perf_counter()
+            s = make()
+            m = s["metrics"]
+            self.data[name] = {
+                "valid": {k: v["accuracy"] for k, v in m["valid"].items()},
+                "test": {k: v["accuracy"] for k, v in m["test"].items()},
+                "test_n": {k: v["n"] for k, v in m["test"].items()},
+                "best_epoch": s["best_epoch"],
+                "seconds": time.perf_counter() - t,
+            }
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(self.path) as tmp:
+                tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+            print(name, self.data[name], flush=True)
+        return self.data[name]
 
 
 def main() -> int:
@@ -44,89 +92,168 @@ def main() -> int:
     ap.add_argument("--weights", type=Path, default=Path("weights"))
     ap.add_argument("--teacher", default="whisper-base")
     ap.add_argument("--student", default="whisper-tiny.en")
-    ap.add_argument("--tasks", default="gender,speaker_count")
+    ap.add_argument("--task", default="speaker_count", choices=sorted(MANIFESTS))
+    ap.add_argument("--transfer", help="transfer-set manifest, relative to --data")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--alpha", type=float, default=0.8)
-    ap.add_argument("--temperature", type=float, default=2.0)
-    ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "heads.md")
-    ap.add_argument("--work", type=Path, help="default: <data>/distill")
-    ap.add_argument("--joint-teacher", action="store_true",
-                    help="one teacher trained on all --tasks' manifests together")  # fmt: skip
+    ap.add_argument("--temperatures", default="2", help="T values tried (chosen on valid)")
+    ap.add_argument("--alphas", default="0.8", help="a values tried (chosen on valid)")
+    ap.add_argument("--select-seeds", help="seeds that try every T and a (default: --seeds); "
+                    "the chosen pair then runs with every seed")  # fmt: skip
+    ap.add_argument("--no-references", action="store_true",
+                    help="without the soft-no-transfer and oracle arms")  # fmt: skip
+    ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "distill.md")
+    ap.add_argument("--work", type=Path, help="default: <data>/distill-<task>[-transfer]")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
-    BEGIN, END = (m.format(a.tasks) for m in MARK)  # one section per task list
+    sel = [int(s) for s in (a.select_seeds or a.seeds).split(",")]
+    temps = [float(x) for x in a.temperatures.split(",")]
+    alphas = [float(x) for x in a.alphas.split(",")]
+    task, d = a.task, a.data
+    tag = task + ("-transfer" if a.transfer else "")
+    work = a.work or d / f"distill-{tag}"
+    runs = Runs(work / "results.json")
     tshort, sshort = a.teacher.removeprefix("whisper-"), a.student.removeprefix("whisper-")
-    work = a.work or a.data / "distill"
-    rows, notes = [], []
+    lab = d / MANIFESTS[task]
+    cache = {w: d / "feats" / f"{w}-{task}" for w in (tshort, sshort)}
+    tr = d / a.transfer if a.transfer else None
+    tcache = {w: d / "feats" / f"{w}-{task}_transfer" for w in (tshort, sshort)}
     t0 = time.perf_counter()
-    tasks = a.tasks.split(",")
-    joint = None
-    if a.joint_teacher:  # one teacher on every task's manifest, as tools/eval_heads.py trains
-        joint = train_heads([a.data / MANIFESTS[t] for t in tasks], tasks, a.weights / a.teacher,
-                            work / "teacher-joint", resume=False, report=False,
-                            features=[a.data / "feats" / f"{tshort}-{t}" for t in tasks],
-                            cfg=TrainConfig(seed=0, max_epochs=a.epochs))  # fmt: skip
-    for task in tasks:
-        man = a.data / MANIFESTS[task]
-        tf, sf = a.data / "feats" / f"{tshort}-{task}", a.data / "feats" / f"{sshort}-{task}"
-        cfg = TrainConfig(seed=0, max_epochs=a.epochs)
-        teacher = work / ("teacher-joint" if joint else f"teacher-{task}")
-        ts = joint or train_heads(man, [task], a.weights / a.teacher, teacher, features=tf,
-                                  cfg=cfg, resume=False, report=False)  # fmt: skip
-        soft = work / f"soft-{task}"
-        distill_labels(teacher, man, soft, temperature=a.temperature, top_k=5, features=tf)
-        res = {"hard": [], "soft": []}
-        for seed in seeds:
-            c = TrainConfig(seed=seed, max_epochs=a.epochs)
-            h = train_heads(man, [task], a.weights / a.student, work / f"hard-{task}-{seed}",
-                            features=sf, cfg=c, resume=False, report=False)  # fmt: skip
-            s = distill_train(soft, a.weights / a.student, work / f"soft-{task}-{seed}",
-                              features=sf, cfg=c, alpha=a.alpha, resume=False)  # fmt: skip
-            res["hard"].append(h["metrics"]["test"][task]["accuracy"])
-            res["soft"].append(s["metrics"]["test"][task]["accuracy"])
-            print(task, seed, res["hard"][-1], res["soft"][-1], flush=True)
-        n = ts["metrics"]["test"][task]["n"]
-        t_acc = ts["metrics"]["test"][task]["accuracy"]
-        rows.append(f"| {task} | {n} | {t_acc:.3f} | {_stats(res['hard'])} | "
-                    f"{_stats(res['soft'])} | {' / '.join(f'{x:.3f}' for x in res['hard'])} | "
-                    f"{' / '.join(f'{x:.3f}' for x in res['soft'])} |")  # fmt: skip
-        wins = sum(s > h for h, s in zip(res["hard"], res["soft"]))
-        notes.append(f"- {task}: soft beats hard in {wins} of {len(seeds)} seeds "
-                     f"(mean {np.mean(res['soft']) - np.mean(res['hard']):+.3f}).")  # fmt: skip
+
+    def cfg(seed: int) -> TrainConfig:
+        return TrainConfig(seed=seed, max_epochs=a.epochs)
+
+    teacher = work / "teacher"
+    tm = runs.get("teacher", lambda: train_heads(lab, [task], a.weights / a.teacher, teacher,
+                  features=cache[tshort], cfg=cfg(0), resume=False, report=False))  # fmt: skip
+    if not (teacher / "model.safetensors").is_file():  # results kept, weights gone: again
+        train_heads(lab, [task], a.weights / a.teacher, teacher, features=cache[tshort],
+                    cfg=cfg(0), resume=False, report=False)  # fmt: skip
+    hard = [runs.get(f"hard-{s}", lambda s=s: train_heads(
+        lab, [task], a.weights / a.student, work / f"hard-{s}", features=cache[sshort],
+        cfg=cfg(s), resume=False, report=False)) for s in seeds]  # fmt: skip
+
+    def soft_dir(t: float, which: str) -> Path:
+        out = work / f"soft-{which}-T{t:g}"
+        man, feats = (lab, cache[tshort]) if which == "labelled" else (tr, tcache[tshort])
+        if not (out / "index.json").is_file():
+            distill_labels(teacher, man, out, temperature=t, top_k=5, features=feats)
+        return out
+
+    def soft_run(t: float, al: float, s: int, transfer: bool) -> dict:
+        name = f"soft-T{t:g}-a{al:g}-{s}" + ("" if transfer else "-notransfer")
+        return runs.get(name, lambda: distill_train(
+            soft_dir(t, "labelled"), a.weights / a.student, work / name,
+            features=cache[sshort], cfg=cfg(s), alpha=al, resume=False,
+            transfer=soft_dir(t, "transfer") if transfer else None,
+            transfer_features=tcache[sshort] if transfer else None))  # fmt: skip
+
+    use_tr = tr is not None
+    grid = {(t, al): [soft_run(t, al, s, use_tr) for s in sel] for t in temps for al in alphas}
+
+    def acc(rs: list[dict], split: str) -> list[float]:
+        return [r[split][task] for r in rs]
+
+    best = max(grid, key=lambda k: (np.mean(acc(grid[k], "valid")), -list(grid).index(k)))
+    soft = [soft_run(*best, s, use_tr) for s in seeds]
+    extra = {}
+    if use_tr and not a.no_references:
+        extra["soft, no transfer set"] = [soft_run(*best, s, False) for s in seeds]
+        extra["oracle: hard labels of both"] = [runs.get(f"oracle-{s}", lambda s=s: train_heads(
+            [lab, tr], [task], a.weights / a.student, work / f"oracle-{s}",
+            features=[cache[sshort], tcache[sshort]], cfg=cfg(s), resume=False,
+            report=False)) for s in seeds]  # fmt: skip
     spent = time.perf_counter() - t0
-    cmd = "python tools/eval_distill.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+
+    m = read_manifest(lab)
+    train_labels = Counter(str(r["labels"][task]) for r in m.records if r["split"] == "train")
+    majority = train_labels.most_common(1)[0][0]
+    test_recs = [r for r in m.records if r["split"] == "test"]
+    valid_recs = [r for r in m.records if r["split"] == "valid"]
+    maj = {sp: np.mean([str(r["labels"][task]) == majority for r in rs])
+           for sp, rs in (("valid", valid_recs), ("test", test_recs))}  # fmt: skip
+    n_spk = len({s for r in test_recs for s in (r.get("speakers") or [r.get("speaker")])})
+    n_tr = sum(r["split"] == "train" for r in m.records)
+    n_u = len(read_manifest(tr).records) if use_tr else 0
+    wins = sum(s > h for s, h in zip(acc(soft, "test"), acc(hard, "test")))
+    diff = np.mean(acc(soft, "test")) - np.mean(acc(hard, "test"))
+    row = "| {} | {} | {} | {} | {} |"
+    rows = [
+        row.format("majority class (" + majority + ")", "-", f"{maj['valid']:.3f}",
+                   f"{maj['test']:.3f}", "-"),
+        row.format(f"teacher ({tshort}, seed 0)", f"hard, {n_tr} labelled",
+                   f"{tm['valid'][task]:.3f}", f"{tm['test'][task]:.3f}", "-"),
+        row.format(f"student hard ({sshort})", f"hard, {n_tr} labelled",
+                   _stats(acc(hard, "valid")), f"**{_stats(acc(hard, 'test'))}**",
+                   _per_seed(acc(hard, "test"))),
+        row.format(f"student soft ({sshort}, T = {best[0]:g}, a = {best[1]:g})",
+                   f"hard + soft, {n_tr} labelled" + (f" + soft only, {n_u} transfer"
+                                                     if use_tr else ""),
+                   _stats(acc(soft, "valid")), f"**{_stats(acc(soft, 'test'))}**",
+                   _per_seed(acc(soft, "test"))),
+    ]  # fmt: skip
+    seen = {
+        "soft, no transfer set": f"hard + soft, {n_tr} labelled",
+        "oracle: hard labels of both": f"hard, {n_tr} labelled + {n_u} transfer",
+    }
+    for name, rs in extra.items():
+        rows.append(row.format(f"student {name}", seen[name], _stats(acc(rs, "valid")),
+                               _stats(acc(rs, "test")), _per_seed(acc(rs, "test"))))  # fmt: skip
+    grid_rows = [f"| {t:g} | {al:g} | {_stats(acc(rs, 'valid'))} | {_stats(acc(rs, 'test'))} |"
+                 + (" chosen |" if (t, al) == best else " |")
+                 for (t, al), rs in grid.items()]  # fmt: skip
+    tn = tm["test_n"][task]
+    BEGIN, END = (mk.format(tag) for mk in MARK)
+    cmd = "python tools/eval_distill.py " + shlex.join(sys.argv[1:])
+    verdict = (
+        f"soft beats hard in {wins} of {len(seeds)} seeds, mean {diff:+.3f} "
+        f"({diff * tn:+.1f} of {tn} test items)"
+    )
     sec = [
         BEGIN,
-        f"## Distillation ({a.tasks}): {sshort} student from the {tshort} teacher's soft labels",
+        f"## {task}: {sshort} student from the {tshort} teacher's soft labels"
+        + (" over a transfer set" if use_tr else ""),
         "",
-        f"CPU: {_cpu()} (2 cores shared with other jobs; `nice -n 10`); {spent / 60:.1f} min.",
-        f"Teacher: {a.teacher} heads (seed 0) trained on hard labels"
-        f"{' of all these tasks together' if a.joint_teacher else ', this task alone'}; "
-        f"soft labels at "
-        f"T = {a.temperature}, top-5 + rest mass (`mas distill labels`). Student: "
-        f"{a.student} heads, {a.epochs} epochs max, early stopping on the valid split, "
-        f"trained either on hard labels only (`mas train heads`) or with "
-        f"{a.alpha} * CE + {1 - a.alpha:.1f} * T^2 * KL (`mas distill train`). Test split = "
-        "held-out speakers; accuracy per seed (mean ± std over seeds).",
+        f"CPU: {_cpu()} (2 cores shared with other jobs); {spent / 60:.1f} min for the runs "
+        "not already in results.json.",
         "",
         "```",
         cmd,
         "```",
         "",
-        "| task | test n | teacher | student, hard labels | student, soft labels | hard per seed "
-        "| soft per seed |",
-        "|---|---:|---:|---|---|---|---|",
+        f"Data: `{lab.relative_to(d)}`, train {n_tr} records (labelled), valid "
+        f"{len(valid_recs)}, test {len(test_recs)} ({n_spk} held-out speakers)"
+        + (
+            f"; transfer set `{a.transfer}`: {n_u} more records of training speakers, labelled "
+            "by the teacher; their own labels reach only the oracle"
+            if use_tr
+            else ""
+        )
+        + f". Student: {a.student} heads, {a.epochs} epochs max, early stopping on the valid "
+        f"macro-F1, seeds {a.seeds}; accuracy = clip-level {task}, mean ± std over seeds.",
+        "",
+        "| model | labels it trained on | valid accuracy | test accuracy | test per seed |",
+        "|---|---|---:|---:|---:|",
         *rows,
         "",
-        *notes,
+        f"Result: {verdict}.",
+        "",
+        f"T and a, tried on the valid split (soft arm, seeds {a.select_seeds or a.seeds}); the "
+        "test column was not used for the choice:",
+        "",
+        "| T | a | valid accuracy | test accuracy | |",
+        "|---:|---:|---:|---:|---|",
+        *grid_rows,
         END,
     ]
-    text = a.report.read_text(encoding="utf-8") if a.report.is_file() else ""
+    text = a.report.read_text(encoding="utf-8") if a.report.is_file() else (
+        "# Distillation of the Whisper heads (tools/eval_distill.py)\n")  # fmt: skip
     pat = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     block = "\n".join(sec)
     text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block
-    a.report.write_text(text.rstrip() + "\n", encoding="utf-8")
+    a.report.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(a.report) as tmp:
+        tmp.write_text(text.rstrip() + "\n", encoding="utf-8")
     print("\n".join(sec))
     return 0
 

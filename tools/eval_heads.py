@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Train the Whisper heads on the real-label manifests of tools/make_heads_data.py and write
 reports/heads.md: gender accuracy on held-out speakers, speaker-count accuracy beside the
-majority-class baseline, per overlap ratio and SNR, the cost of caching and training.
+majority-class baseline, per overlap ratio and SNR, the cost of caching and training. The
+sections other tools keep there between their markers (benchmarks) are carried over;
+distillation has its own report (reports/distill.md, tools/eval_distill.py).
 
     python tools/eval_heads.py \
         [--data .mas-cache/heads] [--model weights/whisper-base] [--seeds 0,1,2]
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -30,12 +33,23 @@ import numpy as np  # noqa: E402
 
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
 from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
+from mlx_audio_stack.atomic import atomic_output  # noqa: E402
 from mlx_audio_stack.data.manifest import read_manifest  # noqa: E402
 from mlx_audio_stack.heads import load_heads  # noqa: E402
 from mlx_audio_stack.heads.dataset import build_examples  # noqa: E402
 from mlx_audio_stack.heads.features import open_cache  # noqa: E402
 from mlx_audio_stack.heads.train import TrainConfig, predict_examples, train_heads  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT, data_dir  # noqa: E402
+
+SECTION = re.compile(r"<!-- ([\w-]+)[^>]*: tools/[\w./-]+ -->.*?<!-- /[^>]*-->", re.S)
+
+
+def other_tools_sections(report: Path) -> list[str]:
+    """The sections other tools keep in `report` between their markers
+    (`<!-- name: tools/x.py -->` ... `<!-- /name -->`): kept when this tool rewrites it."""
+    if not report.is_file():
+        return []
+    return [m.group(0) for m in SECTION.finditer(report.read_text(encoding="utf-8"))]
 
 
 def _bins(values, edges, labels):
@@ -276,7 +290,9 @@ def main() -> int:
         shutil.copyfile(png, plots / png.name)
         lines.append(f"![{png.stem}](heads/{png.name})")
     a.report.parent.mkdir(parents=True, exist_ok=True)
-    a.report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    kept = other_tools_sections(a.report)
+    with atomic_output(a.report) as tmp:
+        tmp.write_text("\n\n".join(["\n".join(lines).rstrip(), *kept]) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0
 
