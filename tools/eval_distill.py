@@ -9,7 +9,8 @@ speakers, over several seeds? Writes one section of reports/distill.md per task 
         [--temperatures 1,2,4] [--alphas 0.5,0.8]
 
 Arms (the student encoder, head size and training loop are the same in all of them):
-- teacher: base heads trained on the hard labels of the labelled manifest's train split;
+- teacher: base heads trained on the hard labels of the labelled manifest's train split
+  (one run per --teacher-seeds; the best on valid accuracy is the teacher);
 - hard: the student on those hard labels only;
 - soft: the student on a * CE(hard) + (1 - a) * T^2 * KL(teacher || student) over the same
   records, plus, with --transfer, the transfer set's records on the teacher's soft labels
@@ -92,6 +93,8 @@ def main() -> int:
     ap.add_argument("--weights", type=Path, default=Path("weights"))
     ap.add_argument("--teacher", default="whisper-base")
     ap.add_argument("--student", default="whisper-tiny.en")
+    ap.add_argument("--teacher-seeds", default="0",
+                    help="teacher runs; the best on valid accuracy is the teacher")  # fmt: skip
     ap.add_argument("--task", default="speaker_count", choices=sorted(MANIFESTS))
     ap.add_argument("--transfer", help="transfer-set manifest, relative to --data")
     ap.add_argument("--seeds", default="0,1,2")
@@ -107,6 +110,7 @@ def main() -> int:
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     sel = [int(s) for s in (a.select_seeds or a.seeds).split(",")]
+    t_seeds = [int(s) for s in a.teacher_seeds.split(",")]
     temps = [float(x) for x in a.temperatures.split(",")]
     alphas = [float(x) for x in a.alphas.split(",")]
     task, d = a.task, a.data
@@ -123,12 +127,15 @@ def main() -> int:
     def cfg(seed: int) -> TrainConfig:
         return TrainConfig(seed=seed, max_epochs=a.epochs)
 
-    teacher = work / "teacher"
-    tm = runs.get("teacher", lambda: train_heads(lab, [task], a.weights / a.teacher, teacher,
-                  features=cache[tshort], cfg=cfg(0), resume=False, report=False))  # fmt: skip
+    # the teacher: one run per --teacher-seeds, the best on valid accuracy labels the data
+    tms = {ts: runs.get(f"teacher-{ts}", lambda ts=ts: train_heads(
+        lab, [task], a.weights / a.teacher, work / f"teacher-{ts}", features=cache[tshort],
+        cfg=cfg(ts), resume=False, report=False)) for ts in t_seeds}  # fmt: skip
+    t_seed = max(t_seeds, key=lambda ts: (tms[ts]["valid"][task], -ts))
+    tm, teacher = tms[t_seed], work / f"teacher-{t_seed}"
     if not (teacher / "model.safetensors").is_file():  # results kept, weights gone: again
         train_heads(lab, [task], a.weights / a.teacher, teacher, features=cache[tshort],
-                    cfg=cfg(0), resume=False, report=False)  # fmt: skip
+                    cfg=cfg(t_seed), resume=False, report=False)  # fmt: skip
     hard = [runs.get(f"hard-{s}", lambda s=s: train_heads(
         lab, [task], a.weights / a.student, work / f"hard-{s}", features=cache[sshort],
         cfg=cfg(s), resume=False, report=False)) for s in seeds]  # fmt: skip
@@ -181,7 +188,8 @@ def main() -> int:
     rows = [
         row.format("majority class (" + majority + ")", "-", f"{maj['valid']:.3f}",
                    f"{maj['test']:.3f}", "-"),
-        row.format(f"teacher ({tshort}, seed 0)", f"hard, {n_tr} labelled",
+        row.format(f"teacher ({tshort}, seed {t_seed} of {a.teacher_seeds})",
+                   f"hard, {n_tr} labelled",
                    f"{tm['valid'][task]:.3f}", f"{tm['test'][task]:.3f}", "-"),
         row.format(f"student hard ({sshort})", f"hard, {n_tr} labelled",
                    _stats(acc(hard, "valid")), f"**{_stats(acc(hard, 'test'))}**",
@@ -237,6 +245,12 @@ def main() -> int:
         *rows,
         "",
         f"Result: {verdict}.",
+        "",
+        "Teacher runs, valid / test accuracy: "
+        + "; ".join(
+            f"seed {ts} {r['valid'][task]:.3f} / {r['test'][task]:.3f}" for ts, r in tms.items()
+        )
+        + " (the one with the best valid accuracy labels the data).",
         "",
         f"T and a, tried on the valid split (soft arm, seeds {a.select_seeds or a.seeds}); the "
         "test column was not used for the choice:",
