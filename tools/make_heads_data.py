@@ -2,7 +2,7 @@
 """Manifests with real labels for the Whisper heads, from the shared real-speech data.
 
     python tools/make_heads_data.py --out .mas-cache/heads \
-        [--mix 200,50,50] [--transfer 0] [--fsdd-per-speaker 5] [--seed 0] [--no-qa]
+        [--mix 200,100,200] [--transfer 400] [--fsdd-per-speaker 5] [--seed 0] [--no-qa]
 
 Writes into --out (one manifest per task family: the QA suite wants every record of a manifest
 labelled for its task):
@@ -186,8 +186,8 @@ def register(path: Path, task: str, cmd: str, out: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / ".mas-cache" / "heads")
-    ap.add_argument("--mix", default="200,50,50", help="mixtures in train,valid,test")
-    ap.add_argument("--transfer", type=int, default=0,
+    ap.add_argument("--mix", default="200,100,200", help="mixtures in train,valid,test")
+    ap.add_argument("--transfer", type=int, default=400,
                     help="also N more training-speaker mixtures in speaker_count/transfer.jsonl "
                     "(a distillation transfer set)")  # fmt: skip
     ap.add_argument("--fsdd-per-speaker", type=int, default=5)
