@@ -52,6 +52,34 @@ def other_tools_sections(report: Path) -> list[str]:
     return [m.group(0) for m in SECTION.finditer(report.read_text(encoding="utf-8"))]
 
 
+def gender_lines(s: dict, manifest: Path, g_acc: np.ndarray, seeds: list, seeds_arg: str):
+    gt = s["metrics"]["test"]["gender"]
+    gman = read_manifest(manifest)
+    n_spk = len({r["speaker"] for r in gman.records if r["split"] == "test"})
+    return [
+        "## Gender (held-out speakers: none of them in training, neither alone nor in mixtures)",
+        "",
+        f"Test: {gt['n']} utterances of {n_spk} speakers (LibriSpeech + FSDD): accuracy "
+        f"**{gt['accuracy']:.3f}**, macro-F1 {gt['macro_f1']:.3f}, confusion (rows true "
+        f"female, male) `{gt['confusion']}` (seed {seeds[0]}). Target >= 0.95.",
+        "",
+        f"Over seeds {seeds_arg}: gender accuracy mean {g_acc.mean():.3f}, min "
+        f"{g_acc.min():.3f}, max {g_acc.max():.3f}.",
+        "",
+    ]
+
+
+def kept_gender(report: Path) -> list[str]:
+    """The gender section of the existing report (this run trains speaker count alone)."""
+    text = report.read_text(encoding="utf-8") if report.is_file() else ""
+    m = re.search(r"^## Gender.*?(?=^## |^\| seed )", text, re.S | re.M)
+    note = "(Not re-run by this run, `--tasks speaker_count`: kept from the report before it.)"
+    if not m:
+        return ["## Gender", "", "Not measured in this run (`--tasks speaker_count`).", ""]
+    body = [x for x in m.group(0).rstrip().splitlines() if not x.startswith("(Not re-run")]
+    return [*body[:2], note, "", *body[2:], ""]
+
+
 def _bins(values, edges, labels):
     return [labels[int(np.searchsorted(edges, v, side="right")) - 1] for v in values]
 
@@ -138,20 +166,25 @@ def main() -> int:
     ap.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "heads.md")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds; the first one is detailed")
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--tasks", default="gender,speaker_count", choices=["gender,speaker_count",
+                    "speaker_count"], help="speaker_count alone: the gender section of the "
+                    "existing report is kept, marked as not re-run")  # fmt: skip
     a = ap.parse_args()
     d = a.data
-    manifests = [d / "gender.jsonl", d / "speaker_count" / "mixtures.jsonl"]
-    caches = [d / "feats" / "base-gender", d / "feats" / "base-speaker_count"]
+    tasks = a.tasks.split(",")
+    with_g = "gender" in tasks
+    manifests = [d / "gender.jsonl", d / "speaker_count" / "mixtures.jsonl"][not with_g :]
+    caches = [d / "feats" / "base-gender", d / "feats" / "base-speaker_count"][not with_g :]
     seeds = [int(x) for x in a.seeds.split(",")]
     per_seed = []
     for seed in seeds[::-1]:  # the detailed (first) seed last: its heads stay in --out
         cfg = TrainConfig(seed=seed, max_epochs=a.epochs, patience=8, batch_size=32, lr=1e-3)
         t0 = time.time()
-        s = train_heads(manifests, ["gender", "speaker_count"], a.model, a.out, caches, cfg,
-                        resume=False)  # fmt: skip
+        s = train_heads(manifests, tasks, a.model, a.out, caches, cfg, resume=False)
         train_s = time.time() - t0
         te = s["metrics"]["test"]
-        per_seed.append((seed, te["gender"]["accuracy"], te["speaker_count"]["accuracy"],
+        per_seed.append((seed, te["gender"]["accuracy"] if with_g else float("nan"),
+                         te["speaker_count"]["accuracy"],
                          te["speaker_count"]["frame"]["accuracy"]))  # fmt: skip
     per_seed.sort()
     g_acc = np.array([x[1] for x in per_seed])
@@ -159,9 +192,9 @@ def main() -> int:
     args = heads.args
 
     # speaker count on the held-out mixtures, by overlap ratio and SNR
-    m = read_manifest(manifests[1])
+    m = read_manifest(manifests[-1])
     test = [r for r in m.records if r["split"] == "test"]
-    ex = build_examples(test, open_cache(caches[1]).load_all(), args)
+    ex = build_examples(test, open_cache(caches[-1]).load_all(), args)
     p = predict_examples(heads, ex, args)["speaker_count"]
     pred = p["probs"].argmax(-1)
     y = np.array([int(r["labels"]["speaker_count"]) for r in test])
@@ -211,11 +244,8 @@ def main() -> int:
     prec, rec = tp / max(1, hyp.sum()), tp / max(1, ref.sum())
 
     t_enc, t_heads = time_ratio(a.model, heads)
-    gt = s["metrics"]["test"]["gender"]
-    gman = read_manifest(manifests[0])
-    n_spk = len({r["speaker"] for r in gman.records if r["split"] == "test"})
     idx = [json.loads((c / "index.json").read_text()) for c in caches]
-    hours = [sum(r["duration"] for r in mm.records) / 3600 for mm in (gman, m)]
+    hours = [sum(r["duration"] for r in read_manifest(mm).records) / 3600 for mm in manifests]
     audio_h = sum(hours)
     hist = s["history"]
     lines = [
@@ -228,26 +258,31 @@ def main() -> int:
         "## Commands",
         "```",
         "python tools/make_heads_data.py   # manifests + QA",
-        "mas features cache .mas-cache/heads/gender.jsonl --model weights/whisper-base "
-        "--out .mas-cache/heads/feats/base-gender --registry mlx_audio_stack/data/derived.json",
+        *(
+            [
+                "mas features cache .mas-cache/heads/gender.jsonl --model weights/whisper-base "
+                "--out .mas-cache/heads/feats/base-gender --registry mlx_audio_stack/data/derived.json"
+            ]
+            if with_g
+            else []
+        ),  # fmt: skip
         "mas features cache .mas-cache/heads/speaker_count/mixtures.jsonl --model "
         "weights/whisper-base --out .mas-cache/heads/feats/base-speaker_count "
         "--registry mlx_audio_stack/data/derived.json",
         "python tools/eval_heads.py " + shlex.join(sys.argv[1:]),
         "```",
         "",
-        "## Gender (held-out speakers: none of them in training, neither alone nor in mixtures)",
-        "",
-        f"Test: {gt['n']} utterances of {n_spk} speakers (LibriSpeech + FSDD): accuracy "
-        f"**{gt['accuracy']:.3f}**, macro-F1 {gt['macro_f1']:.3f}, confusion (rows true "
-        f"female, male) `{gt['confusion']}` (seed {seeds[0]}). Target >= 0.95.",
-        "",
-        f"Over seeds {a.seeds}: gender accuracy mean {g_acc.mean():.3f}, min {g_acc.min():.3f}, "
-        f"max {g_acc.max():.3f}.",
-        "",
+        *(
+            gender_lines(s, manifests[0], g_acc, seeds, a.seeds)
+            if with_g
+            else kept_gender(a.report)
+        ),  # fmt: skip
         "| seed | gender accuracy | speaker-count clip accuracy | speaker-count frame accuracy |",
         "|---:|---:|---:|---:|",
-        *[f"| {sd} | {g:.3f} | {c:.3f} | {f:.3f} |" for sd, g, c, f in per_seed],
+        *[
+            f"| {sd} | {g:.3f} | {c:.3f} | {f:.3f} |".replace("nan", "-")
+            for sd, g, c, f in per_seed
+        ],  # fmt: skip
         "",
         "## Speaker count (6 s mixtures of 0-3 held-out LibriSpeech speakers)",
         "",
@@ -267,7 +302,9 @@ def main() -> int:
         "## Cost",
         "",
         f"- Features: {audio_h:.2f} h of audio cached; every record is one or more 30 s "
-        "encoder windows, as `mas transcribe` encodes (see `heads/features.py`).",
+        "encoder windows, as `mas transcribe` encodes (see `heads/features.py`), so a 6 s "
+        "mixture costs a whole window. Wall time of `mas features cache` on the shared CPU, "
+        "other engineers' jobs running beside it (an upper bound, not the encoder's speed).",
         *[
             f"  - {c.name}: {ix['n_records']} records, {h:.2f} h of audio, "
             f"{ix['build_seconds']:.0f} s to cache = {ix['build_seconds'] / 60 / h:.1f} min per "
@@ -275,8 +312,8 @@ def main() -> int:
             for c, ix, h in zip(caches, idx, hours)
             if ix.get("build_seconds")
         ],
-        f"- Training (both tasks, from cached features): {train_s:.0f} s for {len(hist)} epochs "
-        f"(best epoch {s['best_epoch']}).",
+        f"- Training ({' + '.join(tasks)}, from cached features): {train_s:.0f} s for "
+        f"{len(hist)} epochs (best epoch {s['best_epoch']}).",
         f"- Heads vs encoder, one 30 s window, median wall time: encoder {t_enc * 1e3:.0f} ms, "
         f"heads (pooling included) {t_heads * 1e3:.1f} ms = {100 * t_heads / t_enc:.2f} % "
         "(by FLOPs: 0.25 %, `heads_flops` / `encoder_flops`).",
