@@ -172,6 +172,24 @@ def main() -> int:
             report=False)) for s in seeds]  # fmt: skip
     spent = time.perf_counter() - t0
 
+    def soft_stats(which: str, man: Path) -> str:
+        """Mean top probability of the teacher's soft labels (at the chosen T) on `man`'s
+        train records, and their agreement with the true labels (for the report only)."""
+        from mlx_audio_stack.heads.distill import load_soft_labels
+
+        folder = soft_dir(best[0], which)
+        ix, lab_ = load_soft_labels(folder)
+        classes = ix["tasks"][task]
+        rs = [r for r in read_manifest(man).records if r["split"] == "train"]
+        p = np.stack([lab_[str(r["id"])][task] for r in rs])
+        y = np.array([classes.index(str(r["labels"][task])) for r in rs])
+        return (
+            f"`{man.name}` train ({len(rs)}): mean top probability {p.max(-1).mean():.3f}, "
+            f"argmax = true label {np.mean(p.argmax(-1) == y):.3f}"
+        )
+
+    soft_lines = [soft_stats("labelled", lab)] + ([soft_stats("transfer", tr)] if use_tr else [])
+
     m = read_manifest(lab)
     train_labels = Counter(str(r["labels"][task]) for r in m.records if r["split"] == "train")
     majority = train_labels.most_common(1)[0][0]
@@ -250,7 +268,8 @@ def main() -> int:
         + "; ".join(
             f"seed {ts} {r['valid'][task]:.3f} / {r['test'][task]:.3f}" for ts, r in tms.items()
         )
-        + " (the one with the best valid accuracy labels the data).",
+        + " (the one with the best valid accuracy labels the data). Its soft labels at "
+        f"T = {best[0]:g}: " + "; ".join(soft_lines) + ".",
         "",
         f"T and a, tried on the valid split (soft arm, seeds {a.select_seeds or a.seeds}); the "
         "test column was not used for the choice:",
