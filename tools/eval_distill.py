@@ -10,7 +10,9 @@ speakers, over several seeds? Writes one section of reports/distill.md per task 
 
 Arms (the student encoder, head size and training loop are the same in all of them):
 - teacher: base heads trained on the hard labels of the labelled manifest's train split
-  (one run per --teacher-seeds; the best on valid accuracy is the teacher);
+  (one run per --teacher-seeds; the best on valid accuracy is the teacher); with
+  --teacher-labels all, on the transfer set's true labels too (a teacher stronger by more
+  labelled data, the usual distillation setting; no student sees those labels);
 - hard: the student on those hard labels only;
 - soft: the student on a * CE(hard) + (1 - a) * T^2 * KL(teacher || student) over the same
   records, plus, with --transfer, the transfer set's records on the teacher's soft labels
@@ -97,6 +99,13 @@ def main() -> int:
                     help="teacher runs; the best on valid accuracy is the teacher")  # fmt: skip
     ap.add_argument("--task", default="speaker_count", choices=sorted(MANIFESTS))
     ap.add_argument("--transfer", help="transfer-set manifest, relative to --data")
+    ap.add_argument(
+        "--teacher-labels",
+        default="labelled",
+        choices=["labelled", "all"],
+        help="all: the teacher also trains on the transfer set's true labels (a "
+        "teacher stronger by more labelled data; the students never see them)",
+    )
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--temperatures", default="2", help="T values tried (chosen on valid)")
@@ -114,7 +123,10 @@ def main() -> int:
     temps = [float(x) for x in a.temperatures.split(",")]
     alphas = [float(x) for x in a.alphas.split(",")]
     task, d = a.task, a.data
-    tag = task + ("-transfer" if a.transfer else "")
+    all_t = a.teacher_labels == "all"
+    if all_t and not a.transfer:
+        raise SystemExit("--teacher-labels all needs --transfer")
+    tag = task + ("-transfer" if a.transfer else "") + ("-teacher-all" if all_t else "")
     work = a.work or d / f"distill-{tag}"
     runs = Runs(work / "results.json")
     tshort, sshort = a.teacher.removeprefix("whisper-"), a.student.removeprefix("whisper-")
@@ -128,13 +140,15 @@ def main() -> int:
         return TrainConfig(seed=seed, max_epochs=a.epochs)
 
     # the teacher: one run per --teacher-seeds, the best on valid accuracy labels the data
+    t_man = [lab, tr] if all_t else lab
+    t_feats = [cache[tshort], tcache[tshort]] if all_t else cache[tshort]
     tms = {ts: runs.get(f"teacher-{ts}", lambda ts=ts: train_heads(
-        lab, [task], a.weights / a.teacher, work / f"teacher-{ts}", features=cache[tshort],
+        t_man, [task], a.weights / a.teacher, work / f"teacher-{ts}", features=t_feats,
         cfg=cfg(ts), resume=False, report=False)) for ts in t_seeds}  # fmt: skip
     t_seed = max(t_seeds, key=lambda ts: (tms[ts]["valid"][task], -ts))
     tm, teacher = tms[t_seed], work / f"teacher-{t_seed}"
     if not (teacher / "model.safetensors").is_file():  # results kept, weights gone: again
-        train_heads(lab, [task], a.weights / a.teacher, teacher, features=cache[tshort],
+        train_heads(t_man, [task], a.weights / a.teacher, teacher, features=t_feats,
                     cfg=cfg(t_seed), resume=False, report=False)  # fmt: skip
     hard = [runs.get(f"hard-{s}", lambda s=s: train_heads(
         lab, [task], a.weights / a.student, work / f"hard-{s}", features=cache[sshort],
@@ -207,7 +221,7 @@ def main() -> int:
         row.format("majority class (" + majority + ")", "-", f"{maj['valid']:.3f}",
                    f"{maj['test']:.3f}", "-"),
         row.format(f"teacher ({tshort}, seed {t_seed} of {a.teacher_seeds})",
-                   f"hard, {n_tr} labelled",
+                   f"hard, {n_tr} labelled" + (f" + {n_u} transfer" if all_t else ""),
                    f"{tm['valid'][task]:.3f}", f"{tm['test'][task]:.3f}", "-"),
         row.format(f"student hard ({sshort})", f"hard, {n_tr} labelled",
                    _stats(acc(hard, "valid")), f"**{_stats(acc(hard, 'test'))}**",
@@ -238,7 +252,8 @@ def main() -> int:
     sec = [
         BEGIN,
         f"## {task}: {sshort} student from the {tshort} teacher's soft labels"
-        + (" over a transfer set" if use_tr else ""),
+        + (" over a transfer set" if use_tr else "")
+        + (" (teacher trained on the transfer set's labels too)" if all_t else ""),
         "",
         f"CPU: {_cpu()} (2 cores shared with other jobs); {spent / 60:.1f} min for the runs "
         "not already in results.json.",
@@ -251,7 +266,8 @@ def main() -> int:
         f"{len(valid_recs)}, test {len(test_recs)} ({n_spk} held-out speakers)"
         + (
             f"; transfer set `{a.transfer}`: {n_u} more records of training speakers, labelled "
-            "by the teacher; their own labels reach only the oracle"
+            "by the teacher; their own labels reach "
+            + ("the teacher and the oracle, no student directly" if all_t else "only the oracle")
             if use_tr
             else ""
         )
