@@ -80,6 +80,10 @@ def kept_gender(report: Path) -> list[str]:
     return [*body[:2], note, "", *body[2:], ""]
 
 
+def _rel(p: Path) -> Path:
+    return p.resolve().relative_to(REPO_ROOT) if p.resolve().is_relative_to(REPO_ROOT) else p
+
+
 def _bins(values, edges, labels):
     return [labels[int(np.searchsorted(edges, v, side="right")) - 1] for v in values]
 
@@ -261,7 +265,8 @@ def main() -> int:
         *(
             [
                 "mas features cache .mas-cache/heads/gender.jsonl --model weights/whisper-base "
-                "--out .mas-cache/heads/feats/base-gender --registry mlx_audio_stack/data/derived.json"
+                "--out .mas-cache/heads/feats/base-gender "
+                "--registry mlx_audio_stack/data/derived.json"
             ]
             if with_g
             else []
@@ -318,7 +323,7 @@ def main() -> int:
         f"heads (pooling included) {t_heads * 1e3:.1f} ms = {100 * t_heads / t_enc:.2f} % "
         "(by FLOPs: 0.25 %, `heads_flops` / `encoder_flops`).",
         "",
-        f"Training report (seed {seeds[0]}): `{a.out}/report.md`; its plots:",
+        f"Training report (seed {seeds[0]}): `{_rel(a.out)}/report.md` (not committed); its plots:",
         "",
     ]
     plots = a.report.parent / "heads"
