@@ -87,3 +87,29 @@ def test_rate_manifest_passes_qa(tool, shared_data, tmp_path):
     r = run_qa(m, "speaking_rate", progress=False, plots=False, record=False)
     assert r.passed, [f.line() for f in r.findings if f.severity == "error"]
     assert not [f for f in r.findings if f.check.startswith(("balance", "drift"))]
+
+
+def test_eval_heads_keeps_the_other_tools_sections(tmp_path):
+    """tools/eval_heads.py rewrites reports/heads.md; the sections other tools keep there
+    between their markers survive it (a rerun once dropped the distillation sections), and
+    a speaker-count-only run keeps the gender section, marked as not re-run."""
+    spec = importlib.util.spec_from_file_location(
+        "eval_heads", REPO_ROOT / "tools" / "eval_heads.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    report = tmp_path / "heads.md"
+    bench = (
+        "<!-- heads-parallel: tools/bench_heads_parallel.py -->\n## Bench\nx\n"
+        "<!-- /heads-parallel -->"
+    )
+    report.write_text(
+        "# Heads\n\n## Gender (held-out)\n\nTest: accuracy **0.955**.\n\n| seed | gender |\n"
+        f"|---|---|\n\n## Speaker count\n\ny\n\n{bench}\n"
+    )
+    assert mod.other_tools_sections(report) == [bench]
+    kept = mod.kept_gender(report)
+    assert kept[0] == "## Gender (held-out)" and "Not re-run" in kept[2]
+    assert "Test: accuracy **0.955**." in kept and not any("seed" in x for x in kept)
+    report.write_text("\n".join(kept) + "\n")  # a second run does not stack the note
+    assert sum("Not re-run" in x for x in mod.kept_gender(report)) == 1

@@ -72,7 +72,7 @@ def gender_lines(s: dict, manifest: Path, g_acc: np.ndarray, seeds: list, seeds_
 def kept_gender(report: Path) -> list[str]:
     """The gender section of the existing report (this run trains speaker count alone)."""
     text = report.read_text(encoding="utf-8") if report.is_file() else ""
-    m = re.search(r"^## Gender.*?(?=^## |^\| seed )", text, re.S | re.M)
+    m = re.search(r"^## Gender.*?(?=^## |^\| seed |\Z)", text, re.S | re.M)
     note = "(Not re-run by this run, `--tasks speaker_count`: kept from the report before it.)"
     if not m:
         return ["## Gender", "", "Not measured in this run (`--tasks speaker_count`).", ""]
