@@ -32,6 +32,7 @@ file run and a live run of the same audio give the same finals.
 """
 
 from .config import PipelineConfig
-from .driver import Pipeline, PipelineResult, run_pipeline
+from .driver import Pipeline, PipelineResult
+from .run import run_pipeline
 
 __all__ = ["Pipeline", "PipelineConfig", "PipelineResult", "run_pipeline"]
