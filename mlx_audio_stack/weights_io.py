@@ -312,12 +312,32 @@ def check_weights(
         raise WeightsError(f"{where}: weights do not match the model: " + " | ".join(parts))
 
 
-def load_strict(module, weights: Mapping[str, Any], where: str) -> None:
-    """Load `weights` into an mlx.nn.Module after checking key sets and shapes exactly."""
+def param_shapes(module) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of an mlx.nn.Module. MLX arrays are lazy: a freshly built
+    module only records shapes here, nothing is computed."""
     from mlx.utils import tree_flatten
 
-    expected = {k: tuple(v.shape) for k, v in tree_flatten(module.parameters())}
-    check_weights(expected, weights, where)
+    return {k: tuple(v.shape) for k, v in tree_flatten(module.parameters())}
+
+
+def channels_last(v: Any, want: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Any:
+    """A torch-layout conv weight in MLX's layout: (O, I, *K) -> (O, *K, I) (or `perm`), when
+    that gives the shape the model wants. Anything else comes back unchanged (already in MLX
+    layout, not a conv, or a mismatch that the strict load then names), so a model's
+    `sanitize` that uses it is safe to run twice."""
+    if want is None or len(v.shape) not in (3, 4) or tuple(v.shape) == tuple(want):
+        return v
+    perm = perm or (0, *range(2, len(v.shape)), 1)
+    if tuple(v.shape[i] for i in perm) != tuple(want):
+        return v
+    if isinstance(v, np.ndarray):
+        return np.ascontiguousarray(v.transpose(perm))
+    return v.transpose(perm)
+
+
+def load_strict(module, weights: Mapping[str, Any], where: str) -> None:
+    """Load `weights` into an mlx.nn.Module after checking key sets and shapes exactly."""
+    check_weights(param_shapes(module), weights, where)
     module.load_weights(list(weights.items()), strict=True)
 
 

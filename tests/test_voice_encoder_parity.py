@@ -21,7 +21,7 @@ from conftest import require
 
 from mlx_audio_stack.audio import load_audio
 from mlx_audio_stack.convert import convert
-from mlx_audio_stack.models.voice_encoder import VoiceEncoder, cpu_lstm
+from mlx_audio_stack.models.voice_encoder import cpu_lstm, load_model
 from mlx_audio_stack.models.voice_encoder.frontend import partial_slices, utterance_partials
 from mlx_audio_stack.models.voice_encoder.model import VoiceEncoderArgs
 
@@ -45,7 +45,7 @@ def ref(tmp_path_factory):
     model = RefEncoder("cpu", verbose=False)
     src = Path(__import__("resemblyzer").__file__).parent / "pretrained.pt"
     out = convert(src, tmp_path_factory.mktemp("ve") / "voice-encoder")
-    return model, VoiceEncoder.load(out), torch
+    return model, load_model(out), torch
 
 
 @pytest.fixture(scope="module")

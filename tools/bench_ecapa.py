@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlx_audio_stack.audio import load_audio
     from mlx_audio_stack.convert import convert
-    from mlx_audio_stack.models.ecapa import SpeakerEncoder
+    from mlx_audio_stack.models.ecapa import load_model
     from mlx_audio_stack.paths import data_dir
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = tool.build_reference(tiny=False, seed=0)
     with tempfile.TemporaryDirectory(prefix="bench-ecapa-") as td:  # ~170 MB, removed after
         tmp = Path(td)
-        enc = SpeakerEncoder.load(convert(tool.save_folder(ref, tmp / "sb"), tmp / "mlx"))
+        enc = load_model(convert(tool.save_folder(ref, tmp / "sb"), tmp / "mlx"))
 
     d = data_dir()
     if d is None:

@@ -1,7 +1,7 @@
 """Whisper converter: OpenAI `.pt`, Hugging Face folders (pytorch_model.bin / model.safetensors,
 sharded), CTranslate2 / faster-whisper folders (model.bin or model.bin.part1+part2...).
 
-Everything is mapped onto openai-whisper's state-dict names, then `models.whisper.model.sanitize`
+Everything is mapped onto openai-whisper's state-dict names, then `Whisper.sanitize`
 applies this port's few deviations. Tokenizer files shipped with the weights are copied along.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConversionError
-from ..weights_io import check_weights, inside, load_safetensors
+from ..weights_io import check_weights, inside, load_safetensors, param_shapes
 from . import Converted, Converter, register
 from ._ctranslate2 import model_bin_parts, read_model_bin, read_spec_name
 from .torch_pickle import MAX_PICKLE_BYTES, load_torch_checkpoint, pickle_head
@@ -301,7 +301,7 @@ def _tokenizer_files(
 
 def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
     from ..models.whisper.load import check_alignment_heads, check_dims_against
-    from ..models.whisper.model import ModelDimensions, sanitize
+    from ..models.whisper.model import ModelDimensions, Whisper
 
     alignment_heads: list = []
     cfg: dict | None = None
@@ -342,9 +342,10 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
     heads = check_alignment_heads(alignment_heads, dims, f"{src}: config", ConversionError)
     if not isinstance(sd, dict) or not all(isinstance(k, str) for k in sd):
         raise ConversionError(f"{src}: the state dict is not a mapping of names to tensors")
-    weights = sanitize(sd)
+    model = Whisper(dims)  # lazy: its parameters only record shapes
+    weights = model.sanitize(sd)
     check_dims_against(dims, weights, str(src), ConversionError)
-    check_weights(expected_shapes(dims), weights, str(src))
+    check_weights(param_shapes(model), weights, str(src))
     extra = _tokenizer_files(folder, tokenizer, dims.n_vocab, src)
     tok_name = next(iter(extra)) if len(extra) == 1 else "vocab.json"
     config = {
@@ -354,18 +355,6 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
         "tokenizer": tok_name,
     }
     return Converted(weights, config, extra, sources)
-
-
-def expected_shapes(dims) -> dict[str, tuple[int, ...]]:
-    """Parameter name -> shape of the MLX model for `dims` (no weights are allocated)."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-
-    from ..models.whisper.model import Whisper
-
-    # MLX arrays are lazy: building the module records shapes; nothing is evaluated
-    model = Whisper(dims, mx.float32)
-    return {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
 
 
 def quantize(result: Converted, bits: int, group_size: int) -> Converted:

@@ -20,13 +20,14 @@ SHIPPED_DIR = ASSETS_DIR / "speaker_count"  # trained by tools/train_speaker_cou
 def model_from_weights(weights: dict, args: ModelArgs, where: str = "weights") -> SpeakerCounter:
     """An eval-mode float32 model from name -> array weights (stored dtype may be float16)."""
     model = SpeakerCounter(args)
+    weights = model.sanitize(weights)
     load_strict(model, {k: mx.array(v).astype(mx.float32) for k, v in weights.items()}, where)
     model.eval()
     mx.eval(model.parameters())
     return model
 
 
-def load_speaker_counter(path: str | Path | None = None) -> SpeakerCountDetector:
+def load_model(path: str | Path | None = None) -> SpeakerCountDetector:
     """The speaker-count / overlap detector. `path`: a folder with model.safetensors +
     config.json; None = the weights shipped in the package (assets/speaker_count)."""
     path = Path(path) if path is not None else SHIPPED_DIR
@@ -51,3 +52,6 @@ def save_speaker_counter(
         **(extra_config or {}),
     }
     return save_model_dir(out, weights, config, overwrite=True)
+
+
+load_speaker_counter = load_model  # the public name (`mlx_audio_stack.load_speaker_counter`)
