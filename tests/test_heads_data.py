@@ -8,7 +8,7 @@ import importlib.util
 import pytest
 
 from mlx_audio_stack.data import taxonomy
-from mlx_audio_stack.models.speaker_count import simulate
+from mlx_audio_stack.evaluation import count_mixtures as simulate
 from mlx_audio_stack.paths import REPO_ROOT
 
 

@@ -14,6 +14,12 @@ import soundfile as sf
 from mlx.utils import tree_flatten
 
 from mlx_audio_stack.errors import AudioError, ConversionError, MasError, WeightsError
+from mlx_audio_stack.evaluation.separation import (
+    make_mixtures,
+    si_sdr,
+    si_sdr_improvement,
+    si_sdr_pit,
+)
 from mlx_audio_stack.models.mossformer2 import (
     ModelArgs,
     MossFormer2,
@@ -21,12 +27,6 @@ from mlx_audio_stack.models.mossformer2 import (
     best_permutation,
     load_model,
     separate,
-)
-from mlx_audio_stack.models.mossformer2.evaluation import (
-    make_mixtures,
-    si_sdr,
-    si_sdr_improvement,
-    si_sdr_pit,
 )
 from mlx_audio_stack.models.mossformer2.layers import depthwise_conv, mean_var
 from mlx_audio_stack.weights_io import param_shapes, save_model_dir

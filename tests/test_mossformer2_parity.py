@@ -73,7 +73,7 @@ def _reference(model, mix: np.ndarray) -> np.ndarray:
 
 
 def _check(ours: np.ndarray, ref: np.ndarray) -> None:
-    from mlx_audio_stack.models.mossformer2.evaluation import si_sdr
+    from mlx_audio_stack.evaluation.separation import si_sdr
 
     assert ours.shape == ref.shape
     err = float(np.abs(ours - ref).max())
@@ -84,7 +84,7 @@ def _check(ours: np.ndarray, ref: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def mixtures(shared_data, tmp_path_factory):
     """Real LibriSpeech mixtures: {(spks, sr): mix (T,)} of 1.5 s, full overlap, seed 0."""
-    from mlx_audio_stack.models.mossformer2.evaluation import load_mixture, make_mixtures
+    from mlx_audio_stack.evaluation.separation import load_mixture, make_mixtures
 
     root = tmp_path_factory.mktemp("mixtures")
     out = {}
@@ -140,12 +140,12 @@ def test_chunked_matches_offline(shared_data, tmp_path):
     linear attention span the whole input), so this bounds the context effect, not the
     overlap-add, which test_mossformer2.py::test_streaming_keeps_speaker_order shows exact.
     """
-    from mlx_audio_stack.models.mossformer2 import separate
-    from mlx_audio_stack.models.mossformer2.evaluation import (
+    from mlx_audio_stack.evaluation.separation import (
         load_mixture,
         make_mixtures,
         si_sdr_pit,
     )
+    from mlx_audio_stack.models.mossformer2 import separate
 
     make_mixtures(shared_data, tmp_path / "long", 1, 2, seconds=16.0, overlap=1.0, seed=0)
     x = load_mixture(tmp_path / "long" / "mix0000")[0]

@@ -14,6 +14,8 @@ import pytest
 import mlx_audio_stack  # noqa: F401  (BLAS before mlx)
 from mlx_audio_stack.convert.silero_vad import detect
 from mlx_audio_stack.errors import AudioError, MasError, WeightsError
+from mlx_audio_stack.evaluation.rttm import fold
+from mlx_audio_stack.evaluation.vad import detection_error
 from mlx_audio_stack.models.silero_vad import (
     ModelArgs,
     SileroVAD,
@@ -26,7 +28,6 @@ from mlx_audio_stack.models.silero_vad import (
     timestamps_from_probs,
     vad_step,
 )
-from mlx_audio_stack.models.silero_vad.metrics import detection_error, normalize_uri
 from mlx_audio_stack.models.silero_vad.output import FileSegments, to_json, to_rttm, to_txt
 from mlx_audio_stack.weights_io import param_shapes
 
@@ -234,7 +235,9 @@ def test_detection_error():
     assert err.missed_s == pytest.approx(1.75)  # 2.0 .. 3.75
     assert err.false_alarm_s == pytest.approx(1.0)
     assert err.missed == pytest.approx(0.7) and err.false_alarm == pytest.approx(0.4)
-    assert normalize_uri("tr\u00f100") == "trn00"
+    # a list of scored regions (rttm.read_uem) gives the same figures as the one region
+    assert detection_error(ref, [(1.0, 2.0), (5.0, 6.0)], [(0.0, 10.0)], collar=0.25) == err
+    assert fold("tr\u00f100") == "trn00"
 
 
 def test_events_follow_probabilities(model):
