@@ -99,3 +99,32 @@ def load_tool(name: str) -> types.ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# every reference library a test or fixture script may import: absent under `blocked_env()`
+REFERENCE_MODULES = (
+    "torch",
+    "torchaudio",
+    "whisper",
+    "transformers",
+    "faster_whisper",
+    "ctranslate2",
+    "speechbrain",
+    "resemblyzer",
+    "silero_vad",
+    "onnxruntime",
+    "clearvoice",
+)
+
+
+def blocked_env(blocked: tuple[str, ...] = REFERENCE_MODULES) -> dict[str, str]:
+    """Environment for a subprocess in which `blocked` cannot be imported (tests/_blocker's
+    sitecustomize) and this checkout's mlx_audio_stack is the one imported."""
+    import os
+
+    path = [str(ROOT / "tests" / "_blocker"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in path if p),
+        "MAS_BLOCK_IMPORTS": ",".join(blocked),
+    }
