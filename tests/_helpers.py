@@ -71,6 +71,20 @@ def load_fixture(name: str) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def write_fixture(out: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write a fixture folder's reference.json + reference.npz (each to a temporary file, then
+    renamed): what the tools/make_*_fixtures.py scripts commit and `load_fixture` reads."""
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "reference.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    tmp_npz = out / "reference.tmp.npz"
+    np.savez_compressed(tmp_npz, **arrays)
+    os.replace(tmp, out / "reference.json")
+    os.replace(tmp_npz, out / "reference.npz")
+
+
 def check_fixture_audio(meta: dict, shared: Path) -> None:
     """The shared audio the fixture was made from is the audio here (else regenerate it)."""
     bad = [rel for rel, digest in meta["audio"].items() if sha256(shared / rel) != digest]
