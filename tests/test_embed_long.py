@@ -117,6 +117,7 @@ def long_file(tmp_path_factory, clip) -> tuple[Path, Path]:
     return short, long_
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["voice-encoder", "ecapa"])
 def test_long_file_bounded_memory(models, long_file, tmp_path, name):
     """Embedding a 30-minute file through `mas embed` raises the process's peak RSS by less than

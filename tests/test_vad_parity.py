@@ -92,6 +92,7 @@ def fixture_model(tmp_path_factory):
     return load_vad(folder), json.loads((folder / "config.json").read_text())
 
 
+@pytest.mark.slow
 def test_probs_and_segments_match_fixture(shared_data, fixture_model):
     """The JIT's committed outputs (no torch needed): probabilities within TOL, same segments."""
     model, config = fixture_model
@@ -122,6 +123,7 @@ def test_subset_covers_every_folder(shared_data):
     assert len(files) >= 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sr", [16000, 8000])
 def test_probs_and_segments_match_jit(shared_data, silero, jit, model, sr):
     import torch
@@ -182,6 +184,7 @@ def test_streaming_matches_jit_chunk_calls(shared_data, silero, jit, model, sr):
     np.testing.assert_allclose(ours, ref, atol=TOL)
 
 
+@pytest.mark.slow
 def test_events_match_vad_iterator(shared_data, silero, jit, model):
     import torch
 

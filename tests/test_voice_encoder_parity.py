@@ -84,6 +84,7 @@ def test_partial_windows_equal_resemblyzer(ref):
             ], (n, rate, cov)
 
 
+@pytest.mark.slow
 def test_embed_equals_embed_utterance_on_real_speech(ref, utts):
     model, enc, _ = ref
     batch = enc.embed(utts)  # every partial of every utterance in one batch
@@ -111,6 +112,7 @@ def test_partials_and_mels_equal_the_reference(ref, utts):
         np.testing.assert_allclose(m, ref_mel[lo : lo + 160], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_mlx_recurrence_equals_the_reference(ref, utts, monkeypatch):
     """The plain MLX path (what a Mac's GPU runs) against resemblyzer, CPU path turned off."""
     model, enc, _ = ref
