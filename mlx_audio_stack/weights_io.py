@@ -262,9 +262,12 @@ def load_errors(path: str | Path, what: str) -> Iterator[None]:
         ) from exc
 
 
-def load_model_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_model_dir(
+    path: str | Path, model_type: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (config, weights) of a converted folder; clear errors when it is not one.
-    The safetensors header is checked before MLX reads it; the config must be an object."""
+    The safetensors header is checked before MLX reads it; the config must be an object
+    and, when `model_type` is given, name that model type."""
     path = Path(path)
     cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not path.is_dir():
@@ -280,6 +283,10 @@ def load_model_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise WeightsError(f"{cfg_path}: invalid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise WeightsError(f"{cfg_path}: expected a JSON object, got {type(config).__name__}")
+    if model_type is not None and config.get("model_type") != model_type:
+        raise WeightsError(
+            f"{path}: model_type is {config.get('model_type')!r}, expected {model_type!r}"
+        )
     weights = load_safetensors(w_path)
     return config, weights
 

@@ -23,11 +23,7 @@ def load_model(path: str | Path) -> SpeakerEncoder:
 
 
 def _load(path: Path) -> SpeakerEncoder:
-    config, weights = load_model_dir(path)
-    if config.get("model_type") != MODEL_TYPE:
-        raise WeightsError(
-            f"{path}: model_type is {config.get('model_type')!r}, expected {MODEL_TYPE!r}"
-        )
+    config, weights = load_model_dir(path, MODEL_TYPE)
     where = f"{path / 'config.json'}"
     model = ECAPA_TDNN(
         checked_args(EcapaArgs, config.get("args"), f"{where}: args", limits=ARG_LIMITS)

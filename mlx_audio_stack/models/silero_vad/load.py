@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from ...errors import WeightsError
 from ...weights_io import load_errors, load_model_dir, load_strict
 from .model import ModelArgs, SileroVAD
 
@@ -30,11 +29,7 @@ def load_model(path: str | Path) -> SileroVAD:
     Computation is float32 whatever dtype the weights were stored in (the model is tiny).
     """
     with load_errors(path, "silero_vad"):
-        config, weights = load_model_dir(path)
-        if config.get("model_type") != "silero_vad":
-            raise WeightsError(
-                f"{path}: model_type is {config.get('model_type')!r}, expected 'silero_vad'"
-            )
+        config, weights = load_model_dir(path, "silero_vad")
         args = ModelArgs.from_dict(config.get("args", {}), f"{Path(path) / 'config.json'}: args")
         return model_from_weights(weights, args, str(path))
 

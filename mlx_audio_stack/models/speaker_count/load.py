@@ -7,7 +7,6 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from ...errors import WeightsError
 from ...paths import ASSETS_DIR
 from ...weights_io import load_model_dir, load_strict, save_model_dir
 from .detector import SpeakerCountDetector
@@ -31,11 +30,7 @@ def load_model(path: str | Path | None = None) -> SpeakerCountDetector:
     """The speaker-count / overlap detector. `path`: a folder with model.safetensors +
     config.json; None = the weights shipped in the package (assets/speaker_count)."""
     path = Path(path) if path is not None else SHIPPED_DIR
-    config, weights = load_model_dir(path)
-    if config.get("model_type") != MODEL_TYPE:
-        raise WeightsError(
-            f"{path}: model_type is {config.get('model_type')!r}, expected {MODEL_TYPE!r}"
-        )
+    config, weights = load_model_dir(path, MODEL_TYPE)
     args = ModelArgs.from_dict(config.get("args", {}))
     return SpeakerCountDetector(model_from_weights(weights, args, str(path)), config)
 

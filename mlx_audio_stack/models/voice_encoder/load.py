@@ -22,11 +22,7 @@ def load_model(path: str | Path) -> VoiceEncoder:
 
 
 def _load(path: Path) -> VoiceEncoder:
-    config, weights = load_model_dir(path)
-    if config.get("model_type") != MODEL_TYPE:
-        raise WeightsError(
-            f"{path}: model_type is {config.get('model_type')!r}, expected {MODEL_TYPE!r}"
-        )
+    config, weights = load_model_dir(path, MODEL_TYPE)
     try:
         args = VoiceEncoderArgs(**config["args"])
     except (KeyError, TypeError, ValueError) as exc:
