@@ -346,8 +346,3 @@ def load_strict(module, weights: Mapping[str, Any], where: str) -> None:
     """Load `weights` into an mlx.nn.Module after checking key sets and shapes exactly."""
     check_weights(param_shapes(module), weights, where)
     module.load_weights(list(weights.items()), strict=True)
-
-
-def to_numpy_f32(x) -> np.ndarray:
-    """Any array-like (numpy, incl. float16/bfloat16 raw) -> float32 numpy."""
-    return np.asarray(x, dtype=np.float32)
