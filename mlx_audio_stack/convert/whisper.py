@@ -211,8 +211,8 @@ def _from_ct2(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     n_dec = 1 + max(int(m.group(1)) for k in v if (m := re.match(r"decoder/layer_(\d+)/", k)))
     for conv in ("conv1", "conv2"):
         lin(f"encoder/{conv}", f"encoder.{conv}")
-    for i in range(n_enc):
-        s, d = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+
+    def self_attention_and_mlp(s: str, d: str) -> None:  # what every block of both sides has
         ln(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
         fused(
             f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key", f"{d}.attn.value"]
@@ -221,23 +221,19 @@ def _from_ct2(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
         ln(f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
         lin(f"{s}/ffn/linear_0", f"{d}.mlp.0")
         lin(f"{s}/ffn/linear_1", f"{d}.mlp.2")
+
+    for i in range(n_enc):
+        self_attention_and_mlp(f"encoder/layer_{i}", f"encoder.blocks.{i}")
     ln("encoder/layer_norm", "encoder.ln_post")
     sd["decoder.token_embedding.weight"] = v["decoder/embeddings/weight"]
     sd["decoder.positional_embedding"] = v["decoder/position_encodings/encodings"]
     for i in range(n_dec):
         s, d = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        ln(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-        fused(
-            f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key", f"{d}.attn.value"]
-        )
-        lin(f"{s}/self_attention/linear_1", f"{d}.attn.out")
+        self_attention_and_mlp(s, d)
         ln(f"{s}/attention/layer_norm", f"{d}.cross_attn_ln")
         lin(f"{s}/attention/linear_0", f"{d}.cross_attn.query")
         fused(f"{s}/attention/linear_1", [f"{d}.cross_attn.key", f"{d}.cross_attn.value"])
         lin(f"{s}/attention/linear_2", f"{d}.cross_attn.out")
-        ln(f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
-        lin(f"{s}/ffn/linear_0", f"{d}.mlp.0")
-        lin(f"{s}/ffn/linear_1", f"{d}.mlp.2")
     ln("decoder/layer_norm", "decoder.ln")
     emb = v["decoder/embeddings/weight"]
     conv1 = v["encoder/conv1/weight"]
