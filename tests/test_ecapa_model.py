@@ -18,15 +18,10 @@ from mlx.utils import tree_flatten
 from mlx_audio_stack.convert import convert, detect
 from mlx_audio_stack.convert.ecapa import ecapa_config, read_hyperparams
 from mlx_audio_stack.errors import AudioError, ConversionError, WeightsError
+from mlx_audio_stack.evaluation.verification import compute_eer, compute_min_dcf, make_trials
 from mlx_audio_stack.models.ecapa import ECAPA_TDNN, EcapaArgs, SpeakerEncoder, load_model
 from mlx_audio_stack.models.ecapa.fbank import Fbank, FbankArgs
-from mlx_audio_stack.models.ecapa.scoring import (
-    compute_eer,
-    compute_min_dcf,
-    cosine_score,
-    make_trials,
-    normalize_scores,
-)
+from mlx_audio_stack.models.ecapa.scoring import cosine_score, normalize_scores
 
 REAL_HPARAMS = Path("/work/shared/reference/spkrec-ecapa-voxceleb/hyperparams.yaml")
 

@@ -6,6 +6,8 @@ makes their training or test data:
 
 - `separation`: SI-SDR(i) with permutation matching, reproducible LibriSpeech mixtures
   (MossFormer2: tools/make_mixtures.py, tools/eval_separation.py)
+- `verification`: EER, minDCF and seeded trial lists (speaker embeddings:
+  tools/eval_verification.py)
 - `vad`: speech detection error against an RTTM reference (Silero VAD: tools/eval_vad.py)
 - `rttm`: RTTM / UEM references as turns, frame-level speaker counts, AMI silences
 - `count_mixtures`, `count_dataset`: the speaker counter's simulated mixtures and the
