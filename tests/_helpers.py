@@ -85,6 +85,26 @@ def write_fixture(out: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp_npz, out / "reference.npz")
 
 
+def fixture_main(argv: list[str] | None, doc: str, name: str, build) -> int:
+    """The command line of a tools/make_*_fixtures.py script: `--out` (default
+    tests/fixtures/<name>), the shared data found, `build(shared) -> (meta, arrays)` run and
+    written with `write_fixture`."""
+    import argparse
+
+    from mlx_audio_stack.paths import data_dir
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--out", default=str(FIXTURES / name))
+    out = Path(p.parse_args(argv).out)
+    shared = data_dir()
+    if shared is None:
+        raise SystemExit("shared real-speech data not found: set MAS_DATA_DIR")
+    meta, arrays = build(shared)
+    write_fixture(out, meta, arrays)
+    print(f"wrote {out} ({', '.join(f'{k} {v}' for k, v in meta['reference'].items())})")
+    return 0
+
+
 def check_fixture_audio(meta: dict, shared: Path) -> None:
     """The shared audio the fixture was made from is the audio here (else regenerate it)."""
     bad = [rel for rel, digest in meta["audio"].items() if sha256(shared / rel) != digest]

@@ -14,7 +14,6 @@ tests/fixtures/silero_vad/) when silero-vad's version changes:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -87,20 +86,9 @@ def build(shared: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(ROOT / "tests" / "fixtures" / "silero_vad"))
-    a = p.parse_args(argv)
-    from _helpers import write_fixture
+    from _helpers import fixture_main
 
-    from mlx_audio_stack.paths import data_dir
-
-    shared = data_dir()
-    if shared is None:
-        raise SystemExit("shared real-speech data not found: set MAS_DATA_DIR")
-    meta, arrays = build(shared)
-    write_fixture(Path(a.out), meta, arrays)
-    print(f"wrote {a.out} (silero-vad {meta['reference']['silero-vad']}, {len(arrays)} runs)")
-    return 0
+    return fixture_main(argv, __doc__, "silero_vad", build)
 
 
 if __name__ == "__main__":

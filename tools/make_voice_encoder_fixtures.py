@@ -13,7 +13,6 @@ audio's sha256. Rerun it (and commit tests/fixtures/voice_encoder/) when resembl
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -74,20 +73,9 @@ def build(shared: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(ROOT / "tests" / "fixtures" / "voice_encoder"))
-    a = p.parse_args(argv)
-    from _helpers import write_fixture
+    from _helpers import fixture_main
 
-    from mlx_audio_stack.paths import data_dir
-
-    shared = data_dir()
-    if shared is None:
-        raise SystemExit("shared real-speech data not found: set MAS_DATA_DIR")
-    meta, arrays = build(shared)
-    write_fixture(Path(a.out), meta, arrays)
-    print(f"wrote {a.out} (resemblyzer {meta['reference']['resemblyzer']})")
-    return 0
+    return fixture_main(argv, __doc__, "voice_encoder", build)
 
 
 if __name__ == "__main__":
