@@ -32,9 +32,32 @@ def test_every_model_package_is_covered():
         if (p / "__init__.py").is_file()
     }
     assert packages == set(EXPECTED)
-    for name in packages:  # the contract the runner relies on
-        assert (ROOT / "mlx_audio_stack" / "models" / name / "load.py").is_file(), name
-        assert (ROOT / "mlx_audio_stack" / "models" / name / "model.py").is_file(), name
+
+
+def test_every_model_package_keeps_the_contract():
+    """model.py: an args dataclass and a model class with `sanitize(self, weights)`; load.py:
+    `load_model(path, ...)`. One signature everywhere (tests/_smoke_runner.py relies on it)."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    import mlx.nn as nn
+
+    for name in EXPECTED:
+        model = importlib.import_module(f"mlx_audio_stack.models.{name}.model")
+        load = importlib.import_module(f"mlx_audio_stack.models.{name}.load")
+        assert list(inspect.signature(load.load_model).parameters)[0] == "path", name
+        own = [
+            c
+            for _, c in inspect.getmembers(model, inspect.isclass)
+            if c.__module__ == model.__name__
+        ]
+        assert any(dataclasses.is_dataclass(c) for c in own), f"{name}: no args dataclass"
+        with_sanitize = [c for c in own if issubclass(c, nn.Module) and "sanitize" in vars(c)]
+        assert len(with_sanitize) == 1, f"{name}: {with_sanitize}"
+        params = list(inspect.signature(with_sanitize[0].sanitize).parameters)
+        assert params == ["self", "weights"], f"{name}: sanitize{tuple(params)}"
+        assert not hasattr(model, "sanitize"), f"{name}: a module-level sanitize besides"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
