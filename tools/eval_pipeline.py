@@ -205,12 +205,10 @@ def job_ami(job: dict) -> dict:
     import _meeting_metrics as M  # noqa: N812
 
     folder = Path(job["path"])
+    from mlx_audio_stack.evaluation.rttm import read_uem
+
     turns = M.read_rttm(folder / "debug.train.rttm")[job["clip"]]
-    uem = (0.0, 30.0)
-    for line in (folder / "debug.train.uem").read_text(encoding="utf-8").splitlines():
-        f = line.split()
-        if len(f) >= 4 and M.uri_key(f[0]) == job["clip"]:
-            uem = (float(f[2]), float(f[3]))
+    uem = read_uem(folder / "debug.train.uem").get(job["clip"], [(0.0, 30.0)])[0]
     ref = [{"speaker": s, "start_time": a, "end_time": b, "words": "x"} for s, a, b in turns]
     job = {**job, "reference": ref, "duration_s": uem[1]}
     res = _run(str(folder / f"{job['clip']}.wav"), job)

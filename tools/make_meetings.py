@@ -124,7 +124,7 @@ def noise_pool(data: Path) -> list[tuple[str, np.ndarray]]:
     """(name, unit-RMS piece) of real noise: VoiceBank-DEMAND noisy - clean, and AMI regions
     with no RTTM speech (at least 0.5 s long, 0.25 s from any turn, not digital silence)."""
     from mlx_audio_stack.audio import load_audio
-    from mlx_audio_stack.models.silero_vad.metrics import read_rttm
+    from mlx_audio_stack.evaluation.rttm import read_rttm
 
     pool = []
     for noisy in sorted((data / "valentini" / "noisy").glob("*.wav")):
@@ -138,7 +138,7 @@ def noise_pool(data: Path) -> list[tuple[str, np.ndarray]]:
     for uri in sorted(turns):
         x = load_audio(ami / f"{uri}.wav", SR)
         speech = np.zeros(x.size, bool)
-        for s, e in turns[uri]:
+        for s, e, _ in turns[uri]:
             speech[max(0, int((s - 0.25) * SR)) : max(0, int((e + 0.25) * SR))] = True
         edges = np.flatnonzero(np.diff(np.r_[0, (~speech).astype(np.int8), 0]))
         for a, b in zip(edges[::2], edges[1::2]):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import MasError
+from ..errors import MasError
 
 EPS = 1e-8
 
@@ -72,7 +72,7 @@ def _librispeech_rows(data: Path) -> dict[str, list[dict]]:
 
 def _noise_pool(data: Path, sr: int) -> list[np.ndarray]:
     """Real background noise: VoiceBank-DEMAND noisy minus clean of the same utterance."""
-    from ...audio import load_audio
+    from ..audio import load_audio
 
     out = []
     for noisy in sorted((data / "valentini" / "noisy").glob("*.wav")):
@@ -104,7 +104,7 @@ def make_mixtures(
     """
     import soundfile as sf
 
-    from ...audio import load_audio
+    from ..audio import load_audio
 
     if not 0.0 <= overlap <= 1.0:
         raise MasError(f"overlap: expected a ratio in [0, 1], got {overlap}")
