@@ -232,25 +232,6 @@ def test_tracker_short_pieces_do_not_open_speakers():
     assert ids2 == ids and news == [False]
 
 
-def test_tracker_opens_a_speaker_only_below_the_new_speaker_threshold():
-    """Between new_threshold and threshold a piece joins without moving the centroid."""
-    tr = SpeakerTracker(threshold=0.7, max_speakers=3, new_threshold=0.4)
-    a = np.eye(2, 8)[0]
-    st, ids, _ = tr.assign(tr.initial_state(), a[None], [2.0])
-
-    def at(cos):  # a unit vector at cosine `cos` from `a`
-        return cos * a + np.sqrt(1 - cos**2) * np.eye(2, 8)[1]
-
-    st2, ids2, news = tr.assign(st, at(0.55)[None], [2.0])
-    assert ids2 == ids and news == [False] and st2.counts == st.counts
-    st3, ids3, news = tr.assign(st, at(0.3)[None], [2.0])
-    assert ids3 != ids and news == [True] and len(st3.ids) == 2
-    # one threshold (the default): 0.55 opens a speaker
-    one = SpeakerTracker(threshold=0.7, max_speakers=3)
-    s1, _, _ = one.assign(one.initial_state(), a[None], [2.0])
-    assert one.assign(s1, at(0.55)[None], [2.0])[2] == [True]
-
-
 def test_tracker_separated_sources_never_share_an_id():
     tr = SpeakerTracker(threshold=0.6, max_speakers=3)
     c = np.eye(3, 16)

@@ -24,7 +24,6 @@ WHISPER_DEFAULTS = (
 # meeting's noisy 2 s pieces, 0.6 and 0.65 merged speakers (a centroid that took one wrong piece
 # draws the rest) while 0.7 and 0.75 tracked all three. ECAPA: its verification threshold.
 TRACKER_THRESHOLDS = {"voice-encoder": 0.7, "ecapa": 0.25}
-TRACKER_NEW_THRESHOLDS: dict[str, float] = {}
 SEPARATOR_DEFAULTS = ("mossformer2-ss-16k", "mossformer2-ss-16k-3spk", "mossformer2-whamr-16k")
 
 
@@ -90,11 +89,9 @@ def load_embedder(embedder, note: Callable[[str], None]):
     return emb
 
 
-def tracker_thresholds(embedder) -> tuple[float, float | None]:
-    """(joining threshold, new-speaker threshold; None = the same) for this embedder."""
+def tracker_threshold(embedder) -> float:
     name = getattr(embedder, "name", None)
-    join = TRACKER_THRESHOLDS.get(name, getattr(embedder, "threshold", 0.5))
-    return join, TRACKER_NEW_THRESHOLDS.get(name)
+    return TRACKER_THRESHOLDS.get(name, getattr(embedder, "threshold", 0.5))
 
 
 def load_separator(separator, note: Callable[[str], None]):

@@ -25,8 +25,6 @@ class PipelineConfig:
     min_new_speaker_s: float = 1.0  # a new speaker is only opened from a piece this long
     # tracker: cosine similarity to speaker centroids; None = the embedder's own threshold
     tracker_threshold: float | None = None
-    # below this similarity to every speaker a piece opens a new one (None: the embedder's)
-    tracker_new_threshold: float | None = None
     centroid_memory: int = 30  # a centroid is the mean of at most this many recent pieces
     # overlap: a run of frames saying >= 2 speakers, at least this long, is cut out of its
     # piece and goes to separation (runs closer than overlap_bridge_s are joined)

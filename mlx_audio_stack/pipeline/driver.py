@@ -103,15 +103,14 @@ class Pipeline:
         else:
             self.embedder = comp.load_embedder(embedder, self._note)
             self.components["embedder"] = self.embedder.name if self.embedder else "none"
-        threshold, new_threshold = comp.tracker_thresholds(self.embedder)
+        threshold = self.cfg.tracker_threshold
+        if threshold is None:
+            threshold = comp.tracker_threshold(self.embedder)
         self.tracker = SpeakerTracker(
-            threshold if self.cfg.tracker_threshold is None else self.cfg.tracker_threshold,
+            threshold,
             self.cfg.max_speakers,
             self.cfg.centroid_memory,
             self.cfg.min_new_speaker_s,
-            new_threshold
-            if self.cfg.tracker_new_threshold is None
-            else self.cfg.tracker_new_threshold,
         )
         self.segmenter = Segmenter(self.cfg)
         self.stage_s["load"] = time.perf_counter() - t0

@@ -2,14 +2,11 @@
 
 Each speaker has a centroid: the mean of its last `centroid_memory` piece embeddings (a fixed-
 size ring, so memory stays flat over hours). A piece joins the most similar speaker when the
-cosine similarity reaches `threshold` (and moves its centroid). Below `new_threshold` (at most
-`threshold`) it opens a new speaker, if it is long enough (`min_new_speaker_s`, diart's
-rho_update in spirit) and fewer than `max_speakers` exist. Otherwise it joins the most similar
-speaker without moving that speaker's centroid (one wrong piece in a centroid draws the next
-ones after it). Two thresholds (diart's delta_new beside its assignment) because a short,
-noisy piece is often below the joining threshold for its own speaker: a new speaker needs
-stronger evidence than a centroid update. The sources of one separated window are assigned
-jointly (all assignments tried) and never share an id.
+cosine similarity reaches the threshold; otherwise it opens a new speaker, if it is long
+enough (`min_new_speaker_s`, diart's rho_update in spirit) and fewer than `max_speakers`
+exist; otherwise it joins the most similar speaker anyway, without moving that speaker's
+centroid (one wrong piece in a centroid draws the next ones after it). The sources of one
+separated window are assigned jointly (all assignments tried) and never share an id.
 """
 
 from __future__ import annotations
@@ -47,10 +44,8 @@ class SpeakerTracker:
         max_speakers: int = 3,
         memory: int = 30,
         min_new_speaker_s: float = 1.0,
-        new_threshold: float | None = None,
     ):
         self.threshold = threshold
-        self.new_threshold = threshold if new_threshold is None else min(new_threshold, threshold)
         self.max_speakers = max_speakers
         self.memory = memory
         self.min_new_speaker_s = min_new_speaker_s
@@ -86,8 +81,7 @@ class SpeakerTracker:
             best = int(np.argmax(sims))
             if sims[best] >= self.threshold:
                 return self._add(state, best, e), state.ids[best], False
-            if sims[best] >= self.new_threshold or not self._may_open(state, dur):
-                # joins, but does not pull the centroid
+            if not self._may_open(state, dur):  # joins, but does not pull the centroid
                 return replace(state, last=state.ids[best]), state.ids[best], False
         if self._may_open(state, dur) or k == 0:
             return self._open(state, e)
@@ -107,7 +101,7 @@ class SpeakerTracker:
                 if t >= 0:
                     score += sims[t, r]
                 elif durations[r] >= self.min_new_speaker_s or k == 0:
-                    score += self.new_threshold  # opening scores as the new-speaker bar
+                    score += self.threshold  # opening a speaker scores as the threshold
                 else:
                     score -= 1.0
             if score > best_score:
