@@ -125,14 +125,9 @@ def noise_pool(data: Path) -> list[tuple[str, np.ndarray]]:
     with no RTTM speech (at least 0.5 s long, 0.25 s from any turn, not digital silence)."""
     from mlx_audio_stack.audio import load_audio
     from mlx_audio_stack.evaluation.rttm import read_rttm
+    from mlx_audio_stack.evaluation.separation import demand_noise
 
-    pool = []
-    for noisy in sorted((data / "valentini" / "noisy").glob("*.wav")):
-        clean = data / "valentini" / "clean" / noisy.name
-        if clean.exists():
-            a, b = load_audio(noisy, SR), load_audio(clean, SR)
-            n = min(a.size, b.size)
-            pool.append((f"valentini/{noisy.stem}", a[:n] - b[:n]))
+    pool = demand_noise(data, SR)
     ami = data / "ami_meeting_clips"
     turns = read_rttm(ami / "debug.train.rttm")
     for uri in sorted(turns):
