@@ -3,23 +3,16 @@ follow from the corpus metadata and transcripts."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
+from _helpers import load_tool
 
 from mlx_audio_stack.data import taxonomy
-from mlx_audio_stack.models.speaker_count import simulate
-from mlx_audio_stack.paths import REPO_ROOT
+from mlx_audio_stack.evaluation import count_mixtures as simulate
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_heads_data", REPO_ROOT / "tools" / "make_heads_data.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("make_heads_data")
 
 
 def test_speaker_split_keeps_the_counters_held_out_speakers(tool):
@@ -93,11 +86,7 @@ def test_eval_heads_keeps_the_other_tools_sections(tmp_path):
     """tools/eval_heads.py rewrites reports/heads.md; the sections other tools keep there
     between their markers survive it (a rerun once dropped the distillation sections), and
     a speaker-count-only run keeps the gender section, marked as not re-run."""
-    spec = importlib.util.spec_from_file_location(
-        "eval_heads", REPO_ROOT / "tools" / "eval_heads.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_tool("eval_heads")
     report = tmp_path / "heads.md"
     bench = (
         "<!-- heads-parallel: tools/bench_heads_parallel.py -->\n## Bench\nx\n"

@@ -13,7 +13,7 @@ labelled for its task):
   of the shared data); label `speaking_rate` from words per second of the transcript over the
   duration (taxonomy.speaking_rate); speakers split stratified by label (`rate_split`).
 - speaker_count/mixtures.jsonl + WAVs: 6 s mixtures of 0-3 real LibriSpeech speakers with
-  0.1 s frame labels, noise at 0-20 dB SNR, reverberation (`models/speaker_count/simulate.py`
+  0.1 s frame labels, noise at 0-20 dB SNR, reverberation (`evaluation/count_mixtures.py`
   and `dataset.py`, the speaker counter's own generator: Silero VAD weights needed).
 - speaker_count/transfer.jsonl (`--transfer N`): N more training mixtures from the same
   training speakers, for distillation (the teacher labels them; tools/eval_distill.py keeps
@@ -44,7 +44,7 @@ from mlx_audio_stack.data.registry import (  # noqa: E402
     DerivedArtifact,
     register_derived,
 )
-from mlx_audio_stack.models.speaker_count import simulate  # noqa: E402
+from mlx_audio_stack.evaluation import count_mixtures as simulate  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT, data_dir, weights_dir  # noqa: E402
 
 
@@ -138,9 +138,9 @@ def rate_records(data: Path) -> list[dict]:
 def mixture_records(
     data: Path, out: Path, n: dict[str, int], seed: int, transfer: int = 0
 ) -> list[Path]:
+    from mlx_audio_stack.evaluation import rttm as ami
+    from mlx_audio_stack.evaluation.count_dataset import generate_split
     from mlx_audio_stack.models.silero_vad import load_vad
-    from mlx_audio_stack.models.speaker_count import ami
-    from mlx_audio_stack.models.speaker_count.dataset import generate_split
 
     vad_dir = weights_dir() / "silero-vad"
     if not (vad_dir / "model.safetensors").exists():
@@ -152,7 +152,7 @@ def mixture_records(
     records, extra = [], []
     for split in ("train", "valid", "test"):
         noises = simulate.load_noises(
-            data, split, vad, (lambda: ami.silences(data)) if split == "test" else None
+            data, split, vad, (lambda: ami.ami_silences(data)) if split == "test" else None
         )
         k = n[split] + (transfer if split == "train" else 0)
         for i, (rec, _, _) in enumerate(generate_split(split, k, seed, utts[split], noises, out)):
