@@ -217,6 +217,17 @@ def ami_table(ami: dict) -> list[str]:
     rows = [r for r in ami.values() if "error" not in r]
     if not rows:
         return ["Not run yet (`--ami`)."]
+    detectors = sorted({(r.get("components") or {}).get("overlap", "?") for r in rows})
+    out: list[str] = []
+    for det in detectors:
+        sel = [r for r in rows if (r.get("components") or {}).get("overlap", "?") == det]
+        if len(detectors) > 1:
+            out += [f"Overlap detector: {det}.", ""]
+        out += _ami_rows(sel) + [""]
+    return out[:-1]
+
+
+def _ami_rows(rows: list[dict]) -> list[str]:
     out = [
         "| clip | speakers ref / found (err) | DER | missed / FA / confusion s | JER | "
         "overlap P / R | overlap s ref / found | RTF |",

@@ -172,7 +172,7 @@ def main() -> int:
             jobs.append(
                 (
                     "ami",
-                    f"trn{i:02d}",
+                    f"trn{i:02d}" + (f"|{Path(a.overlap).name}" if a.overlap else ""),
                     {
                         **base,
                         "kind": "ami",
