@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
-from mlx_audio_stack.heads.report import _cpu  # noqa: E402
+from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT  # noqa: E402
 
 BEGIN, END = "<!-- heads-parallel: tools/bench_heads_parallel.py -->", "<!-- /heads-parallel -->"

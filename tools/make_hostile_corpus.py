@@ -482,7 +482,10 @@ def _symlink(link: Path, target: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    out = build(Path(sys.argv[1]))
-    print(f"wrote {len(out)} cases into {sys.argv[1]}")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("out_dir", type=Path, help="folder to write the corpus into")
+    a = ap.parse_args()
+    out = build(a.out_dir)
+    print(f"wrote {len(out)} cases into {a.out_dir}")
