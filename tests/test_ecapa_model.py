@@ -390,20 +390,20 @@ KNOBS = EcapaArgs(
 
 @pytest.mark.parametrize("args", [TINY, KNOBS], ids=["tiny", "knobs"])
 def test_cpu_forward_equals_the_mlx_layers(args):
-    """The CPU pass (BLAS products + _gemv.c passes) against the model's MLX layers, in the
+    """The CPU pass (BLAS products + kernels-library passes) against the model's MLX layers, in the
     three length modes: none, SpeechBrain's (mask only), exact (mask + frames)."""
     import sys
 
-    from mlx_audio_stack import _blas
+    from mlx_audio_stack.kernels import library
 
     model = _random_model(args, seed=3)
     cpu = model.__dict__.get("_cpu_forward")
-    if _blas.gemv_turned_off():
+    if library.turned_off():
         pytest.skip("MAS_GEMV=off: the MLX layers are the only path")
     if sys.platform.startswith("linux"):  # the C file compiles here: the fast path must be on
-        assert _blas.elementwise() is not None and cpu is not None
+        assert library.library() is not None and cpu is not None
     if cpu is None:
-        pytest.skip("no _gemv.c on this platform: the MLX layers are the only path")
+        pytest.skip("no kernels library on this platform: the MLX layers are the only path")
     rng = np.random.default_rng(0)
     frames = np.array([120, 75, 33])
     feats = mx.array(rng.standard_normal((3, 120, 80)).astype(np.float32))

@@ -102,7 +102,7 @@ def test_depthwise_conv_matches_grouped_conv(groups, dilation):
 
 def test_cpu_kernels_match_mlx_formulation(monkeypatch):
     """The numpy CPU kernels (large inputs) against the pure-MLX path (forced small)."""
-    from mlx_audio_stack.models.mossformer2 import cpu_kernels
+    from mlx_audio_stack.kernels import depthwise as cpu_kernels
     from mlx_audio_stack.models.mossformer2.layers import FFConvM, gate
 
     x = mx.random.normal((1, 300, 512))  # 153600 values: above cpu_kernels.MIN_SIZE

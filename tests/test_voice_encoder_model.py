@@ -19,12 +19,12 @@ from conftest import require
 from mlx.utils import tree_flatten
 
 from mlx_audio_stack.errors import AudioError, UnsafePickleError, WeightsError
+from mlx_audio_stack.kernels import lstm as cpu_lstm
 from mlx_audio_stack.models.voice_encoder import (
     EmbeddingStream,
     VoiceEncoder,
     VoiceEncoderArgs,
     VoiceEncoderNet,
-    cpu_lstm,
 )
 from mlx_audio_stack.models.voice_encoder.frontend import mel_frames, partial_slices
 from mlx_audio_stack.models.voice_encoder.model import lstm_last_hidden_mlx, sanitize

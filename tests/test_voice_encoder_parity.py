@@ -21,7 +21,8 @@ from conftest import require
 
 from mlx_audio_stack.audio import load_audio
 from mlx_audio_stack.convert import convert
-from mlx_audio_stack.models.voice_encoder import VoiceEncoder, cpu_lstm
+from mlx_audio_stack.kernels import lstm as cpu_lstm
+from mlx_audio_stack.models.voice_encoder import VoiceEncoder
 from mlx_audio_stack.models.voice_encoder.frontend import partial_slices, utterance_partials
 from mlx_audio_stack.models.voice_encoder.model import VoiceEncoderArgs
 

@@ -6,7 +6,7 @@ scaling, the residuals, the concatenation for the multi-layer aggregation and th
 pooling's softmax and statistics. As MLX ops those are ~150 single-threaded passes with an
 allocation each, about a fifth of a 1 x 3 s pass. Here the products go straight to the BLAS
 (`cblas_sgemm`, the library MLX's own matmuls use) and everything between them is one
-`_gemv.c` pass on all cores, in place in NumPy buffers:
+kernels-library pass on all cores, in place in NumPy buffers:
 
 - a convolution with k > 1 is an im2col (reflection at each utterance's own end) + product;
 - bias, ReLU and BatchNorm are one pass over the product (`mas_bias_relu_affine`);
@@ -17,7 +17,7 @@ allocation each, about a fifth of a 1 x 3 s pass. Here the products go straight 
 
 It computes what `ECAPA_TDNN`'s MLX layers compute (tests/test_ecapa_model.py compares the two,
 tests/test_ecapa_parity.py compares both with SpeechBrain). `ECAPA_TDNN.prepare` builds it
-where it applies: `_gemv.c` loaded and every convolution ungrouped (grouped ones keep MLX).
+where it applies: the kernels library loaded and every convolution ungrouped.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
-from ... import _blas
+from ...kernels.library import library
 
 ROW_MAJOR, NO_TRANS = 101, 111
 
@@ -132,7 +132,7 @@ class CpuForward:
     @classmethod
     def build(cls, model) -> CpuForward | None:
         """The CPU forward for the prepared `model`, or None where it does not apply."""
-        fast = _blas.elementwise()
+        fast = library()
         if fast is None or any(g != 1 for g in model.args.groups):
             return None
         if any(p.dtype != mx.float32 for _, p in tree_flatten(model.parameters())):

@@ -14,9 +14,9 @@ frame counts) makes every convolution reflect at each utterance's own end instea
 the SE and pooling statistics, so a batched utterance gets the embedding it gets alone.
 `mask` alone (without `frames`) reproduces SpeechBrain's batched computation.
 
-On MLX's CPU backend with `_gemv.c` loaded, `prepare()` builds `cpu_forward.CpuForward`, which
-computes the same pass as BLAS products and a few C passes on all cores; these layers run
-everywhere else (GPU, no C compiler, grouped convolutions).
+On MLX's CPU backend with the kernels library loaded, `prepare()` builds
+`cpu_forward.CpuForward`, which computes the same pass as BLAS products and a few C passes
+on all cores; these layers run everywhere else (GPU, no C compiler, grouped convolutions).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ...cpu_ops import numpy_view, parallel_rows, use_cpu_path
+from ...kernels.dispatch import numpy_view, parallel_rows, use_kernels
 from .cpu_forward import CpuForward
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm1d default, used by SpeechBrain's BatchNorm1d
@@ -266,7 +266,7 @@ def softmax_time(
         logits = mx.where(mask[:, :, None], logits, -mx.inf)
         inplace = True  # a fresh array
     peak = logits.max(axis=1, keepdims=True)
-    cpu = inplace and logits.size >= 1 << 16 and use_cpu_path(logits)
+    cpu = inplace and logits.size >= 1 << 16 and use_kernels(logits)
     a = numpy_view(logits) if cpu else None
     if a is not None:
         p = np.asarray(peak)
@@ -450,7 +450,7 @@ class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
         for per-utterance reflection (see module docstring). Returns (B, lin_neurons)."""
         lens = Lengths(feats.shape[1], mask, None if frames is None else np.asarray(frames))
         cpu = self.__dict__.get("_cpu_forward")
-        if cpu is not None and use_cpu_path(feats):
+        if cpu is not None and use_kernels(feats):
             w = lens.weights(mx.float32)  # (B, T, 1) or None
             w = None if w is None else np.asarray(w)[:, :, 0]
             return mx.array(cpu(np.asarray(feats), w, lens.frames))

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 import mlx.core as mx
 import numpy as np
 
+from ...kernels.attention import StepCache
 from .audio import CHUNK_LENGTH
-from .cpu_ops import StepCache
 from .model import Whisper
 from .tokenizer import Tokenizer
 

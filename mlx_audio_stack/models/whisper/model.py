@@ -18,20 +18,11 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ... import _blas
 from ...errors import WeightsError
+from ...kernels.attention import StepCache, attention_, attention_step
+from ...kernels.dispatch import use_kernels
+from ...kernels.elementwise import gelu_, layer_norm, softmax_
 from ...weights_io import checked_args
-from .cpu_ops import (
-    StepCache,
-    attention_,
-    attention_step,
-    gelu_,
-    layer_norm,
-    matvec,
-    matvec_view,
-    softmax_,
-    use_cpu_path,
-)
 
 # sane caps on a config's sizes (the largest official model: 128 mels, 1500/448 contexts,
 # width 1280, 20 heads, 32 layers, 51866 tokens)
@@ -126,12 +117,10 @@ class LayerNorm(nn.LayerNorm):
         super().__init__(dims)  # Whisper's eps and affine: the ones `_layer_norm` builds in
 
     def __call__(self, x: mx.array) -> mx.array:
-        if not use_cpu_path(x):
+        if not use_kernels(x):
             return super().__call__(x)
         if x.ndim > 1 and x.shape[-2] >= 256:  # the encoder's (1500, C): a pass per row in C
-            y = layer_norm(x, self.weight, self.bias, 1e-5)
-            if y is not None:
-                return y
+            return layer_norm(x, self.weight, self.bias, 1e-5)
         return _layer_norm(x, self.weight, self.bias)
 
 
@@ -157,7 +146,7 @@ class MultiHeadAttention(nn.Module):
         if xa is None and kv_cache is None and mask is None:  # the encoder
             q, k, v = self.query(x), self.key(x), self.value(x)
             o = attention_(q, k, v, self.n_head)
-            if o is not None:  # fused on CPU (`_gemv.c`)
+            if o is not None:  # fused on CPU (kernels.attention)
                 return self.out(o), (self._heads(k), self._heads(v))
             q, k, v = self._heads(q), self._heads(k), self._heads(v)
             return self.out(self._attend(q, k, v, mask)), (k, v)
@@ -181,7 +170,7 @@ class MultiHeadAttention(nn.Module):
             v = mx.contiguous(self._heads(self.value(xa)))
         else:
             k, v = kv_cache
-        if mask is None and x.shape[1] == 1:  # a decoding step: fused on CPU (`_gemv.c`)
+        if mask is None and x.shape[1] == 1:  # a decoding step: fused on CPU (kernels.attention)
             o = attention_step(q, k, v, self.n_head)
             if o is not None:
                 return self.out(o), (k, v)
@@ -199,10 +188,10 @@ class MultiHeadAttention(nn.Module):
         g = B // Bk
         if g > 1:  # beams of one audio: their queries share the audio's cross-attention keys
             q = q.reshape(Bk, g, h, T, d).transpose(0, 2, 1, 3, 4).reshape(Bk, h, g * T, d)
-        if mask is None and q.shape[2] * S >= 1 << 10 and use_cpu_path(q):
+        if mask is None and q.shape[2] * S >= 1 << 10 and use_kernels(q):
             # the encoder, and a decoder step's cross-attention over the 1500 audio frames:
             # MLX's CPU exp is scalar, so the softmax runs in place outside MLX (`softmax_`:
-            # `_gemv.c`, else NumPy). Measured with NumPy, a tiny.en step with the cache 150
+            # the kernels, else MLX's). Measured with NumPy, a tiny.en step with the cache 150
             # long: beam 5 14.0 -> 12.2 ms, greedy 7.1 -> 6.6 ms (a sync with MLX per layer
             # costs less than the scalar exp)
             o = softmax_((q * d**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
@@ -271,7 +260,6 @@ class TextDecoder(nn.Module):
         ]
         self.ln = LayerNorm(n_state)
         self._proj_t = None  # (C, n_vocab) layout of the embedding, see prepare_cpu()
-        self._proj_view = None  # NumPy view of it for `matvec`, see prepare_cpu()
 
     def __call__(
         self,
@@ -301,10 +289,6 @@ class TextDecoder(nn.Module):
             idx = [p % T for p in positions]
             x = x[:, idx[0] : idx[0] + 1] if len(idx) == 1 else x[:, mx.array(idx)]
         x = self.ln(x)
-        if self._proj_view is not None and x.shape[0] * x.shape[1] <= 2:
-            # without `_gemv.c`: greedy steps (one row) and a window's first step (two: the
-            # no-speech position and the last), one BLAS gemv per row instead of sgemm
-            return matvec(self._proj_view, x), new_cache
         if self._proj_t is not None:
             return x @ self._proj_t, new_cache
         return self.token_embedding.as_linear(x), new_cache
@@ -312,19 +296,15 @@ class TextDecoder(nn.Module):
     def prepare_cpu(self) -> None:
         """Store the token embedding (n_vocab, C) as its transpose (C, n_vocab), contiguous,
         for MLX's CPU backend (float32, not quantized): the output projection `x @ W.T` then
-        streams the weight row by row. With `_blas`'s few-row kernels (`_gemv.c`), measured
+        streams the weight row by row. With the few-row products (kernels/c/products.c), measured
         in C on this layout against (n_vocab, C), tiny.en: one row 1.2-1.8 vs 3.3 ms, five
         rows 2.3-2.5 vs 5.3 ms. `token_embedding.weight` becomes a transposed view of the new
-        array, so the embedding lookup still works and the model holds one copy. Where those
-        kernels are missing (no C compiler), one or two rows go to `matvec` (the BLAS's sgemv;
-        MLX would hand them to sgemm, which packs the weight first)."""
+        array, so the embedding lookup still works and the model holds one copy."""
         if hasattr(self.token_embedding, "scales") or self._proj_t is not None:
             return  # quantized embedding: keep its quantized as_linear; or done already
         self._proj_t = mx.contiguous(self.token_embedding.weight.T)  # (C, n_vocab)
         mx.eval(self._proj_t)
         self.token_embedding.weight = self._proj_t.T  # a view: the (n_vocab, C) copy is freed
-        if _blas.gemv_forward is None:
-            self._proj_view = matvec_view(self._proj_t)
 
 
 class Whisper(nn.Module):
