@@ -1,13 +1,13 @@
 """Which path the models run: probes on every CPU-only entry point, for the plain MLX pass.
 
 `make test` runs the parity and end-to-end tests twice: as usual (MLX's CPU backend with the
-CPU kernels of `mlx_audio_stack/kernels/`, ECAPA's `CpuForward`) and with `MAS_GEMV=off`, which
-must route every model to its plain MLX path, the code a Mac runs. `Probes` wraps each gate
-(`dispatch.kernels_on`, `dispatch.use_kernels`, `depthwise.applies`, `lstm.applies`: counted
-when they say yes; `library.library` when it returns the library) and each whole CPU-only
-piece (counted per call), wherever a module bound them; conftest.py installs it for the plain
-pass and fails any test during which a probe fired. `run_tiny_models()` drives each model once
-so that tests/test_plain_path.py can show the probes fire on the CPU-kernel path (they can fail) and
+CPU kernels of `mlx_audio_stack/kernels/`) and with `MAS_GEMV=off`, which must route every
+model to its plain MLX path, the code a Mac runs. `Probes` wraps each gate (`kernels_on`,
+`use_kernels`, and the `applies` of depthwise, lstm and conv: counted when they say yes;
+`library.library` when it returns the library) and each whole CPU-only piece (counted per
+call), wherever a module bound them; conftest.py installs it for the plain pass and fails any
+test during which a probe fired. `run_tiny_models()` drives each model once so that
+tests/test_plain_path.py can show the probes fire on the CPU-kernel path (they can fail) and
 stay silent on the plain one. Run as a script, it prints the counts of that run as JSON.
 """
 
@@ -31,7 +31,7 @@ _MODULES = (
     "mlx_audio_stack.models.whisper.model",
     "mlx_audio_stack.models.whisper.load",
     "mlx_audio_stack.models.ecapa.model",
-    "mlx_audio_stack.models.ecapa.cpu_forward",
+    "mlx_audio_stack.kernels.conv",
     "mlx_audio_stack.models.mossformer2.layers",
     "mlx_audio_stack.models.voice_encoder.model",
 )
@@ -42,10 +42,10 @@ _GATES = (
     ("mlx_audio_stack.kernels.library", "library"),
     ("mlx_audio_stack.kernels.depthwise", "applies"),
     ("mlx_audio_stack.kernels.lstm", "applies"),
+    ("mlx_audio_stack.kernels.conv", "applies"),
 )
 _PIECES = (("mlx_audio_stack.kernels.lstm", "last_hidden"),)
 _METHODS = (  # (module, class, method)
-    ("mlx_audio_stack.models.ecapa.cpu_forward", "CpuForward", "__call__"),
     ("mlx_audio_stack.kernels.attention", "StepCache", "__init__"),
     ("mlx_audio_stack.models.whisper.model", "TextDecoder", "prepare_cpu"),
 )
@@ -160,7 +160,7 @@ def run_tiny_models() -> None:
 # probe keys ('module.name') of each family: its model modules and the kernels only it uses
 _FAMILY_MARKS = {
     "whisper": ("models.whisper.", "kernels.attention."),
-    "ecapa": ("models.ecapa.",),
+    "ecapa": ("models.ecapa.", "kernels.conv."),
     "mossformer2": ("models.mossformer2.", "kernels.depthwise."),
     "voice_encoder": ("models.voice_encoder.", "kernels.lstm."),
 }

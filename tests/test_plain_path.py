@@ -53,7 +53,7 @@ def test_kernels_on_every_family_enters_its_cpu_path_in_a_fresh_process():
     per_family = family_counts(got["counts"])
     assert all(per_family[f] > 0 for f in FAMILIES), per_family
     assert got["gemv_products"] > 0
-    assert got["counts"]["models.ecapa.cpu_forward.CpuForward.__call__"] == 1
+    assert got["counts"]["kernels.conv.applies"] > 0  # ECAPA's kernels ran
 
 
 def test_this_pass_takes_the_path_it_claims(probes):
