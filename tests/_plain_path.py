@@ -44,9 +44,12 @@ _GATES = (
     ("mlx_audio_stack.kernels.lstm", "applies"),
     ("mlx_audio_stack.kernels.conv", "applies"),
 )
-_PIECES = (("mlx_audio_stack.kernels.lstm", "last_hidden"),)
+_PIECES = (
+    ("mlx_audio_stack.kernels.lstm", "last_hidden"),
+    ("mlx_audio_stack.kernels.attention", "_encoder"),
+    ("mlx_audio_stack.kernels.attention", "_step"),
+)
 _METHODS = (  # (module, class, method)
-    ("mlx_audio_stack.kernels.attention", "StepCache", "__init__"),
     ("mlx_audio_stack.models.whisper.model", "TextDecoder", "prepare_cpu"),
 )
 
@@ -115,7 +118,7 @@ def gemv_products() -> int:
 def run_tiny_models() -> None:
     """One small forward of each model with CPU-only paths, sized so that each of those paths
     applies on the CPU-kernel pass: Whisper's encoder (attention over 1500 frames, layer
-    norms, GELU) and two decoding steps (the step cache, 64-wide heads), ECAPA's forward,
+    norms, GELU) and two decoding steps (the step attention, 64-wide heads), ECAPA's forward,
     MossFormer2's separation (arrays above `depthwise.MIN_SIZE`), the voice encoder's LSTM."""
     import mlx.core as mx
     import numpy as np

@@ -86,16 +86,15 @@ def _heads(x, H):  # (B, T, 64 H) -> (B, H, T, 64)
     [(1, 1500, 1500, 6), (2, 97, 33, 3), (1, 49, 1, 2), (1, 300, 257, 1)],
 )
 def test_fused_encoder_attention_equals_float64(B, T, S, H):
-    """The fused attention (Whisper's encoder) against float64 and its twin
-    `mx.fast.scaled_dot_product_attention`: query blocks off the block size (48) and the tile
-    sizes, keys off the panel width (32), one key, one head, batches, and the encoder's full
-    size split over the threads; the result lands in q's buffer."""
+    """The fused attention (Whisper's encoder) against float64 and its twin: query blocks off
+    the block size (48) and the tile sizes, keys off the panel width (32), one key, one head,
+    batches, and the encoder's full size split over the threads; the result lands in q's
+    buffer."""
     lib = _lib()
-    from mlx_audio_stack.kernels.attention import attention_
+    from mlx_audio_stack.kernels.attention import attention
 
     rng = np.random.default_rng(T)
     q, k, v = (rng.standard_normal((B, n, 64 * H)).astype(np.float32) * 2 for n in (T, S, S))
-    qm = mx.array(q) + 0  # fresh: the result overwrites it
     want = _attention64(_heads(q, H), _heads(k, H), _heads(v, H)).transpose(0, 2, 1, 3)
     twin = _twin(q, k, v, H)  # before the kernel: it may overwrite q's own buffer
     if T * S < 1 << 16:  # below that size the model keeps MLX's path: call the kernel itself
@@ -105,72 +104,71 @@ def test_fused_encoder_attention_equals_float64(B, T, S, H):
         assert lib.mas_attention(qa.ctypes.data, k.ctypes.data, v.ctypes.data, *args) == 0
         got = qa
     else:
-        got = np.array(attention_(qm, mx.array(k), mx.array(v), H))
+        got = np.array(attention(mx.array(q) + 0, mx.array(k), mx.array(v), H))
     assert np.abs(got - want.reshape(got.shape)).max() < 2e-5
     assert np.abs(got - twin.reshape(got.shape)).max() < 5e-5  # the twin's own error is larger
 
 
 def _twin(q, k, v, H):
-    """MLX's attention (the twin) for (B, T, 64 H) q and (B, S, 64 H) or (B, H, S, 64) k, v."""
-    qh = mx.array(_heads(q, H))
+    """`attention_mlx` (the twin) for (B, T, 64 H) q over (B, S, 64 H) or (Bk, H, S, 64) k, v."""
+    from mlx_audio_stack.kernels.attention import attention_mlx
+
     kh, vh = (mx.array(a if a.ndim == 4 else _heads(a, H)) for a in (k, v))
-    g = qh.shape[0] // kh.shape[0]  # rows sharing one cache: (Bk, H, g, 64) queries
-    if g > 1:
-        qh = qh.reshape(kh.shape[0], g, H, 1, 64).transpose(0, 2, 1, 3, 4).reshape(-1, H, g, 64)
-    o = np.array(mx.fast.scaled_dot_product_attention(qh, kh, vh, scale=0.125))
-    return o.transpose(0, 2, 1, 3)
+    return np.array(attention_mlx(mx.array(_heads(q, H)), kh, vh, None))
 
 
 @linux
 @pytest.mark.parametrize(("Bk", "R", "S", "H"), [(1, 5, 1500, 6), (5, 1, 151, 6), (2, 3, 17, 8)])
-def test_step_attention_equals_float64(Bk, R, S, H):
+def test_step_attention_equals_float64(Bk, R, S, H, monkeypatch):
     """A decoding step's attention: R query rows per cache (the beams of one audio over its
     cross-attention keys, or one row per beam's own cache), rows off the 4-row output tile,
-    caches contiguous or in a `StepCache` with room to spare; against float64 and the twin."""
+    caches contiguous or a `KVCache` with room to spare; against float64 and the twin."""
     _lib()
-    from mlx_audio_stack.kernels.attention import StepCache, attention_step
+    from mlx_audio_stack.kernels import attention as att
 
     rng = np.random.default_rng(S)
     q = rng.standard_normal((Bk * R, 1, 64 * H)).astype(np.float32) * 2
     k, v = (rng.standard_normal((Bk, H, S, 64)).astype(np.float32) * 2 for _ in range(2))
     want = _attention64(q.reshape(Bk, R, H, 64).transpose(0, 2, 1, 3), k, v)
     want = want.transpose(0, 2, 1, 3).reshape(Bk * R, 1, 64 * H)
-    got = attention_step(mx.array(q) + 0, mx.array(k), mx.array(v), H)
-    assert np.abs(np.array(got) - want).max() < 2e-5
     twin = _twin(q, k, v, H).reshape(want.shape)
+    steps = []
+    step = att._step
+    monkeypatch.setattr(att, "_step", lambda *a: steps.append(1) or step(*a))
+    got = att.attention(mx.array(q) + 0, mx.array(k), mx.array(v), H)
+    assert np.abs(np.array(got) - want).max() < 2e-5
     assert np.abs(np.array(got) - twin).max() < 5e-5  # the twin's own error is larger
-    if R == 1:  # a beam's self-attention cache: the last key and value appended in place
-        cache = StepCache(mx.array(k[:, :, :-1]), mx.array(v[:, :, :-1]))
-        assert cache.k_np.shape[2] > S  # room for the next steps
-        last = lambda a: mx.array(a[:, :, -1:].transpose(0, 2, 1, 3).reshape(Bk, 1, 64 * H))  # noqa: E731
-        cache.append(last(k), last(v))
-        assert cache[0].shape == (Bk, H, S, 64)
-        got = attention_step(mx.array(q) + 0, cache, None, H)
+    if R == 1:  # a beam's self-attention cache: the last key and value appended
+        cache = att.KVCache.of(mx.array(k[:, :, :-1]), mx.array(v[:, :, :-1]))
+        cache = cache.append(mx.array(k[:, :, -1:]), mx.array(v[:, :, -1:]))
+        assert cache.length == S and cache.keys.shape[2] > S  # room for the next steps
+        got = att.attention(mx.array(q) + 0, cache, None, H)
         assert np.abs(np.array(got) - want).max() < 2e-5
+    assert len(steps) == (2 if R == 1 else 1)  # the kernel answered, not the twin
 
 
-@linux
-def test_step_cache_grows_and_reorders_like_a_gather():
-    """`StepCache` past its first capacity, and a beam reorder with repeated rows, against
-    plain NumPy concatenation and indexing."""
-    _lib()
-    from mlx_audio_stack.kernels.attention import StepCache
+def test_kv_cache_grows_reorders_and_keeps_older_values():
+    """`KVCache` past its first capacity, beam reorders with repeated rows and a repeat,
+    against NumPy concatenation and indexing; an older value still reads its own positions."""
+    from mlx_audio_stack.kernels.attention import KVCache
 
     rng = np.random.default_rng(0)
     k = rng.standard_normal((3, 2, 5, 64)).astype(np.float32)
-    v = k + 1
-    cache = StepCache(mx.array(k), mx.array(v))
+    cache = KVCache.of(mx.array(k), mx.array(k + 1))
     for step in range(200):
-        kn = rng.standard_normal((3, 1, 128)).astype(np.float32)
-        cache.append(mx.array(kn), mx.array(kn + 1))
-        k = np.concatenate([k, kn.reshape(3, 1, 2, 64).transpose(0, 2, 1, 3)], axis=2)
+        kn = rng.standard_normal((3, 2, 1, 64)).astype(np.float32)
+        old, old_k = cache, k
+        cache = cache.append(mx.array(kn), mx.array(kn + 1))
+        k = np.concatenate([k, kn], axis=2)
         if step % 50 == 0:
+            assert np.array_equal(np.array(old.filled()[0]), old_k)  # unchanged by the append
             src = [2, 2, 0]
-            cache.reorder(src)
+            cache = cache.take(mx.array(src))
             k = k[src]
-    assert cache.length == 205 and cache.k_np.shape[2] >= 205
-    assert np.array_equal(np.array(cache[0]), k)
-    assert np.array_equal(np.array(cache[1]), k + 1)
+    assert cache.length == 205 and cache.keys.shape[2] >= 205
+    keys, values = cache.filled()
+    assert np.array_equal(np.array(keys), k) and np.array_equal(np.array(values), k + 1)
+    assert np.array_equal(np.array(cache.repeat(2).filled()[0]), np.repeat(k, 2, axis=0))
 
 
 @linux

@@ -22,8 +22,8 @@ ROWS = 64  # time rows per block: 64 x 2048 floats = 512 KB stays in L2
 
 
 def applies(x: mx.array) -> bool:
-    """The kernels here run for `x`: large enough, with `kernels_on()`."""
-    return x.size >= MIN_SIZE and kernels_on()
+    """The kernels here run for `x`: float32, large enough, with `kernels_on()`."""
+    return x.size >= MIN_SIZE and x.dtype == mx.float32 and kernels_on()
 
 
 def sigmoid_(z: np.ndarray) -> np.ndarray:
