@@ -300,9 +300,9 @@ def blas_report(n: int = 1024) -> dict:
     elif kernels.early():
         gemv = f"on ({kernels.threads()} threads, {kernels.forwarded()} of MLX's products so far)"
     elif _build.built() is None:
-        gemv = "not built (`mas setup` builds them; else the first use does)"
+        gemv = "off: not built (`mas setup` builds them; else their first use)"
     else:
-        gemv = "built, not loaded (no BLAS loaded, or MLX was imported first)"
+        gemv = "off: built, not loaded ahead of MLX (no BLAS, or MLX imported first)"
     check = check_blas(remeasure=True) if loaded else {"problem": "no optimized BLAS loaded"}
     return {
         "cpu": cpu_model(),
