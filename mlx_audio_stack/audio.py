@@ -180,10 +180,18 @@ def stream_audio(
     runs as one continuous soxr stream (same quality as `resample`), so the concatenated
     blocks equal `load_audio` of the whole file.
     """
+    return open_stream(path, block_s, sr, nonfinite)[1]
+
+
+def open_stream(
+    path: str | Path, block_s: float = 60.0, sr: int = SAMPLE_RATE, nonfinite: str = "error"
+) -> tuple[sf._SoundFileInfo, Iterator[np.ndarray]]:
+    """`stream_audio` with the header it checked: (info, blocks), for a caller that also
+    needs the length (one header read)."""
     path = Path(path)
     info = audio_info(path)
     frames = min(int(block_s * info.samplerate), BLOCK_SAMPLES // info.channels)
-    return _blocks(path, info, max(1, frames), sr, nonfinite)
+    return info, _blocks(path, info, max(1, frames), sr, nonfinite)
 
 
 def _blocks(path: Path, info, blocksize: int, sr: int, nonfinite: str) -> Iterator[np.ndarray]:

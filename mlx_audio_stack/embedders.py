@@ -36,13 +36,13 @@ def load_embedder(path: str | Path) -> Any:
     with load_errors(cfg, "a speaker embedder's config"):
         model_type = json.loads(cfg.read_text()).get("model_type")
     if model_type == "ecapa":
-        from .models.ecapa.embed import SpeakerEncoder
+        from .models.ecapa.load import load_model
 
-        return SpeakerEncoder.load(path)
+        return load_model(path)
     if model_type == "voice_encoder":
-        from .models.voice_encoder.embed import VoiceEncoder
+        from .models.voice_encoder.load import load_model
 
-        return VoiceEncoder.load(path)
+        return load_model(path)
     raise WeightsError(
         f"{path}: model_type {model_type!r} is not a speaker embedder "
         f"(expected 'ecapa' or 'voice_encoder')"

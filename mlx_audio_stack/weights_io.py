@@ -262,9 +262,12 @@ def load_errors(path: str | Path, what: str) -> Iterator[None]:
         ) from exc
 
 
-def load_model_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_model_dir(
+    path: str | Path, model_type: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (config, weights) of a converted folder; clear errors when it is not one.
-    The safetensors header is checked before MLX reads it; the config must be an object."""
+    The safetensors header is checked before MLX reads it; the config must be an object
+    and, when `model_type` is given, name that model type."""
     path = Path(path)
     cfg_path, w_path = path / CONFIG_FILE, path / WEIGHTS_FILE
     if not path.is_dir():
@@ -280,6 +283,10 @@ def load_model_dir(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise WeightsError(f"{cfg_path}: invalid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise WeightsError(f"{cfg_path}: expected a JSON object, got {type(config).__name__}")
+    if model_type is not None and config.get("model_type") != model_type:
+        raise WeightsError(
+            f"{path}: model_type is {config.get('model_type')!r}, expected {model_type!r}"
+        )
     weights = load_safetensors(w_path)
     return config, weights
 
@@ -312,15 +319,30 @@ def check_weights(
         raise WeightsError(f"{where}: weights do not match the model: " + " | ".join(parts))
 
 
-def load_strict(module, weights: Mapping[str, Any], where: str) -> None:
-    """Load `weights` into an mlx.nn.Module after checking key sets and shapes exactly."""
+def param_shapes(module) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of an mlx.nn.Module. MLX arrays are lazy: a freshly built
+    module only records shapes here, nothing is computed."""
     from mlx.utils import tree_flatten
 
-    expected = {k: tuple(v.shape) for k, v in tree_flatten(module.parameters())}
-    check_weights(expected, weights, where)
+    return {k: tuple(v.shape) for k, v in tree_flatten(module.parameters())}
+
+
+def channels_last(v: Any, want: tuple[int, ...], perm: tuple[int, ...] | None = None) -> Any:
+    """A torch-layout conv weight in MLX's layout: (O, I, *K) -> (O, *K, I) (or `perm`), when
+    that gives the shape the model wants. Anything else comes back unchanged (already in MLX
+    layout, not a conv, or a mismatch that the strict load then names), so a model's
+    `sanitize` that uses it is safe to run twice."""
+    if want is None or len(v.shape) not in (3, 4) or tuple(v.shape) == tuple(want):
+        return v
+    perm = perm or (0, *range(2, len(v.shape)), 1)
+    if tuple(v.shape[i] for i in perm) != tuple(want):
+        return v
+    if isinstance(v, np.ndarray):
+        return np.ascontiguousarray(v.transpose(perm))
+    return v.transpose(perm)
+
+
+def load_strict(module, weights: Mapping[str, Any], where: str) -> None:
+    """Load `weights` into an mlx.nn.Module after checking key sets and shapes exactly."""
+    check_weights(param_shapes(module), weights, where)
     module.load_weights(list(weights.items()), strict=True)
-
-
-def to_numpy_f32(x) -> np.ndarray:
-    """Any array-like (numpy, incl. float16/bfloat16 raw) -> float32 numpy."""
-    return np.asarray(x, dtype=np.float32)

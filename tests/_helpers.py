@@ -71,6 +71,40 @@ def load_fixture(name: str) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def write_fixture(out: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write a fixture folder's reference.json + reference.npz (each to a temporary file, then
+    renamed): what the tools/make_*_fixtures.py scripts commit and `load_fixture` reads."""
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "reference.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
+    tmp_npz = out / "reference.tmp.npz"
+    np.savez_compressed(tmp_npz, **arrays)
+    os.replace(tmp, out / "reference.json")
+    os.replace(tmp_npz, out / "reference.npz")
+
+
+def fixture_main(argv: list[str] | None, doc: str, name: str, build) -> int:
+    """The command line of a tools/make_*_fixtures.py script: `--out` (default
+    tests/fixtures/<name>), the shared data found, `build(shared) -> (meta, arrays)` run and
+    written with `write_fixture`."""
+    import argparse
+
+    from mlx_audio_stack.paths import data_dir
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--out", default=str(FIXTURES / name))
+    out = Path(p.parse_args(argv).out)
+    shared = data_dir()
+    if shared is None:
+        raise SystemExit("shared real-speech data not found: set MAS_DATA_DIR")
+    meta, arrays = build(shared)
+    write_fixture(out, meta, arrays)
+    print(f"wrote {out} ({', '.join(f'{k} {v}' for k, v in meta['reference'].items())})")
+    return 0
+
+
 def check_fixture_audio(meta: dict, shared: Path) -> None:
     """The shared audio the fixture was made from is the audio here (else regenerate it)."""
     bad = [rel for rel, digest in meta["audio"].items() if sha256(shared / rel) != digest]
@@ -99,3 +133,32 @@ def load_tool(name: str) -> types.ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# every reference library a test or fixture script may import: absent under `blocked_env()`
+REFERENCE_MODULES = (
+    "torch",
+    "torchaudio",
+    "whisper",
+    "transformers",
+    "faster_whisper",
+    "ctranslate2",
+    "speechbrain",
+    "resemblyzer",
+    "silero_vad",
+    "onnxruntime",
+    "clearvoice",
+)
+
+
+def blocked_env(blocked: tuple[str, ...] = REFERENCE_MODULES) -> dict[str, str]:
+    """Environment for a subprocess in which `blocked` cannot be imported (tests/_blocker's
+    sitecustomize) and this checkout's mlx_audio_stack is the one imported."""
+    import os
+
+    path = [str(ROOT / "tests" / "_blocker"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in path if p),
+        "MAS_BLOCK_IMPORTS": ",".join(blocked),
+    }

@@ -18,16 +18,10 @@ from mlx.utils import tree_flatten
 from mlx_audio_stack.convert import convert, detect
 from mlx_audio_stack.convert.ecapa import ecapa_config, read_hyperparams
 from mlx_audio_stack.errors import AudioError, ConversionError, WeightsError
-from mlx_audio_stack.models.ecapa import ECAPA_TDNN, EcapaArgs, SpeakerEncoder, sanitize
+from mlx_audio_stack.evaluation.verification import compute_eer, compute_min_dcf, make_trials
+from mlx_audio_stack.models.ecapa import ECAPA_TDNN, EcapaArgs, SpeakerEncoder, load_model
 from mlx_audio_stack.models.ecapa.fbank import Fbank, FbankArgs
-from mlx_audio_stack.models.ecapa.model import expected_shapes
-from mlx_audio_stack.models.ecapa.scoring import (
-    compute_eer,
-    compute_min_dcf,
-    cosine_score,
-    make_trials,
-    normalize_scores,
-)
+from mlx_audio_stack.models.ecapa.scoring import cosine_score, normalize_scores
 
 REAL_HPARAMS = Path("/work/shared/reference/spkrec-ecapa-voxceleb/hyperparams.yaml")
 
@@ -90,14 +84,13 @@ def test_speechbrain_batch_mode_full_lengths_equals_exact():
 
 def test_sanitize_is_idempotent_and_transposes_torch_layout():
     model = _random_model()
-    exp = expected_shapes(model)
     torch_like = {
         k: np.array(v).transpose(0, 2, 1) if v.ndim == 3 else np.array(v)
         for k, v in tree_flatten(model.parameters())
     }
     torch_like["blocks.0.norm.norm.num_batches_tracked"] = np.array(3)
-    once = sanitize(torch_like, exp)
-    twice = sanitize(once, exp)
+    once = model.sanitize(torch_like)
+    twice = model.sanitize(once)
     assert "blocks.0.norm.norm.num_batches_tracked" not in once
     for k, v in tree_flatten(model.parameters()):
         np.testing.assert_array_equal(once[k], np.array(v))
@@ -237,7 +230,7 @@ def test_convert_roundtrip_and_cli_embed(tmp_path, capsys):
     out = convert(src, tmp_path / "mlx")
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model_type"] == "ecapa" and cfg["args"]["res2net_scale"] == 4
-    enc = SpeakerEncoder.load(out)
+    enc = load_model(out)
     ref = SpeakerEncoder(_random_model(), FbankArgs(n_mels=80))
     x = _speechlike(12000)
     np.testing.assert_allclose(enc.embed(x), ref.embed(x), atol=1e-6)
@@ -271,7 +264,7 @@ def test_load_refuses_other_model_type(tmp_path):
 
     save_model_dir(tmp_path / "m", {"x": mx.zeros(1)}, {"model_type": "silero_vad", "args": {}})
     with pytest.raises(WeightsError, match="expected 'ecapa'"):
-        SpeakerEncoder.load(tmp_path / "m")
+        load_model(tmp_path / "m")
 
 
 # --- scoring and metrics -----------------------------------------------------------------------

@@ -24,7 +24,7 @@ from conftest import require
 
 from mlx_audio_stack.audio import load_audio
 from mlx_audio_stack.convert import convert
-from mlx_audio_stack.models.ecapa import SpeakerEncoder
+from mlx_audio_stack.models.ecapa import load_model
 
 N_UTTS = 20
 EMB_ATOL = 1e-4
@@ -43,7 +43,7 @@ def ref(tmp_path_factory):
     r = tool.build_reference(tiny=False, seed=0)
     src = tool.save_folder(r, tmp_path_factory.mktemp("ecapa") / "spkrec-ecapa-voxceleb")
     out = convert(src, src.parent / "mlx")
-    r.encoder = SpeakerEncoder.load(out)
+    r.encoder = load_model(out)
     r.src, r.out, r.torch = src, out, torch
     return r
 

@@ -3,23 +3,16 @@ follow from the corpus metadata and transcripts."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
+from _helpers import load_tool
 
 from mlx_audio_stack.data import taxonomy
-from mlx_audio_stack.models.speaker_count import simulate
-from mlx_audio_stack.paths import REPO_ROOT
+from mlx_audio_stack.evaluation import count_mixtures as simulate
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_heads_data", REPO_ROOT / "tools" / "make_heads_data.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("make_heads_data")
 
 
 def test_speaker_split_keeps_the_counters_held_out_speakers(tool):

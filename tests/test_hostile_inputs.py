@@ -16,7 +16,6 @@ The kill tests (interrupted writes) are in tests/test_interrupted_writes.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE_SECONDS = 10.0  # the slowest case takes ~0.5 s here (2 busy cores)
@@ -45,19 +45,13 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, list[dict]]:
-    spec = importlib.util.spec_from_file_location("corpus", ROOT / "tools/make_hostile_corpus.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     root = tmp_path_factory.mktemp("hostile")
-    return root, mod.build(root)
+    return root, load_tool("make_hostile_corpus").build(root)
 
 
 def test_corpus_is_deterministic(corpus, tmp_path):
     root, cases = corpus
-    spec = importlib.util.spec_from_file_location("corpus2", ROOT / "tools/make_hostile_corpus.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    again = mod.build(tmp_path / "c")
+    again = load_tool("make_hostile_corpus").build(tmp_path / "c")
     assert [c["id"] for c in again] == [c["id"] for c in cases]
     for name in ("pickle/oob_huge.pt", "pickle/bomb_needed.pt", "safetensors/overlap.safetensors"):
         assert (tmp_path / "c" / name).read_bytes() == (root / name).read_bytes(), name

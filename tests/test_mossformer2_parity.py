@@ -6,6 +6,10 @@ config; a 2-layer, 64-dim variant for most tests, and one full-size 24-layer tes
 ClearerVoice's checkpoint-folder layout (`last_best_checkpoint` + `{"model": state_dict}` with
 `module.` prefixes), converted with `mlx_audio_stack.convert.convert`, and the separated
 waveforms compared. Tolerance: max abs error < 1e-4 and SI-SDR > 60 dB against the reference.
+
+Without ClearerVoice, `test_parity_matches_fixture` compares against the reference's output
+committed in tests/fixtures/mossformer2 (tools/make_mossformer2_fixtures.py), our model given
+the same seeded weights in the reference's names and layouts through `MossFormer2.sanitize`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import installed_version, load_fixture, load_tool
 from conftest import require
 
 TOL_ABS = 1e-4
@@ -73,7 +78,7 @@ def _reference(model, mix: np.ndarray) -> np.ndarray:
 
 
 def _check(ours: np.ndarray, ref: np.ndarray) -> None:
-    from mlx_audio_stack.models.mossformer2.evaluation import si_sdr
+    from mlx_audio_stack.evaluation.separation import si_sdr
 
     assert ours.shape == ref.shape
     err = float(np.abs(ours - ref).max())
@@ -84,7 +89,7 @@ def _check(ours: np.ndarray, ref: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def mixtures(shared_data, tmp_path_factory):
     """Real LibriSpeech mixtures: {(spks, sr): mix (T,)} of 1.5 s, full overlap, seed 0."""
-    from mlx_audio_stack.models.mossformer2.evaluation import load_mixture, make_mixtures
+    from mlx_audio_stack.evaluation.separation import load_mixture, make_mixtures
 
     root = tmp_path_factory.mktemp("mixtures")
     out = {}
@@ -140,12 +145,12 @@ def test_chunked_matches_offline(shared_data, tmp_path):
     linear attention span the whole input), so this bounds the context effect, not the
     overlap-add, which test_mossformer2.py::test_streaming_keeps_speaker_order shows exact.
     """
-    from mlx_audio_stack.models.mossformer2 import separate
-    from mlx_audio_stack.models.mossformer2.evaluation import (
+    from mlx_audio_stack.evaluation.separation import (
         load_mixture,
         make_mixtures,
         si_sdr_pit,
     )
+    from mlx_audio_stack.models.mossformer2 import separate
 
     make_mixtures(shared_data, tmp_path / "long", 1, 2, seconds=16.0, overlap=1.0, seed=0)
     x = load_mixture(tmp_path / "long" / "mix0000")[0]
@@ -156,3 +161,26 @@ def test_chunked_matches_offline(shared_data, tmp_path):
     sdr, perm = si_sdr_pit(chunked, full)
     assert perm == (0, 1)
     assert sdr.min() > 6.0, sdr
+
+
+def test_parity_matches_fixture():
+    """ClearerVoice's committed output (no torch needed), weights rebuilt from the seed."""
+    import mlx.core as mx
+
+    from mlx_audio_stack.models.mossformer2 import ModelArgs, MossFormer2, separate
+    from mlx_audio_stack.weights_io import param_shapes
+
+    tool = load_tool("make_mossformer2_fixtures")
+    meta, arrays = load_fixture("mossformer2")
+    have, want = installed_version("clearvoice"), meta["reference"]["clearvoice"]
+    assert have in (None, want), f"fixture made with clearvoice {want}, installed {have}: rerun"
+    state = tool.random_state(meta["params"], meta["seed"])
+    model = MossFormer2(ModelArgs(num_spks=meta["num_spks"], **meta["dims"]))
+    weights = model.sanitize({"module." + k: v for k, v in state.items()})  # checkpoint names
+    ours = param_shapes(model)
+    assert {k: tuple(v.shape) for k, v in weights.items()} == {k: ours[k] for k in weights}
+    # the reference's only other tensors are its positional buffers, built from the config
+    assert all(k.endswith(("freqs", "inv_freq")) for k in set(ours) - set(weights))
+    model.load_weights([(k, mx.array(v)) for k, v in weights.items()], strict=False)
+    model.eval()
+    _check(separate(arrays["mixture"], model), arrays["reference"])

@@ -177,3 +177,16 @@ def test_music_and_a_truncated_file(weights, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cut.wav" in err[0] and "truncated" in err[0], err
     assert not out.exists()
+
+
+def test_a_pause_keeps_the_speakers_buffer_whole(weights, shared_data):
+    """LibriSpeech 1688-142285-0003 has a pause after "himself": its next piece is still being
+    cut when the speaker has been silent for IDLE_FINAL_S. That must not finalize the speaker
+    (which empties the buffer): decoded alone, the second piece came out as "But, rather than
+    anything else he said" instead of "better than ..."."""
+    path = shared_data / "librispeech/test-other/1688/142285/1688-142285-0003.flac"
+    res = _single_speaker_run(path, weights)
+    text = " ".join(w["word"] for w in res.words).lower()
+    assert "better than anything" in text, text
+    finals = [e for e in res.events if e["type"] == "final"]
+    assert len(finals) == 1, [e["text"] for e in finals]  # one buffer, committed once

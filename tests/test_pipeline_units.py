@@ -283,7 +283,7 @@ def test_turns_merge_and_outputs_render():
 
 
 def test_a_piece_is_cut_at_its_overlapped_run():
-    from mlx_audio_stack.pipeline.driver import split_by_overlap
+    from mlx_audio_stack.pipeline.overlap import split_by_overlap
     from mlx_audio_stack.pipeline.stages import Piece
 
     cfg = PipelineConfig(overlap_min_s=0.2, overlap_bridge_s=0.3)

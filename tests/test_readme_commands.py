@@ -4,19 +4,15 @@ check (a fresh venv from the quickstart's setup, every README command) runs in .
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
+from _helpers import load_tool
 
 from mlx_audio_stack.paths import REPO_ROOT
 
-spec = importlib.util.spec_from_file_location(
-    "check_readme_commands", REPO_ROOT / "tools" / "check_readme_commands.py"
-)
-check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check)
+check = load_tool("check_readme_commands")
 
 
 def test_every_readme_command_runs_or_has_a_reason():

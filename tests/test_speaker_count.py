@@ -13,6 +13,7 @@ import pytest
 
 import mlx_audio_stack as mas
 from mlx_audio_stack.errors import AudioError, WeightsError
+from mlx_audio_stack.evaluation.count_mixtures import TEST_SPEAKERS, VALID_SPEAKERS
 from mlx_audio_stack.models.speaker_count import (
     ModelArgs,
     SpeakerCountDetector,
@@ -21,7 +22,6 @@ from mlx_audio_stack.models.speaker_count import (
     save_speaker_counter,
 )
 from mlx_audio_stack.models.speaker_count.load import SHIPPED_DIR
-from mlx_audio_stack.models.speaker_count.simulate import TEST_SPEAKERS, VALID_SPEAKERS
 from mlx_audio_stack.paths import REPO_ROOT
 
 TINY = ModelArgs(n_mels=16, hidden=16, dilations=(1, 2), lookahead=2)

@@ -15,13 +15,9 @@ from conftest import require
 
 import mlx_audio_stack  # noqa: F401  (BLAS before mlx)
 from mlx_audio_stack.cli import main
+from mlx_audio_stack.evaluation.rttm import read_rttm, read_uem
+from mlx_audio_stack.evaluation.vad import DetectionError, detection_error
 from mlx_audio_stack.models.silero_vad import load_vad, speech_timestamps
-from mlx_audio_stack.models.silero_vad.metrics import (
-    DetectionError,
-    detection_error,
-    read_rttm,
-    read_uem,
-)
 
 
 @pytest.fixture(scope="module")

@@ -14,27 +14,28 @@ import pytest
 import mlx_audio_stack  # noqa: F401  (BLAS before mlx)
 from mlx_audio_stack.convert.silero_vad import detect
 from mlx_audio_stack.errors import AudioError, MasError, WeightsError
+from mlx_audio_stack.evaluation.rttm import fold
+from mlx_audio_stack.evaluation.vad import detection_error
 from mlx_audio_stack.models.silero_vad import (
     ModelArgs,
+    SileroVAD,
     VADEvents,
     VADStream,
     initial_state,
     model_from_weights,
-    sanitize,
     speech_probs,
     speech_timestamps,
     timestamps_from_probs,
     vad_step,
 )
-from mlx_audio_stack.models.silero_vad.metrics import detection_error, normalize_uri
-from mlx_audio_stack.models.silero_vad.model import expected_shapes
 from mlx_audio_stack.models.silero_vad.output import FileSegments, to_json, to_rttm, to_txt
+from mlx_audio_stack.weights_io import param_shapes
 
 
 def random_weights(args: ModelArgs, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = {}
-    for k, shape in expected_shapes(args).items():
+    for k, shape in param_shapes(SileroVAD(args)).items():
         scale = 0.05 if "stft" in k else 0.3 / np.sqrt(np.prod(shape[1:]) if len(shape) > 1 else 1)
         out[k] = (rng.standard_normal(shape) * scale).astype(np.float32)
     return out
@@ -162,7 +163,7 @@ def test_16k_only_weights():
 
 def test_sanitize_renames_and_is_idempotent():
     args = ModelArgs(sample_rates=[16000])
-    expected = expected_shapes(args)
+    model = SileroVAD(args)
     w = random_weights(args)
     torch_layout = {  # safetensors names, conv weights (O, I, K)
         "stft_conv.weight": w["model.stft.forward_basis_buffer"].transpose(0, 2, 1),
@@ -172,8 +173,8 @@ def test_sanitize_renames_and_is_idempotent():
         "_model.encoder.3.reparam_conv.bias": w["model.encoder.3.reparam_conv.bias"],
         "_state": np.zeros(0, np.float32),
     }
-    once = sanitize(torch_layout, expected)
-    twice = sanitize(once, expected)
+    once = model.sanitize(torch_layout)
+    twice = model.sanitize(once)
     assert set(once) == {
         "model.stft.forward_basis_buffer",
         "model.encoder.0.reparam_conv.weight",
@@ -234,7 +235,9 @@ def test_detection_error():
     assert err.missed_s == pytest.approx(1.75)  # 2.0 .. 3.75
     assert err.false_alarm_s == pytest.approx(1.0)
     assert err.missed == pytest.approx(0.7) and err.false_alarm == pytest.approx(0.4)
-    assert normalize_uri("tr\u00f100") == "trn00"
+    # a list of scored regions (rttm.read_uem) gives the same figures as the one region
+    assert detection_error(ref, [(1.0, 2.0), (5.0, 6.0)], [(0.0, 10.0)], collar=0.25) == err
+    assert fold("tr\u00f100") == "trn00"
 
 
 def test_events_follow_probabilities(model):

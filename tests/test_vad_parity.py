@@ -3,16 +3,22 @@
 Per-chunk probabilities within 1e-4 of the JIT and identical `get_speech_timestamps` segments,
 both branches, on a subset of every folder of the shared data (tools/eval_vad.py sweeps all of
 it). Reference: `pip install -r requirements/ref-vad.txt` (silero-vad, torch pinned).
+
+Without silero-vad, `test_probs_and_segments_match_fixture` compares against the JIT's outputs
+committed in tests/fixtures/silero_vad (made by tools/make_vad_fixtures.py), with our weights
+from `mas weights get silero-vad` (they must be converted from the fixture's JIT file).
 """
 
 from __future__ import annotations
 
-import csv
+import importlib.util
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import check_fixture_audio, installed_version, load_fixture, load_tool
 from conftest import require
 
 import mlx_audio_stack  # noqa: F401  (BLAS before mlx)
@@ -27,6 +33,7 @@ from mlx_audio_stack.models.silero_vad import (
 )
 
 TOL = 1e-4  # max |p_mlx - p_jit| per chunk
+TOOL = load_tool("make_vad_fixtures")
 
 
 @pytest.fixture(scope="module")
@@ -65,25 +72,48 @@ def model(jit_path, tmp_path_factory):
 
 
 def subset(data: Path) -> list[str]:
-    """A few files of every folder of the shared data (deterministic), incl. all 3 rates."""
-    with open(data / "MANIFEST.tsv", newline="") as f:
-        rows = sorted(csv.DictReader(f, delimiter="\t"), key=lambda r: r["relpath"])
-    groups: dict[str, list[str]] = {}
-    for r in rows:
-        parts = r["relpath"].split("/")
-        key = "/".join(parts[:2]) if parts[0] in ("librispeech", "valentini") else parts[0]
-        groups.setdefault(key, []).append(r["relpath"])
-    picked = []
-    for key, files in sorted(groups.items()):
-        if key == "fsdd":  # 3000 short 8 kHz digits: one per speaker
-            seen = {}
-            for p in files:
-                seen.setdefault(Path(p).stem.split("_")[1], p)
-            picked += list(seen.values())
-        else:
-            k = 4
-            picked += files[:: max(1, len(files) // k)][:k]
-    return picked
+    """A few files of every folder of the shared data (the fixture's files)."""
+    return TOOL.subset(data)
+
+
+@pytest.fixture(scope="module")
+def fixture_model(tmp_path_factory):
+    """Our model for the fixture test: converted from the installed silero-vad's JIT when
+    there is one, else the converted weights of `mas weights get silero-vad`."""
+    from mlx_audio_stack.paths import weights_dir
+    from mlx_audio_stack.weights_get import get_weights
+
+    if importlib.util.find_spec("silero_vad") is not None:
+        folder = get_weights("silero-vad", tmp_path_factory.mktemp("w") / "s", offline=True)
+    else:
+        folder = weights_dir() / "silero-vad"
+        if not (folder / "config.json").is_file():
+            pytest.skip(f"no silero-vad package and no {folder}: `mas weights get silero-vad`")
+    return load_vad(folder), json.loads((folder / "config.json").read_text())
+
+
+@pytest.mark.slow
+def test_probs_and_segments_match_fixture(shared_data, fixture_model):
+    """The JIT's committed outputs (no torch needed): probabilities within TOL, same segments."""
+    model, config = fixture_model
+    meta, arrays = load_fixture("silero_vad")
+    check_fixture_audio(meta, shared_data)
+    have = installed_version("silero-vad")
+    want = meta["reference"]["silero-vad"]
+    assert have in (None, want), f"fixture made with silero-vad {want}, installed {have}: rerun "
+    assert config["source_sha256"] == meta["source_sha256"], (
+        "our weights were converted from another silero_vad.jit than the fixture's"
+    )
+    assert sorted(meta["audio"]) == sorted(subset(shared_data))
+    for key, ref in arrays.items():
+        rel, sr = key.rsplit("@", 1)
+        x = load_audio(shared_data / rel, int(sr))
+        ours = speech_probs(model, x, int(sr))
+        assert ours.shape == ref.shape, key
+        err = float(np.abs(ours - ref).max())
+        assert err <= TOL, f"{key}: max |dp| {err:.2e} > {TOL}"
+        got = speech_timestamps(x, model, sampling_rate=int(sr))
+        assert [[g["start"], g["end"]] for g in got] == meta["segments"][key], key
 
 
 def test_subset_covers_every_folder(shared_data):
@@ -93,6 +123,7 @@ def test_subset_covers_every_folder(shared_data):
     assert len(files) >= 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sr", [16000, 8000])
 def test_probs_and_segments_match_jit(shared_data, silero, jit, model, sr):
     import torch
@@ -153,6 +184,7 @@ def test_streaming_matches_jit_chunk_calls(shared_data, silero, jit, model, sr):
     np.testing.assert_allclose(ours, ref, atol=TOL)
 
 
+@pytest.mark.slow
 def test_events_match_vad_iterator(shared_data, silero, jit, model):
     import torch
 

@@ -25,9 +25,10 @@ from mlx_audio_stack.models.voice_encoder import (
     VoiceEncoder,
     VoiceEncoderArgs,
     VoiceEncoderNet,
+    load_model,
 )
 from mlx_audio_stack.models.voice_encoder.frontend import mel_frames, partial_slices
-from mlx_audio_stack.models.voice_encoder.model import lstm_last_hidden_mlx, sanitize
+from mlx_audio_stack.models.voice_encoder.model import lstm_last_hidden_mlx
 from mlx_audio_stack.weights_io import save_model_dir
 
 TINY = VoiceEncoderArgs(mel_n_channels=40, model_hidden_size=24, model_embedding_size=16,
@@ -50,7 +51,9 @@ def _random_state(args: VoiceEncoderArgs, seed: int = 0) -> dict[str, np.ndarray
 
 def _encoder(args: VoiceEncoderArgs = TINY, seed: int = 0) -> VoiceEncoder:
     model = VoiceEncoderNet(args)
-    model.load_weights([(k, mx.array(v)) for k, v in sanitize(_random_state(args, seed)).items()])
+    model.load_weights(
+        [(k, mx.array(v)) for k, v in model.sanitize(_random_state(args, seed)).items()]
+    )
     return VoiceEncoder(model)
 
 
@@ -107,7 +110,9 @@ def test_cpu_recurrence_matches_mlx_at_full_size():
         np.testing.assert_allclose(cpu_h, mlx_h, atol=5e-6)
     # the cached CPU layout follows new weights
     before = cpu_lstm.weights_of(enc.model.lstm)
-    enc.model.load_weights([(k, mx.array(v)) for k, v in sanitize(_random_state(FULL, 3)).items()])
+    enc.model.load_weights(
+        [(k, mx.array(v)) for k, v in enc.model.sanitize(_random_state(FULL, 3)).items()]
+    )
     assert cpu_lstm.weights_of(enc.model.lstm) is not before
 
 
@@ -251,23 +256,23 @@ def test_convert_roundtrip_and_detection(tmp_path, legacy):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model_type"] == "voice_encoder" and cfg["step"] == 7
     assert cfg["args"]["model_hidden_size"] == 24 and cfg["args"]["model_num_layers"] == 2
-    enc = VoiceEncoder.load(out)
+    enc = load_model(out)
     x = _speechlike(30000)
     np.testing.assert_allclose(enc.embed(x), _encoder(TINY, seed=6).embed(x), atol=1e-6)
 
 
 def test_strict_loading_names_the_problem(tmp_path):
-    w = {k: mx.array(v) for k, v in sanitize(_random_state(TINY)).items()}
+    w = {k: mx.array(v) for k, v in VoiceEncoderNet(TINY).sanitize(_random_state(TINY)).items()}
     cfg = {"model_type": "voice_encoder", "args": vars(TINY)}
     save_model_dir(tmp_path / "ok", w, cfg)
-    assert VoiceEncoder.load(tmp_path / "ok").dim == 16
+    assert load_model(tmp_path / "ok").dim == 16
     del w["lstm.bias_hh_l1"]
     save_model_dir(tmp_path / "bad", w, cfg)
     with pytest.raises(WeightsError, match=r"missing 1 keys: lstm\.bias_hh_l1"):
-        VoiceEncoder.load(tmp_path / "bad")
+        load_model(tmp_path / "bad")
     save_model_dir(tmp_path / "other", w, {"model_type": "ecapa", "args": {}})
     with pytest.raises(WeightsError, match="expected 'voice_encoder'"):
-        VoiceEncoder.load(tmp_path / "other")
+        load_model(tmp_path / "other")
 
 
 # --- one interface for both embedders; the CLI ------------------------------------------------
@@ -294,7 +299,7 @@ def test_load_embedder_and_default_embedder(tmp_path):
     root = tmp_path / "weights"
     with pytest.raises(WeightsError, match="mas weights get voice-encoder"):
         default_embedder(root)
-    w = {k: mx.array(v) for k, v in sanitize(_random_state(TINY)).items()}
+    w = {k: mx.array(v) for k, v in VoiceEncoderNet(TINY).sanitize(_random_state(TINY)).items()}
     save_model_dir(root / "voice-encoder", w, {"model_type": "voice_encoder", "args": vars(TINY)})
     enc, name = default_embedder(root)
     assert name == "voice-encoder" and enc.name == "voice-encoder" and enc.dim == 16
@@ -314,14 +319,14 @@ def test_cli_embed_and_verify(tmp_path, capsys):
 
     from mlx_audio_stack.cli import main
 
-    w = {k: mx.array(v) for k, v in sanitize(_random_state(TINY)).items()}
+    w = {k: mx.array(v) for k, v in VoiceEncoderNet(TINY).sanitize(_random_state(TINY)).items()}
     model = save_model_dir(tmp_path / "ve", w, {"model_type": "voice_encoder", "args": vars(TINY)})
     a, b = tmp_path / "a.wav", tmp_path / "b.flac"
     sf.write(a, _speechlike(24000), 16000, subtype="FLOAT")
     sf.write(b, _speechlike(44100, seed=9), 44100)
     assert main(["embed", str(a), str(b), "--model", str(model), "--quiet"]) == 0
     lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
-    enc = VoiceEncoder.load(model)
+    enc = load_model(model)
     np.testing.assert_allclose(lines[0]["embedding"], enc.embed(a)[0], atol=1e-6)
     assert lines[1]["file"] == str(b) and len(lines[1]["embedding"]) == 16
     npy = tmp_path / "e.npy"

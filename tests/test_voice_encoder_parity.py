@@ -9,6 +9,10 @@ preprocess_wav, see models/voice_encoder/embed.py) against our `embed`.
 
 Tolerances (the issue's): embeddings within 1e-4 absolute, cosine > 0.99999, for utterances
 from 0.3 s (shorter than one 1.6 s partial: one zero-padded partial) to a whole file.
+
+Without resemblyzer, `test_embeddings_match_fixture` compares against its embeddings committed
+in tests/fixtures/voice_encoder (made by tools/make_voice_encoder_fixtures.py), with our weights
+from `mas weights get voice-encoder` (converted from the fixture's checkpoint).
 """
 
 from __future__ import annotations
@@ -17,19 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import check_fixture_audio, installed_version, load_fixture, load_tool
 from conftest import require
 
-from mlx_audio_stack.audio import load_audio
 from mlx_audio_stack.convert import convert
 from mlx_audio_stack.kernels import lstm as cpu_lstm
-from mlx_audio_stack.models.voice_encoder import VoiceEncoder
+from mlx_audio_stack.models.voice_encoder import load_model
 from mlx_audio_stack.models.voice_encoder.frontend import partial_slices, utterance_partials
 from mlx_audio_stack.models.voice_encoder.model import VoiceEncoderArgs
 
 EMB_ATOL = 1e-4
 MIN_COS = 0.99999
-# seconds; 0.3 .. 1.59 are shorter than one partial, None is the whole file
-LENGTHS = [0.3, 0.8, 1.2, 1.59, 1.6, 1.9, 2.2, 3.0, 4.5, 7.0, None, None]
+TOOL = load_tool("make_voice_encoder_fixtures")
+LENGTHS = TOOL.LENGTHS
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +50,12 @@ def ref(tmp_path_factory):
     model = RefEncoder("cpu", verbose=False)
     src = Path(__import__("resemblyzer").__file__).parent / "pretrained.pt"
     out = convert(src, tmp_path_factory.mktemp("ve") / "voice-encoder")
-    return model, VoiceEncoder.load(out), torch
+    return model, load_model(out), torch
 
 
 @pytest.fixture(scope="module")
 def utts(shared_data):
-    files = sorted((shared_data / "librispeech" / "test-other").rglob("*.flac"))[::8]
-    out = []
-    for f, sec in zip(files, LENGTHS):
-        w = load_audio(f)
-        out.append(w if sec is None else w[: int(sec * 16000)])
+    out = TOOL.utterances(shared_data)
     assert len(out) == len(LENGTHS)
     return out
 
@@ -85,6 +85,7 @@ def test_partial_windows_equal_resemblyzer(ref):
             ], (n, rate, cov)
 
 
+@pytest.mark.slow
 def test_embed_equals_embed_utterance_on_real_speech(ref, utts):
     model, enc, _ = ref
     batch = enc.embed(utts)  # every partial of every utterance in one batch
@@ -112,9 +113,38 @@ def test_partials_and_mels_equal_the_reference(ref, utts):
         np.testing.assert_allclose(m, ref_mel[lo : lo + 160], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_mlx_recurrence_equals_the_reference(ref, utts, monkeypatch):
     """The plain MLX path (what a Mac's GPU runs) against resemblyzer, CPU path turned off."""
     model, enc, _ = ref
     monkeypatch.setattr(cpu_lstm, "applies", lambda x: False)
     for w in (utts[0], utts[7]):  # 0.3 s (one padded partial) and 3 s (three)
         _check(enc.embed(w)[0], model.embed_utterance(w), f"MLX path, {w.size / 16000:.2f} s")
+
+
+def test_embeddings_match_fixture(shared_data, utts, tmp_path):
+    """resemblyzer's committed embeddings (no torch needed): within EMB_ATOL, cosine > MIN_COS."""
+    import importlib.util
+    import json
+
+    from mlx_audio_stack.paths import weights_dir
+
+    meta, arrays = load_fixture("voice_encoder")
+    check_fixture_audio(meta, shared_data)
+    have, want = installed_version("resemblyzer"), meta["reference"]["resemblyzer"]
+    assert have in (None, want), f"fixture made with resemblyzer {want}, installed {have}: rerun"
+    if importlib.util.find_spec("resemblyzer") is not None:
+        folder = convert(TOOL.checkpoint(), tmp_path / "voice-encoder")
+    else:
+        folder = weights_dir() / "voice-encoder"
+        if not (folder / "config.json").is_file():
+            pytest.skip(f"no resemblyzer and no {folder}: `mas weights get voice-encoder`")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["source_sha256"] == meta["source_sha256"], "weights from another checkpoint"
+    enc = load_model(folder)
+    for w, got, want in zip(utts, enc.embed(utts), arrays["embeddings"]):
+        _check(got, want, f"{w.size / 16000:.2f} s")
+    _, parts = enc.embed(utts[TOOL.PARTIALS_OF], return_partials=True)
+    assert parts[0].shape == arrays["partials"].shape
+    for a, b in zip(parts[0], arrays["partials"]):
+        _check(a, b, "partial")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
@@ -54,20 +53,11 @@ def wer(refs: list[str], hyps: list[str]) -> dict:
 # ---------------------------------------------------------------------------- references
 
 
-def uri_key(uri: str) -> str:
-    """'trñ00' -> 'trn00' (AMI debug RTTM spells one uri with an accent)."""
-    return "".join(c for c in unicodedata.normalize("NFKD", uri) if not unicodedata.combining(c))
-
-
 def read_rttm(path: str | Path) -> dict[str, list[Turn]]:
     """uri (accent-free) -> [(speaker, start, end)] of every SPEAKER line."""
-    out: dict[str, list[Turn]] = defaultdict(list)
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        f = line.split()
-        if len(f) >= 8 and f[0] == "SPEAKER":
-            start, dur = float(f[3]), float(f[4])
-            out[uri_key(f[1])].append((f[7], start, start + dur))
-    return dict(out)
+    from mlx_audio_stack.evaluation.rttm import read_rttm as read_turns
+
+    return {u: [(spk, a, b) for a, b, spk in t] for u, t in read_turns(path).items()}
 
 
 def load_meeting(folder: str | Path) -> dict:

@@ -14,7 +14,6 @@ every reference).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import sys
@@ -43,7 +42,8 @@ def sb_worker(wav_file: str) -> int:
     import torch
 
     torch.set_num_threads(2)
-    tool = _tool()
+    import make_ecapa_fixtures as tool  # tools/ is this script's folder, first on sys.path
+
     sb = tool.import_speechbrain()
     torch.manual_seed(0)
     model = sb.ECAPA_TDNN(**tool.FULL_ARGS).eval()
@@ -92,15 +92,6 @@ class _Worker:
         self.p.wait(timeout=60)
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "make_ecapa_fixtures", ROOT / "tools" / "make_ecapa_fixtures.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main(argv: list[str] | None = None) -> int:
     import mlx.core as mx
     import numpy as np
@@ -108,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlx_audio_stack.audio import load_audio
     from mlx_audio_stack.convert import convert
-    from mlx_audio_stack.models.ecapa import SpeakerEncoder
+    from mlx_audio_stack.models.ecapa import load_model
     from mlx_audio_stack.paths import data_dir
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -118,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
 
     load_start = _loadavg()
-    tool = _tool()
+    import make_ecapa_fixtures as tool  # tools/ is this script's folder, first on sys.path
+
     ref = tool.build_reference(tiny=False, seed=0)
     with tempfile.TemporaryDirectory(prefix="bench-ecapa-") as td:  # ~170 MB, removed after
         tmp = Path(td)
-        enc = SpeakerEncoder.load(convert(tool.save_folder(ref, tmp / "sb"), tmp / "mlx"))
+        enc = load_model(convert(tool.save_folder(ref, tmp / "sb"), tmp / "mlx"))
 
     d = data_dir()
     if d is None:

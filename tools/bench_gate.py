@@ -65,11 +65,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ.setdefault("MAS_QA_KEY_FILE", str(tmp / "qa.key"))
-        import importlib.util
+        import bench_qa as bq  # tools/ is this script's folder, first on sys.path
 
-        spec = importlib.util.spec_from_file_location("bq", REPO_ROOT / "tools" / "bench_qa.py")
-        bq = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bq)
         shared = bq.window_manifest(args.records, tmp / "windows.jsonl")
         n_files = len({r["audio"] for r in read_manifest(shared).records})
         for deep in (False, True):

@@ -44,7 +44,7 @@ def _models(tmp: Path, layers: int = 24):
 
 
 def _mixture(seconds: float, tmp: Path) -> np.ndarray:
-    from mlx_audio_stack.models.mossformer2.evaluation import load_mixture, make_mixtures
+    from mlx_audio_stack.evaluation.separation import load_mixture, make_mixtures
     from mlx_audio_stack.paths import data_dir
 
     data = data_dir()

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlx_audio_stack.audio import load_audio
     from mlx_audio_stack.convert import convert
-    from mlx_audio_stack.models.voice_encoder import EmbeddingStream, VoiceEncoder
+    from mlx_audio_stack.models.voice_encoder import EmbeddingStream, load_model
     from mlx_audio_stack.paths import data_dir
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = RefEncoder("cpu", verbose=False)
     src = Path(__import__("resemblyzer").__file__).parent / "pretrained.pt"
     with tempfile.TemporaryDirectory(prefix="bench-ve-") as td:
-        enc = VoiceEncoder.load(convert(src, Path(td) / "ve"))
+        enc = load_model(convert(src, Path(td) / "ve"))
     d = data_dir()
     if d is None:
         raise SystemExit("shared data not found: set MAS_DATA_DIR")

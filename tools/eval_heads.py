@@ -78,8 +78,9 @@ def eval_ami(model_dir: Path, heads, data: Path) -> list[str]:
     import mlx.core as mx
 
     from mlx_audio_stack.audio import load_audio
+    from mlx_audio_stack.evaluation import rttm as ami
     from mlx_audio_stack.heads.features import encode_layers
-    from mlx_audio_stack.models.speaker_count import ami, load_speaker_counter
+    from mlx_audio_stack.models.speaker_count import load_speaker_counter
     from mlx_audio_stack.models.whisper.load import load_model
 
     w = load_model(model_dir, mx.float32)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import mlx_audio_stack  # noqa: F401  (fast BLAS first)
-from mlx_audio_stack.models.mossformer2.evaluation import load_mixture, si_sdr_improvement
+from mlx_audio_stack.evaluation.separation import load_mixture, si_sdr_improvement
 
 
 def main() -> int:

@@ -30,9 +30,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
 from mlx_audio_stack.audio import load_audio  # noqa: E402
+from mlx_audio_stack.evaluation import count_mixtures as simulate  # noqa: E402
+from mlx_audio_stack.evaluation import rttm as ami  # noqa: E402
+from mlx_audio_stack.evaluation.count_dataset import generate_split  # noqa: E402
 from mlx_audio_stack.models.silero_vad import load_vad  # noqa: E402
-from mlx_audio_stack.models.speaker_count import ami, load_speaker_counter, simulate  # noqa: E402
-from mlx_audio_stack.models.speaker_count.dataset import generate_split  # noqa: E402
+from mlx_audio_stack.models.speaker_count import load_speaker_counter  # noqa: E402
 from mlx_audio_stack.models.speaker_count.train import overlap_prf  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT, data_dir, weights_dir  # noqa: E402
 
@@ -105,7 +107,7 @@ def conf_table(c: np.ndarray) -> list[str]:
 def eval_synthetic(det, data: Path, seed: int, n: int, thr: float, majority: int) -> list[str]:
     vad = load_vad(weights_dir() / "silero-vad")
     utts = simulate.load_utterances(data, vad)
-    noises = simulate.load_noises(data, "test", vad, lambda: ami.silences(data))
+    noises = simulate.load_noises(data, "test", vad, lambda: ami.ami_silences(data))
     rows, labels = [], {}
     for rec, audio, counts in generate_split("test", n, seed, utts["test"], noises):
         p = det.count(audio)

@@ -27,17 +27,13 @@ sys.path.insert(0, str(ROOT))
 
 import mlx_audio_stack  # noqa: E402,F401  (BLAS before mlx)
 from mlx_audio_stack.audio import load_audio  # noqa: E402
+from mlx_audio_stack.evaluation.rttm import read_rttm, read_uem  # noqa: E402
+from mlx_audio_stack.evaluation.vad import DetectionError, detection_error  # noqa: E402
 from mlx_audio_stack.models.silero_vad import (  # noqa: E402
     load_vad,
     speech_probs,
     speech_timestamps,
     timestamps_from_probs,
-)
-from mlx_audio_stack.models.silero_vad.metrics import (  # noqa: E402
-    DetectionError,
-    detection_error,
-    read_rttm,
-    read_uem,
 )
 from mlx_audio_stack.paths import data_dir, weights_dir  # noqa: E402
 
@@ -153,7 +149,7 @@ def ami(data: Path, model, silero, jit, collar: float) -> str:
             for segs in (ours, theirs):
                 hyp = [(s["start"] / sr, s["end"] / sr) for s in segs]
                 errs.append(
-                    detection_error(ref.get(uri, []), hyp, uem.get(uri, (0, x.size / sr)), collar)
+                    detection_error(ref.get(uri, []), hyp, uem.get(uri, [(0, x.size / sr)]), collar)
                 )
         for i, e in enumerate(errs):
             totals[i] = totals[i] + e

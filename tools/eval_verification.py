@@ -80,13 +80,8 @@ def evaluate(emb, speakers, impostor_only, cohort_emb, seed: int, n_nontarget: i
     """Score the trials -> dict of metrics (raw cosine and AS-norm)."""
     import numpy as np
 
-    from mlx_audio_stack.models.ecapa.scoring import (
-        compute_eer,
-        compute_min_dcf,
-        cosine_score,
-        make_trials,
-        normalize_scores,
-    )
+    from mlx_audio_stack.evaluation.verification import compute_eer, compute_min_dcf, make_trials
+    from mlx_audio_stack.models.ecapa.scoring import cosine_score, normalize_scores
 
     trials = make_trials(speakers, n_nontarget, seed, impostor_only)
     e = np.array([t.enroll for t in trials])
@@ -128,7 +123,7 @@ def all_pair_scores(emb, speakers):
 
 
 def metrics(target, nontarget) -> dict:
-    from mlx_audio_stack.models.ecapa.scoring import compute_eer, compute_min_dcf
+    from mlx_audio_stack.evaluation.verification import compute_eer, compute_min_dcf
 
     eer, thr = compute_eer(target, nontarget)
     return {

@@ -12,7 +12,7 @@ labelled for its task):
 - speaking_rate.jsonl: the 105 transcribed LibriSpeech utterances; label `speaking_rate` from
   words per second of the transcript over the duration (taxonomy.speaking_rate).
 - speaker_count/mixtures.jsonl + WAVs: 6 s mixtures of 0-3 real LibriSpeech speakers with
-  0.1 s frame labels, noise at 0-20 dB SNR, reverberation (`models/speaker_count/simulate.py`
+  0.1 s frame labels, noise at 0-20 dB SNR, reverberation (`evaluation/count_mixtures.py`
   and `dataset.py`, the speaker counter's own generator: Silero VAD weights needed).
 Held-out speakers: the speaker counter's valid/test speakers (simulate.VALID_SPEAKERS /
 TEST_SPEAKERS) keep those splits; every other speaker goes to test (20 %) or valid (10 %) by a
@@ -40,7 +40,7 @@ from mlx_audio_stack.data.registry import (  # noqa: E402
     DerivedArtifact,
     register_derived,
 )
-from mlx_audio_stack.models.speaker_count import simulate  # noqa: E402
+from mlx_audio_stack.evaluation import count_mixtures as simulate  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT, data_dir, weights_dir  # noqa: E402
 
 
@@ -92,9 +92,9 @@ def rate_records(data: Path, seed: int) -> list[dict]:
 
 
 def mixture_records(data: Path, out: Path, n: dict[str, int], seed: int) -> Path:
+    from mlx_audio_stack.evaluation import rttm as ami
+    from mlx_audio_stack.evaluation.count_dataset import generate_split
     from mlx_audio_stack.models.silero_vad import load_vad
-    from mlx_audio_stack.models.speaker_count import ami
-    from mlx_audio_stack.models.speaker_count.dataset import generate_split
 
     vad_dir = weights_dir() / "silero-vad"
     if not (vad_dir / "model.safetensors").exists():
@@ -106,7 +106,7 @@ def mixture_records(data: Path, out: Path, n: dict[str, int], seed: int) -> Path
     records = []
     for split in ("train", "valid", "test"):
         noises = simulate.load_noises(
-            data, split, vad, (lambda: ami.silences(data)) if split == "test" else None
+            data, split, vad, (lambda: ami.ami_silences(data)) if split == "test" else None
         )
         for rec, _, _ in generate_split(split, n[split], seed, utts[split], noises, out):
             records.append(rec)

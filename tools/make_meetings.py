@@ -124,21 +124,16 @@ def noise_pool(data: Path) -> list[tuple[str, np.ndarray]]:
     """(name, unit-RMS piece) of real noise: VoiceBank-DEMAND noisy - clean, and AMI regions
     with no RTTM speech (at least 0.5 s long, 0.25 s from any turn, not digital silence)."""
     from mlx_audio_stack.audio import load_audio
-    from mlx_audio_stack.models.silero_vad.metrics import read_rttm
+    from mlx_audio_stack.evaluation.rttm import read_rttm
+    from mlx_audio_stack.evaluation.separation import demand_noise
 
-    pool = []
-    for noisy in sorted((data / "valentini" / "noisy").glob("*.wav")):
-        clean = data / "valentini" / "clean" / noisy.name
-        if clean.exists():
-            a, b = load_audio(noisy, SR), load_audio(clean, SR)
-            n = min(a.size, b.size)
-            pool.append((f"valentini/{noisy.stem}", a[:n] - b[:n]))
+    pool = demand_noise(data, SR)
     ami = data / "ami_meeting_clips"
     turns = read_rttm(ami / "debug.train.rttm")
     for uri in sorted(turns):
         x = load_audio(ami / f"{uri}.wav", SR)
         speech = np.zeros(x.size, bool)
-        for s, e in turns[uri]:
+        for s, e, _ in turns[uri]:
             speech[max(0, int((s - 0.25) * SR)) : max(0, int((e + 0.25) * SR))] = True
         edges = np.flatnonzero(np.diff(np.r_[0, (~speech).astype(np.int8), 0]))
         for a, b in zip(edges[::2], edges[1::2]):

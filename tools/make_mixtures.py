@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 import mlx_audio_stack  # noqa: F401  (fast BLAS first)
-from mlx_audio_stack.models.mossformer2.evaluation import make_mixtures
+from mlx_audio_stack.evaluation.separation import make_mixtures
 from mlx_audio_stack.paths import data_dir
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -232,17 +231,6 @@ def merge(out: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     meta["models"] = {k: meta["models"][k] for k in MODELS if k in meta["models"]}
 
 
-def write(out: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write reference.json + reference.npz (each to a temporary file, then renamed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "reference.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
-    tmp_npz = out / "reference.tmp.npz"
-    np.savez_compressed(tmp_npz, **arrays)
-    os.replace(tmp, out / "reference.json")
-    os.replace(tmp_npz, out / "reference.npz")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=str(ROOT / "tests" / "fixtures" / "whisper"))
@@ -260,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         meta, arrays = build(shared, Path(tmp), a.models)
     merge(Path(a.out), meta, arrays)
-    write(Path(a.out), meta, arrays)
+    from _helpers import write_fixture
+
+    write_fixture(Path(a.out), meta, arrays)
     print(f"wrote {a.out} (openai-whisper {meta['reference']['openai-whisper']})")
     return 0
 

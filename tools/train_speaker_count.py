@@ -31,9 +31,11 @@ import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
 from mlx_audio_stack.data.gate import require_qa
 from mlx_audio_stack.data.manifest import manifest_hash, read_manifest, write_manifest
 from mlx_audio_stack.data.qa import run_qa
+from mlx_audio_stack.evaluation import count_mixtures as simulate
+from mlx_audio_stack.evaluation import rttm as ami
+from mlx_audio_stack.evaluation.count_dataset import DATASET, generate_split
 from mlx_audio_stack.models.silero_vad import load_vad
-from mlx_audio_stack.models.speaker_count import ModelArgs, SpeakerCountDetector, ami, simulate
-from mlx_audio_stack.models.speaker_count.dataset import DATASET, generate_split
+from mlx_audio_stack.models.speaker_count import ModelArgs, SpeakerCountDetector
 from mlx_audio_stack.models.speaker_count.load import SHIPPED_DIR, save_speaker_counter
 from mlx_audio_stack.models.speaker_count.train import (
     TrainConfig,
@@ -58,7 +60,7 @@ def build_data(a, data: Path) -> Path:
     records = []
     for split, n in (("train", a.n_train), ("valid", a.n_valid), ("test", a.n_test)):
         noises = simulate.load_noises(
-            data, split, vad, (lambda: ami.silences(data)) if split == "test" else None
+            data, split, vad, (lambda: ami.ami_silences(data)) if split == "test" else None
         )
         for rec, _, _ in generate_split(split, n, a.seed, utts[split], noises, a.out):
             records.append(rec)

@@ -39,6 +39,12 @@ def register(sub) -> None:
         help="MossFormer2 weights (default weights/mossformer2-ss-16k "
         "when present); 'none' turns separation off",
     )
+    p.add_argument(
+        "--overlap",
+        help="overlap detector: trained Whisper heads with a speaker_count task (`mas train "
+        "heads --tasks speaker_count`; default: the shipped speaker counter); 'none' turns "
+        "overlap detection off",
+    )
     p.add_argument("--max-speakers", type=int, default=3)
     p.add_argument("--chunk", type=float, default=0.5, help="seconds of audio per step (0.5)")
     p.add_argument(
@@ -89,6 +95,7 @@ def run(args) -> int:
         vad=args.vad,
         embedder=_component(args.embedder),
         separator=_component(args.separator),
+        overlap=_component(args.overlap),
         config=cfg,
         log=log,
     )

@@ -323,8 +323,8 @@ def _emb_norm(path: Path) -> dict[str, np.ndarray]:
 def convert_ecapa(src: Path, **_opts: Any) -> Converted:
     """Read the folder, check every key/shape against the MLX model, return MLX weights."""
     from ..models.ecapa.fbank import FBANK_LIMITS, FbankArgs
-    from ..models.ecapa.model import ARG_LIMITS, ECAPA_TDNN, EcapaArgs, expected_shapes, sanitize
-    from ..weights_io import check_weights, checked_args, inside
+    from ..models.ecapa.model import ARG_LIMITS, ECAPA_TDNN, EcapaArgs
+    from ..weights_io import check_weights, checked_args, inside, param_shapes
 
     d = _folder(Path(src))
     hp, ckpt = d / HPARAMS, d / CKPT
@@ -346,9 +346,8 @@ def convert_ecapa(src: Path, **_opts: Any) -> Converted:
     state = load_torch_checkpoint(ckpt)
     if not isinstance(state, dict):
         raise ConversionError(f"{ckpt}: expected a state dict, got {type(state).__name__}")
-    expected = expected_shapes(model)
-    weights = sanitize(state, expected)
-    check_weights(expected, weights, str(ckpt))
+    weights = model.sanitize(state)
+    check_weights(param_shapes(model), weights, str(ckpt))
     sources = [hp, ckpt]
     if (d / EMB_NORM).is_file():
         weights.update(_emb_norm(d / EMB_NORM))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConversionError
-from ..weights_io import check_weights, inside, load_safetensors
+from ..weights_io import check_weights, inside, load_safetensors, param_shapes
 from . import Converted, Converter, register
 from .torch_pickle import MAX_PICKLE_BYTES, flatten_state_dict, load_torch_checkpoint, pickle_head
 
@@ -297,12 +297,9 @@ def convert(
     args["skip_mask_multiplication"] = bool("WHAMR" in name if whamr is None else whamr)
     weights = _add_defaults(weights, args)
     margs = ModelArgs.from_dict(args, f"{path}: args", ConversionError)
-    model = MossFormer2(margs)
-    from mlx.utils import tree_flatten
-
-    expected = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
-    weights = MossFormer2.sanitize(weights, expected)
-    check_weights(expected, weights, str(path))  # unrelated or missing keys are named
+    model = MossFormer2(margs)  # lazy: its parameters only record shapes
+    weights = model.sanitize(weights)
+    check_weights(param_shapes(model), weights, str(path))  # unrelated or missing keys are named
     inference = {k: cfg[k] for k in ("one_time_decode_length", "decode_window") if k in cfg}
     config = {
         "model_type": MODEL_TYPE,

@@ -107,8 +107,8 @@ def read_source(path: Path) -> tuple[dict[str, np.ndarray], list[int]]:
 
 
 def convert(src: Path, **_options: Any) -> Converted:
-    from ..models.silero_vad.model import ModelArgs, expected_shapes, sanitize
-    from ..weights_io import check_weights
+    from ..models.silero_vad.model import ModelArgs, SileroVAD
+    from ..weights_io import check_weights, param_shapes
 
     path = _find_source(Path(src))
     if path is None:
@@ -117,8 +117,9 @@ def convert(src: Path, **_options: Any) -> Converted:
     if not rates:
         raise ConversionError(f"{path}: no 16 kHz or 8 kHz branch found")
     args = ModelArgs.from_dict({"sample_rates": rates}, f"{path}: branches", ConversionError)
-    expected = expected_shapes(args)
-    weights = sanitize(tensors, expected)
+    model = SileroVAD(args)  # lazy: its parameters only record shapes
+    expected = param_shapes(model)
+    weights = model.sanitize(tensors)
     # drop the archive's non-parameter tensors (e.g. the JIT's stored `_state`)
     weights = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items() if k in expected}
     check_weights(expected, weights, str(path))

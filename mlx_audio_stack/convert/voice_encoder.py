@@ -13,6 +13,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConversionError
 from . import Converted, Converter, register
 from .torch_pickle import load_torch_checkpoint
@@ -55,13 +57,8 @@ def detect(src: Path) -> bool:
 
 def convert_voice_encoder(src: Path, **_opts: Any) -> Converted:
     """Read the checkpoint safely, check every key and shape against the MLX model."""
-    from ..models.voice_encoder.model import (
-        VoiceEncoderArgs,
-        VoiceEncoderNet,
-        expected_shapes,
-        sanitize,
-    )
-    from ..weights_io import check_weights
+    from ..models.voice_encoder.model import VoiceEncoderArgs, VoiceEncoderNet
+    from ..weights_io import check_weights, param_shapes
 
     path = _source(Path(src))
     if path is None:
@@ -72,7 +69,7 @@ def convert_voice_encoder(src: Path, **_opts: Any) -> Converted:
             f"{path}: expected a resemblyzer checkpoint dict with 'model_state', got "
             f"{type(ckpt).__name__} {sorted(ckpt) if isinstance(ckpt, dict) else ''}"
         )
-    weights = sanitize(ckpt)
+    weights = {k: np.asarray(v, np.float32) for k, v in ckpt["model_state"].items()}
     w_ih0, w_hh0 = weights.get("lstm.weight_ih_l0"), weights.get("lstm.weight_hh_l0")
     lin = weights.get("linear.weight")
     if w_ih0 is None or w_hh0 is None or lin is None:
@@ -87,7 +84,9 @@ def convert_voice_encoder(src: Path, **_opts: Any) -> Converted:
         )
     except ValueError as exc:
         raise ConversionError(f"{path}: {exc}") from exc
-    check_weights(expected_shapes(VoiceEncoderNet(args)), weights, str(path))
+    model = VoiceEncoderNet(args)
+    weights = model.sanitize(weights)
+    check_weights(param_shapes(model), weights, str(path))
     config = {
         "model_type": "voice_encoder",
         "args": vars(args),

@@ -1,7 +1,7 @@
 """Whisper converter: OpenAI `.pt`, Hugging Face folders (pytorch_model.bin / model.safetensors,
 sharded), CTranslate2 / faster-whisper folders (model.bin or model.bin.part1+part2...).
 
-Everything is mapped onto openai-whisper's state-dict names, then `models.whisper.model.sanitize`
+Everything is mapped onto openai-whisper's state-dict names, then `Whisper.sanitize`
 applies this port's few deviations. Tokenizer files shipped with the weights are copied along.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConversionError
-from ..weights_io import check_weights, inside, load_safetensors
+from ..weights_io import check_weights, inside, load_safetensors, param_shapes
 from . import Converted, Converter, register
 from ._ctranslate2 import model_bin_parts, read_model_bin, read_spec_name
 from .torch_pickle import MAX_PICKLE_BYTES, load_torch_checkpoint, pickle_head
@@ -211,8 +211,8 @@ def _from_ct2(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     n_dec = 1 + max(int(m.group(1)) for k in v if (m := re.match(r"decoder/layer_(\d+)/", k)))
     for conv in ("conv1", "conv2"):
         lin(f"encoder/{conv}", f"encoder.{conv}")
-    for i in range(n_enc):
-        s, d = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+
+    def self_attention_and_mlp(s: str, d: str) -> None:  # what every block of both sides has
         ln(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
         fused(
             f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key", f"{d}.attn.value"]
@@ -221,23 +221,19 @@ def _from_ct2(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
         ln(f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
         lin(f"{s}/ffn/linear_0", f"{d}.mlp.0")
         lin(f"{s}/ffn/linear_1", f"{d}.mlp.2")
+
+    for i in range(n_enc):
+        self_attention_and_mlp(f"encoder/layer_{i}", f"encoder.blocks.{i}")
     ln("encoder/layer_norm", "encoder.ln_post")
     sd["decoder.token_embedding.weight"] = v["decoder/embeddings/weight"]
     sd["decoder.positional_embedding"] = v["decoder/position_encodings/encodings"]
     for i in range(n_dec):
         s, d = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        ln(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-        fused(
-            f"{s}/self_attention/linear_0", [f"{d}.attn.query", f"{d}.attn.key", f"{d}.attn.value"]
-        )
-        lin(f"{s}/self_attention/linear_1", f"{d}.attn.out")
+        self_attention_and_mlp(s, d)
         ln(f"{s}/attention/layer_norm", f"{d}.cross_attn_ln")
         lin(f"{s}/attention/linear_0", f"{d}.cross_attn.query")
         fused(f"{s}/attention/linear_1", [f"{d}.cross_attn.key", f"{d}.cross_attn.value"])
         lin(f"{s}/attention/linear_2", f"{d}.cross_attn.out")
-        ln(f"{s}/ffn/layer_norm", f"{d}.mlp_ln")
-        lin(f"{s}/ffn/linear_0", f"{d}.mlp.0")
-        lin(f"{s}/ffn/linear_1", f"{d}.mlp.2")
     ln("decoder/layer_norm", "decoder.ln")
     emb = v["decoder/embeddings/weight"]
     conv1 = v["encoder/conv1/weight"]
@@ -301,7 +297,7 @@ def _tokenizer_files(
 
 def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
     from ..models.whisper.load import check_alignment_heads, check_dims_against
-    from ..models.whisper.model import ModelDimensions, sanitize
+    from ..models.whisper.model import ModelDimensions, Whisper
 
     alignment_heads: list = []
     cfg: dict | None = None
@@ -342,9 +338,10 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
     heads = check_alignment_heads(alignment_heads, dims, f"{src}: config", ConversionError)
     if not isinstance(sd, dict) or not all(isinstance(k, str) for k in sd):
         raise ConversionError(f"{src}: the state dict is not a mapping of names to tensors")
-    weights = sanitize(sd)
+    model = Whisper(dims)  # lazy: its parameters only record shapes
+    weights = model.sanitize(sd)
     check_dims_against(dims, weights, str(src), ConversionError)
-    check_weights(expected_shapes(dims), weights, str(src))
+    check_weights(param_shapes(model), weights, str(src))
     extra = _tokenizer_files(folder, tokenizer, dims.n_vocab, src)
     tok_name = next(iter(extra)) if len(extra) == 1 else "vocab.json"
     config = {
@@ -354,18 +351,6 @@ def convert(src: Path, tokenizer: str | None = None, **_: Any) -> Converted:
         "tokenizer": tok_name,
     }
     return Converted(weights, config, extra, sources)
-
-
-def expected_shapes(dims) -> dict[str, tuple[int, ...]]:
-    """Parameter name -> shape of the MLX model for `dims` (no weights are allocated)."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-
-    from ..models.whisper.model import Whisper
-
-    # MLX arrays are lazy: building the module records shapes; nothing is evaluated
-    model = Whisper(dims, mx.float32)
-    return {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
 
 
 def quantize(result: Converted, bits: int, group_size: int) -> Converted:

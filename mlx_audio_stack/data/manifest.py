@@ -84,13 +84,6 @@ class Manifest:
         return hit
 
 
-def resolve_audio(manifest_path: str | Path, audio: str) -> Path:
-    p = Path(audio)
-    if p.is_absolute():
-        return p
-    return Path(os.path.normpath(Path(manifest_path).resolve().parent / p))
-
-
 def manifest_hash(path: str | Path) -> str:
     """sha256 of the manifest file's bytes (the key of the QA gate's status)."""
     path = Path(path)

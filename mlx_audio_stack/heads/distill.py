@@ -37,6 +37,7 @@ import numpy as np
 from ..atomic import atomic_output
 from ..errors import MasError
 from ..weights_io import WEIGHTS_FILE, load_safetensors, safetensors_header, sha256_file
+from .features import read_index
 from .model import HeadsArgs
 
 log = logging.getLogger("mlx_audio_stack.heads")
@@ -238,12 +239,7 @@ def distill_labels(
 def load_soft_labels(path: str | Path) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
     """(index, {record id: {task: (K,) teacher probabilities at T}}) of a finished folder."""
     path = Path(path)
-    try:
-        index = json.loads((path / INDEX).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DistillError(f"{path}: no {INDEX}; not a soft-label folder") from None
-    except (OSError, ValueError) as exc:
-        raise DistillError(f"{path / INDEX}: unreadable ({exc})") from None
+    index = read_index(path, INDEX, DistillError, "soft-label folder")
     if index.get("version") != SOFT_VERSION or not index.get("complete"):
         raise DistillError(f"{path}: unfinished or unknown soft labels; run `mas distill labels`")
     soft: dict[str, dict[str, np.ndarray]] = {}

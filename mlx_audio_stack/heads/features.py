@@ -118,15 +118,22 @@ class FeatureCache:
         return out
 
 
+def read_index(path: Path, name: str, error: type[Exception], what: str) -> dict:
+    """A sharded folder's JSON index `path / name`; `error` names the folder when there is
+    none ("not a <what>") or the file when it cannot be read. Feature caches and soft-label
+    folders share this layout."""
+    try:
+        return json.loads((path / name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: no {name}; not a {what}") from None
+    except (OSError, ValueError) as exc:
+        raise error(f"{path / name}: unreadable ({exc})") from None
+
+
 def open_cache(path: str | Path) -> FeatureCache:
     """Read a cache folder's index (raises FeatureCacheError when there is none)."""
     path = Path(path)
-    try:
-        index = json.loads((path / INDEX).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FeatureCacheError(f"{path}: no {INDEX}; not a feature cache") from None
-    except (OSError, ValueError) as exc:
-        raise FeatureCacheError(f"{path / INDEX}: unreadable ({exc})") from None
+    index = read_index(path, INDEX, FeatureCacheError, "feature cache")
     if not isinstance(index, dict) or index.get("version") != CACHE_VERSION:
         raise FeatureCacheError(f"{path / INDEX}: not a version-{CACHE_VERSION} cache index")
     return FeatureCache(path, index)

@@ -7,7 +7,8 @@ oracle in evaluation):
 
     chunk (0.5 s) -> Silero VAD (32 ms frames; silence is skipped)
       -> speech pieces (cut at pauses >= 0.25 s and at 2 s)
-      -> overlap detector (speakers per frame: 0/1/2/3)
+      -> overlap detector (speakers per frame: 0/1/2/3; the shipped counter, or the
+         speaker-count head of trained Whisper heads, `overlap.HeadsOverlap`)
          1 speaker -> speaker embedding (ECAPA or the GE2E voice encoder)
                    -> online tracker (stable ids S1, S2 ...; new-speaker detection;
                       --max-speakers) -> that speaker's ASR stream
@@ -32,6 +33,7 @@ file run and a live run of the same audio give the same finals.
 """
 
 from .config import PipelineConfig
-from .driver import Pipeline, PipelineResult, run_pipeline
+from .driver import Pipeline, PipelineResult
+from .run import run_pipeline
 
 __all__ = ["Pipeline", "PipelineConfig", "PipelineResult", "run_pipeline"]

@@ -123,6 +123,12 @@ def load_overlap(overlap, note: Callable[[str], None]):
 
     if overlap is False:
         return NoOverlapDetector()
+    if isinstance(overlap, (str, Path)):
+        from .overlap import heads_overlap
+
+        det = heads_overlap(overlap)
+        note(f"overlap detector: speaker-count heads {overlap} (encoder {det.encoder_name})")
+        return det
     if overlap is not None:
         return overlap
     try:

@@ -9,7 +9,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from ..audio import check_finite
 from ..errors import AudioError
 from .asr import ASRStream, StreamState
 from .config import FRAME_S, SAMPLE_RATE, PipelineConfig
+from .overlap import split_by_overlap
 from .stages import (
     OracleOverlap,
     OracleSeparator,
@@ -210,6 +210,7 @@ class Pipeline:
         self._pieces: list[Piece] = []  # closed, waiting for the overlap detector's frames
         self._last_sid: str | None = None
         self._last_heard: dict[str, float] = {}
+        self._last_routed: str | None = None  # the speaker of the last piece routed
         self._buf = np.zeros(0, np.float32)
         self._buf_start = 0
         self._t = 0
@@ -309,13 +310,20 @@ class Pipeline:
         self._streams[sid] = self.asr.push(st, audio, t0, source)
         self._turns.append((sid, t0, t0 + audio.size / SAMPLE_RATE))
         self._last_heard[sid] = t0 + audio.size / SAMPLE_RATE
+        self._last_routed = sid
 
     def _decode_streams(self, final: bool) -> list[dict]:
         out: list[dict] = []
         now = self._t / SAMPLE_RATE
+        # speech still being cut into a piece (or waiting for the overlap detector) may be the
+        # last speaker's next words: that speaker is not idle until it is routed. Finalizing
+        # early empties the buffer, and the next piece is then decoded without its context
+        # (a 2 s piece after a pause turned "better than" into "But, rather than")
+        open_speech = self._ss.in_speech or bool(self._pieces)
         for sid in list(self._streams):
             st = self._streams[sid]
-            idle = now - self._last_heard.get(sid, now) >= IDLE_FINAL_S
+            silent = now - self._last_heard.get(sid, now) >= IDLE_FINAL_S
+            idle = silent and not (open_speech and sid == self._last_routed)
             busy = st.pending_s > 0 or st.hypothesis
             if final or (idle and busy):
                 if not busy:  # everything it heard is final already
@@ -433,60 +441,6 @@ class _Timer:
         self.acc[self.key] += time.perf_counter() - self.t
 
 
-def split_by_overlap(
-    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig
-) -> list[tuple[Piece, int]]:
-    """Cut a piece at its overlapped runs: [(part, speaker count)], count >= 2 for a run of
-    detector frames (`ov` (F, 4) probabilities, `fs` s each) with P(>= 2 speakers) >=
-    overlap_threshold lasting >= overlap_min_s; slivers shorter than overlap_bridge_s go with
-    the run beside them."""
-    hop = fs * SAMPLE_RATE  # samples per detector frame
-    f0 = int(piece.start // hop)
-    f1 = max(f0 + 1, int(np.ceil(piece.end / hop)))
-    seg = ov[f0:f1]
-    multi = seg[:, 2:].sum(axis=1) >= cfg.overlap_threshold if seg.size else seg
-    if not np.any(multi):
-        return [(piece, 1)]
-    runs = _runs(multi, int(round(cfg.overlap_bridge_s / fs)))
-    runs = [(a, b) for a, b in runs if (b - a) * fs >= cfg.overlap_min_s]
-    if not runs:
-        return [(piece, 1)]
-    parts: list[tuple[Piece, int]] = []
-    pos = piece.start
-    min_part = int(cfg.overlap_bridge_s * SAMPLE_RATE)
-    for a, b in runs:
-        s = max(piece.start, int((f0 + a) * hop))
-        e = min(piece.end, int((f0 + b) * hop))
-        if s - pos < min_part:  # a sliver before the run goes with it
-            s = pos
-        if piece.end - e < min_part:
-            e = piece.end
-        if e <= s:
-            continue
-        if s > pos:
-            parts.append((Piece(pos, s, piece.onset and pos == piece.start), 1))
-        count = int(seg[a:b].argmax(axis=1).max())
-        parts.append((Piece(s, e, False), max(2, count)))
-        pos = e
-    if pos < piece.end:
-        parts.append((Piece(pos, piece.end, False), 1))
-    return parts
-
-
-def _runs(mask: np.ndarray, bridge: int) -> list[tuple[int, int]]:
-    """[start, end) index runs of True in `mask`, joining runs separated by <= bridge."""
-    idx = np.flatnonzero(mask)
-    if idx.size == 0:
-        return []
-    runs = [[int(idx[0]), int(idx[0]) + 1]]
-    for i in idx[1:]:
-        if i - runs[-1][1] <= bridge:
-            runs[-1][1] = int(i) + 1
-        else:
-            runs.append([int(i), int(i) + 1])
-    return [(a, b) for a, b in runs]
-
-
 def _db(x: np.ndarray) -> float:
     return 10.0 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) + 1e-12)
 
@@ -530,45 +484,3 @@ def _rss_mb() -> float:
 def _peak_rss_mb() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
-
-
-def run_pipeline(
-    audio: str | Path | np.ndarray,
-    out_dir: str | Path | None = None,
-    *,
-    chunk_s: float = 0.5,
-    progress: bool = False,
-    name: str | None = None,
-    **kwargs,
-) -> PipelineResult:
-    """Run the pipeline over a file (any format/rate: resampled to 16 kHz) or a 16 kHz float32
-    array, in `chunk_s` chunks as a live stream would arrive; write the outputs to `out_dir`.
-    A file is read in blocks (`audio.stream_audio`): memory does not grow with its length.
-    Keyword arguments go to `Pipeline` (components, `config`, oracle switches)."""
-    from tqdm import tqdm
-
-    from ..audio import as_audio, audio_info, stream_audio
-    from .outputs import write_outputs
-
-    if isinstance(audio, (str, Path)):
-        info = audio_info(audio)
-        total_s = info.frames / info.samplerate
-        blocks = stream_audio(audio, block_s=60.0, sr=SAMPLE_RATE)
-    else:
-        x = as_audio(audio, SAMPLE_RATE)
-        if x.size == 0:
-            raise AudioError("audio: no samples")
-        total_s, blocks = x.size / SAMPLE_RATE, iter([x])
-    p = Pipeline(**kwargs)
-    step = max(1, int(chunk_s * SAMPLE_RATE))
-    with tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar:
-        for block in blocks:
-            for i in range(0, block.size, step):
-                p.push(block[i : i + step])
-                bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
-        p.flush()
-    res = p.result()
-    if out_dir is not None:
-        stem = name or (Path(audio).stem if isinstance(audio, (str, Path)) else "meeting")
-        write_outputs(res, out_dir, stem)
-    return res

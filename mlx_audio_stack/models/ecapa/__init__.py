@@ -1,8 +1,9 @@
 """ECAPA-TDNN speaker embeddings (port of SpeechBrain's spkrec-ecapa-voxceleb pipeline)."""
 
-from .embed import SpeakerEncoder, load_ecapa
+from .embed import SpeakerEncoder
 from .fbank import Fbank, FbankArgs, sentence_mean_norm
-from .model import ECAPA_TDNN, EcapaArgs, sanitize
+from .load import load_ecapa, load_model
+from .model import ECAPA_TDNN, EcapaArgs
 
 __all__ = [
     "ECAPA_TDNN",
@@ -11,6 +12,6 @@ __all__ = [
     "FbankArgs",
     "SpeakerEncoder",
     "load_ecapa",
-    "sanitize",
+    "load_model",
     "sentence_mean_norm",
 ]

@@ -31,9 +31,8 @@ import numpy as np
 from ..._blas import keep_large_buffers
 from ...audio import as_audio, audio_info, is_long, stream_audio, stream_length
 from ...errors import AudioError, WeightsError
-from ...weights_io import checked_args, load_errors, load_model_dir, load_strict
-from .fbank import FBANK_LIMITS, Fbank, FbankArgs, num_frames, sentence_mean_norm
-from .model import ARG_LIMITS, ECAPA_TDNN, EcapaArgs
+from .fbank import Fbank, FbankArgs, num_frames, sentence_mean_norm
+from .model import ECAPA_TDNN
 
 LONG_SECONDS = 120.0  # longer files are embedded as the mean of equal windows (see above)
 
@@ -50,7 +49,7 @@ class EmbedConfig:
 class SpeakerEncoder:
     """ECAPA-TDNN speaker embedding model with its front end.
 
-    >>> enc = SpeakerEncoder.load("weights/ecapa-voxceleb")
+    >>> enc = load_model("weights/ecapa-voxceleb")  # models/ecapa/load.py
     >>> e = enc.embed(["a.wav", "b.wav"])          # (2, 192) numpy float32
     """
 
@@ -79,42 +78,6 @@ class SpeakerEncoder:
     def dim(self) -> int:
         """Embedding size (lin_neurons); rows of `embed` are not normalised."""
         return self.model.args.lin_neurons
-
-    @classmethod
-    def load(cls, path: str | Path) -> SpeakerEncoder:
-        """Load a folder written by `mas convert` (model_type 'ecapa')."""
-        with load_errors(path, "ecapa"):
-            return cls._load(Path(path))
-
-    @classmethod
-    def _load(cls, path: Path) -> SpeakerEncoder:
-        config, weights = load_model_dir(path)
-        if config.get("model_type") != "ecapa":
-            raise WeightsError(
-                f"{path}: model_type is {config.get('model_type')!r}, expected 'ecapa'"
-            )
-        where = f"{path / 'config.json'}"
-        model = ECAPA_TDNN(
-            checked_args(EcapaArgs, config.get("args"), f"{where}: args", limits=ARG_LIMITS)
-        )
-        fbank = config.get("fbank", {"n_mels": model.args.input_size})
-        fb = checked_args(FbankArgs, fbank, f"{where}: fbank", limits=FBANK_LIMITS)
-        emb_mean = weights.pop("emb_norm.glob_mean", None)
-        emb_std = weights.pop("emb_norm.glob_std", None)
-        mx.eval([a for a in (emb_mean, emb_std) if a is not None])  # read now, not lazily
-        load_strict(model, {k: v.astype(mx.float32) for k, v in weights.items()}, str(path))
-        model.eval()
-        norm = config.get("mean_var_norm", {})
-        cfg = EmbedConfig(
-            sentence_norm=norm.get("enabled", True),
-            sentence_std=norm.get("std_norm", False),
-            emb_norm_std=config.get("emb_norm_std", False),
-        )
-        if fb.n_mels != model.args.input_size:
-            raise WeightsError(
-                f"{path}: fbank n_mels {fb.n_mels} != model input_size {model.args.input_size}"
-            )
-        return cls(model, fb, cfg, emb_mean, emb_std)
 
     # --- features ------------------------------------------------------------------------------
 
@@ -293,8 +256,3 @@ def _batches(sizes: Sequence[int], batch_size: int, max_samples: int) -> list[np
             groups.append([])
         groups[-1].append(int(i))
     return [np.array(g) for g in groups if g]
-
-
-def load_ecapa(path: str | Path) -> SpeakerEncoder:
-    """Load converted ECAPA weights (`mas convert ... --out weights/ecapa-voxceleb`)."""
-    return SpeakerEncoder.load(path)

@@ -3,7 +3,8 @@
 
 Attribute names follow SpeechBrain's so the checkpoint keys load as they are
 (`blocks.1.res2net_block.blocks.0.conv.conv.weight`, `asp_bn.norm.running_mean`, ...); the only
-deviations (Conv1d weight layout, `num_batches_tracked`) live in `sanitize`.
+deviations (Conv1d weight layout, `num_batches_tracked`) live in
+`ECAPA_TDNN.sanitize`.
 
 Layout: channels-last. Input features (B, T, n_mels) -> embeddings (B, lin_neurons).
 Conv weights are stored (out, kernel, in/groups) as MLX convs expect.
@@ -25,12 +26,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
 from ...kernels import conv as kconv
+from ...weights_io import channels_last, param_shapes
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm1d default, used by SpeechBrain's BatchNorm1d
 
@@ -51,7 +54,8 @@ ARG_LIMITS = {
 
 @dataclass
 class EcapaArgs:
-    """ECAPA_TDNN constructor arguments, with SpeechBrain's names and defaults."""
+    """Mirrors SpeechBrain's `ECAPA_TDNN` constructor arguments (the `embedding_model` entry of
+    spkrec-ecapa-voxceleb's hyperparams.yaml), with their names and defaults."""
 
     input_size: int = 80
     channels: list[int] = field(default_factory=lambda: [512, 512, 512, 512, 1536])
@@ -463,34 +467,15 @@ class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
         x = self.asp_bn(self.asp(x, lens))  # (B, 2C)
         return self.fc(x)  # (B, lin_neurons)
 
+    def sanitize(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """SpeechBrain state dict -> MLX names/layouts. Safe to run twice.
 
-def sanitize(
-    weights: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]
-) -> dict[str, np.ndarray]:
-    """SpeechBrain state dict -> MLX names/layouts. Safe to run twice.
-
-    Drops BatchNorm `num_batches_tracked`; Conv1d weights (out, in, k) -> (out, k, in) when
-    the model (`expected`: name -> shape) wants that and the weight is not already so.
-    """
-    out = {}
-    for k, v in weights.items():
-        if k.endswith("num_batches_tracked"):
-            continue
-        v = np.asarray(v)
-        want = expected.get(k)
-        if (
-            want is not None
-            and v.ndim == 3
-            and tuple(v.shape) != tuple(want)
-            and tuple(v.shape[i] for i in (0, 2, 1)) == tuple(want)
-        ):
-            v = np.ascontiguousarray(v.transpose(0, 2, 1))
-        out[k] = v
-    return out
-
-
-def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """name -> shape of every weight the model loads."""
-    from mlx.utils import tree_flatten
-
-    return {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+        Drops BatchNorm `num_batches_tracked`; Conv1d weights (out, in, k) -> (out, k, in) when
+        this model wants that and the weight is not already so.
+        """
+        shapes = param_shapes(self)
+        return {
+            k: channels_last(v if hasattr(v, "shape") else np.asarray(v), shapes.get(k))
+            for k, v in weights.items()
+            if not k.endswith("num_batches_tracked")
+        }

@@ -24,12 +24,7 @@ def load_model(path: str | Path, num_spks: int | None = None) -> MossFormer2:
 def _load(path: Path, num_spks: int | None) -> MossFormer2:
     import mlx.core as mx
 
-    config, weights = load_model_dir(path)
-    if config.get("model_type") != MODEL_TYPE:
-        raise WeightsError(
-            f"{path}: model_type is {config.get('model_type')!r}, "
-            f"expected {MODEL_TYPE!r} (convert a MossFormer2 checkpoint)"
-        )
+    config, weights = load_model_dir(path, MODEL_TYPE)
     args = ModelArgs.from_dict(config.get("args", {}), f"{path / 'config.json'}: args")
     if num_spks is not None and num_spks != args.num_spks:
         raise WeightsError(

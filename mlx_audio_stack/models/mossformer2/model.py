@@ -7,7 +7,7 @@ ReLU) -> mask net (GroupNorm, 1x1 conv, scaled sinusoidal positions, 24 x [gated
 
 Layout: channels-last everywhere, (B, T, C); the waveform is (B, samples). State-dict names
 are the reference's (without `module.`), so a ClearerVoice checkpoint loads after
-`sanitize` (conv weights into MLX layout).
+`MossFormer2.sanitize` (conv weights into MLX layout).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ...errors import WeightsError
-from ...weights_io import checked_args
+from ...weights_io import channels_last, checked_args, param_shapes
 from .attention import FLASHShareAFFConvM
 from .fsmn import GatedFSMNBlockDilated
 from .layers import Conv1x1, GlobalNorm, Placeholder, PReLU
@@ -262,33 +262,19 @@ class MossFormer2(nn.Module):
             est = mx.pad(est, [(0, 0), (0, 0), (0, t_in - t_est)])
         return est[:, :, :t_in].transpose(1, 2, 0)  # (B, T, S)
 
-    @staticmethod
-    def sanitize(weights: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> dict[str, Any]:
-        """Reference names/layouts -> this model's. Safe to run twice (shape-driven)."""
+    def sanitize(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """Reference names/layouts -> this model's: the `module.` / `model.` wrapper prefixes
+        dropped; Conv (O, I, *K) -> (O, *K, I), the decoder's ConvTranspose (I, O, K) ->
+        (O, K, I). Safe to run twice (shape-driven)."""
+        shapes = param_shapes(self)
         out = {}
         for key, v in weights.items():
             k = key[len("module.") :] if key.startswith("module.") else key
-            if k.startswith("model.") and k[len("model.") :] in expected:
+            if k.startswith("model.") and k[len("model.") :] in shapes:
                 k = k[len("model.") :]  # wrapper prefix (`MossFormer2_SS_16K.model`)
-            want = expected.get(k)
-            if want is not None and tuple(v.shape) != tuple(want):
-                v = _to_mlx_layout(k, v, want)
-            out[k] = v
+            perm = (1, 2, 0) if k == "dec.weight" and len(v.shape) == 3 else None
+            out[k] = channels_last(v, shapes.get(k), perm)
         return out
-
-
-def _to_mlx_layout(key: str, v: Any, want: tuple[int, ...]) -> Any:
-    """torch conv layouts -> MLX: Conv (O, I, *K) -> (O, *K, I); ConvTranspose (I, O, K) ->
-    (O, K, I). Left unchanged when no rule gives the expected shape (load reports it)."""
-    nd = len(v.shape)
-    if key == "dec.weight" and nd == 3:
-        perm = (1, 2, 0)
-    elif nd in (3, 4):
-        perm = (0, *range(2, nd), 1)
-    else:
-        return v
-    cand = v.transpose(perm)
-    return cand if tuple(cand.shape) == tuple(want) else v
 
 
 def num_params(model: nn.Module) -> int:

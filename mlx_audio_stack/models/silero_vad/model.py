@@ -16,7 +16,7 @@ one speech probability:
 
 Layout: channels-last (MLX), conv weights (O, K, I). Parameter names are the JIT's with the
 leading underscore of `_model` / `_model_8k` dropped (`model.encoder.0.reparam_conv.weight`);
-`sanitize` holds every deviation from the source names.
+`SileroVAD.sanitize` holds every deviation from the source names.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import mlx.nn as nn
 import numpy as np
 
 from ...errors import WeightsError
-from ...weights_io import checked_args
+from ...weights_io import channels_last, checked_args, param_shapes
 
 HIDDEN = 128  # LSTM width and the encoder's output channels
 ENCODER_CHANNELS = (128, 64, 64, 128)  # out channels of the 4 conv blocks
@@ -67,7 +67,10 @@ KNOWN_BRANCHES = {16000: BRANCH_16K, 8000: BRANCH_8K}
 
 @dataclass
 class ModelArgs:
-    """`sample_rates` names the branches present: 16000 (`model`) and/or 8000 (`model_8k`)."""
+    """`sample_rates` names the branches present: 16000 (`model`) and/or 8000 (`model_8k`).
+
+    The source ships no config file: these mirror the TorchScript `VADRNNJITMerge`'s branches
+    (`_model`, `_model_8k`) and its LSTM width; `BranchArgs` mirrors each branch's attributes."""
 
     sample_rates: list[int] = field(default_factory=lambda: [16000, 8000])
     hidden_size: int = HIDDEN
@@ -225,6 +228,25 @@ class VADBranch(nn.Module):
         return self.decoder.head(h), h, c
 
 
+# --- checkpoint names -> ours (one place; safe to run twice) -------------------------------
+
+# silero_vad_16k.safetensors (tinygrad-style names, 16 kHz only) -> JIT-style names
+_SAFETENSORS_NAMES = {
+    "stft_conv.weight": "model.stft.forward_basis_buffer",
+    **{
+        f"conv{i + 1}.{p}": f"model.encoder.{i}.reparam_conv.{p}"
+        for i in range(4)
+        for p in ("weight", "bias")
+    },
+    **{
+        f"lstm_cell.{p}": f"model.decoder.rnn.{p}"
+        for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    },
+    "final_conv.weight": "model.decoder.decoder.2.weight",
+    "final_conv.bias": "model.decoder.decoder.2.bias",
+}
+
+
 class SileroVAD(nn.Module):
     """Both branches (16 kHz `model`, 8 kHz `model_8k`); `branch(sr)` picks one."""
 
@@ -252,63 +274,22 @@ class SileroVAD(nn.Module):
             )
         return getattr(self, branch_name(sr))
 
+    def sanitize(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """JIT (`_model.*`, `_model_8k.*`) or safetensors names -> ours; conv (O, I, K) ->
+        (O, K, I).
 
-# --- checkpoint names -> ours (one place; safe to run twice) -------------------------------
-
-# silero_vad_16k.safetensors (tinygrad-style names, 16 kHz only) -> JIT-style names
-_SAFETENSORS_NAMES = {
-    "stft_conv.weight": "model.stft.forward_basis_buffer",
-    **{
-        f"conv{i + 1}.{p}": f"model.encoder.{i}.reparam_conv.{p}"
-        for i in range(4)
-        for p in ("weight", "bias")
-    },
-    **{
-        f"lstm_cell.{p}": f"model.decoder.rnn.{p}"
-        for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    },
-    "final_conv.weight": "model.decoder.decoder.2.weight",
-    "final_conv.bias": "model.decoder.decoder.2.bias",
-}
-
-
-def sanitize(
-    weights: dict[str, Any], expected: dict[str, tuple[int, ...]] | None = None
-) -> dict[str, Any]:
-    """JIT (`_model.*`, `_model_8k.*`) or safetensors names -> ours; conv (O, I, K) -> (O, K, I).
-
-    Running it on already-sanitized weights changes nothing: renames only match source names,
-    and a 3-D weight is transposed only when its shape is the torch layout of the expected one.
-    Non-parameter entries of a TorchScript archive (`_state`, `_context`) are dropped.
-    """
-    out = {}
-    for k, v in weights.items():
-        if k in _SAFETENSORS_NAMES:
-            k = _SAFETENSORS_NAMES[k]
-        elif k.startswith("_model"):
-            k = k[1:]
-        elif k.startswith("_"):
-            continue
-        out[k] = v
-    if expected is not None:
-        for k, v in out.items():
-            want = expected.get(k)
-            if (
-                want is not None
-                and len(v.shape) == 3
-                and tuple(v.shape) != tuple(want)
-                and (v.shape[0], v.shape[2], v.shape[1]) == tuple(want)
-            ):
-                out[k] = (
-                    v.transpose(0, 2, 1)
-                    if isinstance(v, np.ndarray)
-                    else mx.transpose(v, (0, 2, 1))
-                )
-    return out
-
-
-def expected_shapes(args: ModelArgs) -> dict[str, tuple[int, ...]]:
-    """Parameter name -> shape of a model with `args` (built lazily, no compute)."""
-    from mlx.utils import tree_flatten
-
-    return {k: tuple(v.shape) for k, v in tree_flatten(SileroVAD(args).parameters())}
+        Running it on already-sanitized weights changes nothing: renames only match source names,
+        and a 3-D weight is transposed only when its shape is the torch layout of this model's.
+        Non-parameter entries of a TorchScript archive (`_state`, `_context`) are dropped.
+        """
+        shapes = param_shapes(self)
+        out = {}
+        for k, v in weights.items():
+            if k in _SAFETENSORS_NAMES:
+                k = _SAFETENSORS_NAMES[k]
+            elif k.startswith("_model"):
+                k = k[1:]
+            elif k.startswith("_"):
+                continue
+            out[k] = channels_last(v, shapes.get(k))
+        return out

@@ -7,7 +7,6 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten
 
-from ...errors import WeightsError
 from ...paths import ASSETS_DIR
 from ...weights_io import load_model_dir, load_strict, save_model_dir
 from .detector import SpeakerCountDetector
@@ -20,21 +19,18 @@ SHIPPED_DIR = ASSETS_DIR / "speaker_count"  # trained by tools/train_speaker_cou
 def model_from_weights(weights: dict, args: ModelArgs, where: str = "weights") -> SpeakerCounter:
     """An eval-mode float32 model from name -> array weights (stored dtype may be float16)."""
     model = SpeakerCounter(args)
+    weights = model.sanitize(weights)
     load_strict(model, {k: mx.array(v).astype(mx.float32) for k, v in weights.items()}, where)
     model.eval()
     mx.eval(model.parameters())
     return model
 
 
-def load_speaker_counter(path: str | Path | None = None) -> SpeakerCountDetector:
+def load_model(path: str | Path | None = None) -> SpeakerCountDetector:
     """The speaker-count / overlap detector. `path`: a folder with model.safetensors +
     config.json; None = the weights shipped in the package (assets/speaker_count)."""
     path = Path(path) if path is not None else SHIPPED_DIR
-    config, weights = load_model_dir(path)
-    if config.get("model_type") != MODEL_TYPE:
-        raise WeightsError(
-            f"{path}: model_type is {config.get('model_type')!r}, expected {MODEL_TYPE!r}"
-        )
+    config, weights = load_model_dir(path, MODEL_TYPE)
     args = ModelArgs.from_dict(config.get("args", {}))
     return SpeakerCountDetector(model_from_weights(weights, args, str(path)), config)
 
@@ -51,3 +47,6 @@ def save_speaker_counter(
         **(extra_config or {}),
     }
     return save_model_dir(out, weights, config, overwrite=True)
+
+
+load_speaker_counter = load_model  # the public name (`mlx_audio_stack.load_speaker_counter`)

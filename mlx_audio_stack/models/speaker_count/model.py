@@ -25,7 +25,8 @@ import mlx.nn as nn
 
 @dataclass
 class ModelArgs:
-    """Hyper-parameters; these field names are config.json's `args`."""
+    """Hyper-parameters; these field names are config.json's `args`. There is no source
+    config to mirror: the model is trained here (tools/train_speaker_count.py)."""
 
     sample_rate: int = 16000
     n_mels: int = 64
@@ -118,3 +119,8 @@ class SpeakerCounter(nn.Module):
         for blk in self.blocks:
             x = blk(self.drop(x))  # (B, T - ..., hidden)
         return self.head(self.drop(x))  # (B, T - RF + 1, num_classes)
+
+    def sanitize(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """Trained and saved here under this module's own names: nothing to rename (the
+        method exists so every model package loads the same way)."""
+        return dict(weights)

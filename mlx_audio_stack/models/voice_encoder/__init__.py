@@ -1,7 +1,8 @@
 """Resemblyzer's GE2E voice encoder (speaker embeddings, 256-d) in MLX."""
 
-from .embed import VoiceEncoder, load_voice_encoder
-from .model import LSTM, VoiceEncoderArgs, VoiceEncoderNet, sanitize
+from .embed import VoiceEncoder
+from .load import load_model, load_voice_encoder
+from .model import LSTM, VoiceEncoderArgs, VoiceEncoderNet
 from .stream import EmbeddingStream, StreamState
 
 __all__ = [
@@ -11,6 +12,6 @@ __all__ = [
     "VoiceEncoder",
     "VoiceEncoderArgs",
     "VoiceEncoderNet",
+    "load_model",
     "load_voice_encoder",
-    "sanitize",
 ]

@@ -24,12 +24,10 @@ import mlx.core as mx
 import numpy as np
 
 from ...audio import as_audio, audio_info, is_long, stream_audio, stream_length
-from ...errors import AudioError, WeightsError
-from ...weights_io import load_errors, load_model_dir, load_strict
+from ...errors import AudioError
 from .frontend import MIN_COVERAGE, RATE, mel_frames, partial_slices, utterance_partials
-from .model import VoiceEncoderArgs, VoiceEncoderNet
+from .model import VoiceEncoderNet
 
-MODEL_TYPE = "voice_encoder"
 # raw-cosine decision threshold: between the EER thresholds measured on the two LibriSpeech
 # trial lists of reports/voice_encoder.md (0.726 untranscribed halves, 0.748 test-other pairs)
 DEFAULT_THRESHOLD = 0.74
@@ -39,7 +37,7 @@ MAX_PARTIALS = 64  # partials per forward pass (bounds memory: ~41 MB of gate bu
 class VoiceEncoder:
     """Resemblyzer's GE2E voice encoder (256-d, L2-normalised embeddings).
 
-    >>> enc = VoiceEncoder.load("weights/voice-encoder")
+    >>> enc = load_model("weights/voice-encoder")  # models/voice_encoder/load.py
     >>> e = enc.embed(["a.wav", "b.wav"])          # (2, 256) numpy float32, unit rows
     """
 
@@ -52,28 +50,6 @@ class VoiceEncoder:
         self.sample_rate = model.args.sampling_rate
         self.dim = model.args.model_embedding_size
         self.min_samples = 1  # shorter than one partial: zero-padded, as resemblyzer does
-
-    @classmethod
-    def load(cls, path: str | Path) -> VoiceEncoder:
-        """Load a folder written by `mas convert` / `mas weights get voice-encoder`."""
-        with load_errors(path, MODEL_TYPE):
-            return cls._load(Path(path))
-
-    @classmethod
-    def _load(cls, path: Path) -> VoiceEncoder:
-        config, weights = load_model_dir(path)
-        if config.get("model_type") != MODEL_TYPE:
-            raise WeightsError(
-                f"{path}: model_type is {config.get('model_type')!r}, expected {MODEL_TYPE!r}"
-            )
-        try:
-            args = VoiceEncoderArgs(**config["args"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WeightsError(f"{path}: config.json args: {exc}") from exc
-        model = VoiceEncoderNet(args)
-        load_strict(model, {k: v.astype(mx.float32) for k, v in weights.items()}, str(path))
-        model.eval()
-        return cls(model)
 
     def embed_partials(self, mels: np.ndarray) -> np.ndarray:
         """(P, frames, n_mels) mel partials -> (P, dim) unit embeddings, in batches."""
@@ -170,8 +146,3 @@ class VoiceEncoder:
                 drop = max(0, min(starts[k] * hop - half - offset, buf.size))
                 buf, offset = buf[drop:], offset + drop
         return np.concatenate(out)
-
-
-def load_voice_encoder(path: str | Path) -> VoiceEncoder:
-    """Load converted voice-encoder weights (`mas weights get voice-encoder`)."""
-    return VoiceEncoder.load(path)

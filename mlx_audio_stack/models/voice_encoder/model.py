@@ -6,7 +6,7 @@ Reference: resemblyzer 0.1.4 `voice_encoder.py` + `hparams.py` (a 3-layer `torch
 
 Checkpoint keys load as they are (`lstm.weight_ih_l{k}` (4H, in), `lstm.weight_hh_l{k}` (4H, H),
 `lstm.bias_ih_l{k}`, `lstm.bias_hh_l{k}` (4H,), gates stacked i, f, g, o as torch does;
-`linear.weight` (256, 256), `linear.bias`). `sanitize` only drops the GE2E loss's
+`linear.weight` (256, 256), `linear.bias`). `VoiceEncoderNet.sanitize` only drops the GE2E loss's
 `similarity_weight` / `similarity_bias`, which inference never uses.
 
 The LSTM's recurrence is sequential in time; its input projections are one product over all
@@ -17,19 +17,17 @@ tests/test_voice_encoder_model.py compares the two.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx.utils import tree_flatten
 
 
 @dataclass
 class VoiceEncoderArgs:
-    """resemblyzer/hparams.py, field names as there."""
+    """Mirrors resemblyzer's `hparams.py` (module constants there), field names as there."""
 
     mel_window_length: int = 25  # ms -> n_fft = 400 samples at 16 kHz
     mel_window_step: int = 10  # ms -> hop 160 samples
@@ -130,21 +128,10 @@ class VoiceEncoderNet(nn.Module):
         # resemblyzer divides by the norm with no epsilon: an all-zero ReLU output is NaN there
         return e / mx.linalg.norm(e, axis=-1, keepdims=True)
 
-
-def expected_shapes(model: VoiceEncoderNet) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+    def sanitize(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """resemblyzer's `checkpoint["model_state"]` -> MLX names: keys load as they are; the
+        only deviation, the GE2E loss parameters, are dropped. Safe to run twice."""
+        return {k: v for k, v in weights.items() if k not in DROPPED and not k.startswith("_")}
 
 
 DROPPED = ("similarity_weight", "similarity_bias")  # GE2E loss scale and bias (training only)
-
-
-def sanitize(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Source state dict (resemblyzer's `checkpoint["model_state"]`, or the whole checkpoint)
-    -> MLX names. The only deviation: the GE2E loss parameters are dropped. Safe to run twice."""
-    if "model_state" in state and isinstance(state["model_state"], Mapping):
-        state = state["model_state"]
-    return {
-        k: np.asarray(v, np.float32)
-        for k, v in state.items()
-        if k not in DROPPED and not k.startswith("_")
-    }

@@ -12,7 +12,7 @@ import mlx.nn as nn
 from ...errors import WeightsError
 from ...kernels.dispatch import kernels_on
 from ...weights_io import inside, load_errors, load_model_dir, load_strict
-from .model import ModelDimensions, Whisper, sanitize
+from .model import ModelDimensions, Whisper
 
 
 def default_dtype() -> mx.Dtype:
@@ -118,9 +118,9 @@ def _load(path: Path, dtype: mx.Dtype | str | None) -> Whisper:
     tokenizer_path = inside(tok, path, "config.json's tokenizer path")
     dims = ModelDimensions.from_dict(config.get("args"), f"{where}: args")
     check_alignment_heads(config.get("alignment_heads", []), dims, where)
-    weights = sanitize(weights)
-    check_dims_against(dims, weights, str(path), quantized=bool(q))
     model = build_model(config, dtype, where)
+    weights = model.sanitize(weights)
+    check_dims_against(dims, weights, str(path), quantized=bool(q))
     if q:
         quantize_model(model, q["bits"], q["group_size"])
     weights = {

@@ -3,7 +3,7 @@
 Reference implementation: openai-whisper `whisper/model.py` (PyTorch). Parameter names follow its
 state dict (`encoder.blocks.0.attn.query.weight` ...); the deviations (`mlp.0` -> `mlp1`,
 `mlp.2` -> `mlp2`, the encoder's sinusoidal buffer dropped, Conv1d `(O, I, K)` -> `(O, K, I)`)
-live in `sanitize()`. Tensors are channels-last: mel `(B, T, n_mels)`, hidden `(B, T, C)`.
+live in `Whisper.sanitize`. Tensors are channels-last: mel `(B, T, n_mels)`, hidden `(B, T, C)`.
 The key/value cache is an explicit value: a list with one `(KVCache, (cross_k, cross_v))` per
 decoder block, passed in and returned (`kernels.attention.KVCache`: the self-attention keys
 and values so far; the cross-attention's are computed once per audio). Attention is one
@@ -24,7 +24,7 @@ from ...errors import WeightsError
 from ...kernels.attention import KVCache, attention
 from ...kernels.dispatch import use_kernels
 from ...kernels.elementwise import gelu_, layer_norm
-from ...weights_io import checked_args
+from ...weights_io import channels_last, checked_args
 
 # sane caps on a config's sizes (the largest official model: 128 mels, 1500/448 contexts,
 # width 1280, 20 heads, 32 layers, 51866 tokens)
@@ -305,16 +305,14 @@ class Whisper(nn.Module):
     def __call__(self, mel: mx.array, tokens: mx.array) -> mx.array:
         return self.decoder(tokens, self.embed_audio(mel))[0]
 
-
-def sanitize(weights: dict[str, Any]) -> dict[str, Any]:
-    """openai-whisper state-dict names/layouts -> this module's. Safe to run twice."""
-    out = {}
-    for k, v in weights.items():
-        if k == "encoder.positional_embedding" or k == "alignment_heads":
-            continue  # fixed sinusoids (recomputed) / a buffer kept in config.json
-        k = k.replace(".mlp.0.", ".mlp1.").replace(".mlp.2.", ".mlp2.")
-        conv = k.endswith(("conv1.weight", "conv2.weight")) and len(v.shape) == 3
-        if conv and v.shape[1] != 3 and v.shape[2] == 3:
-            v = v.transpose(0, 2, 1) if isinstance(v, np.ndarray) else mx.transpose(v, (0, 2, 1))
-        out[k] = v
-    return out
+    def sanitize(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """openai-whisper state-dict names/layouts -> this module's. Safe to run twice."""
+        out = {}
+        for k, v in weights.items():
+            if k == "encoder.positional_embedding" or k == "alignment_heads":
+                continue  # fixed sinusoids (recomputed) / a buffer kept in config.json
+            k = k.replace(".mlp.0.", ".mlp1.").replace(".mlp.2.", ".mlp2.")
+            if k.endswith(("conv1.weight", "conv2.weight")):
+                v = channels_last(v, (v.shape[0], 3, v.shape[1]))  # kernel 3: (O, I, 3)
+            out[k] = v
+        return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import MasError
+from ..errors import MasError
 
 EPS = 1e-8
 
@@ -70,9 +70,10 @@ def _librispeech_rows(data: Path) -> dict[str, list[dict]]:
     return by_spk
 
 
-def _noise_pool(data: Path, sr: int) -> list[np.ndarray]:
-    """Real background noise: VoiceBank-DEMAND noisy minus clean of the same utterance."""
-    from ...audio import load_audio
+def demand_noise(data: Path, sr: int) -> list[tuple[str, np.ndarray]]:
+    """Real background noise: ("valentini/<stem>", VoiceBank-DEMAND noisy minus clean of the
+    same utterance) for every pair in the shared data, in name order."""
+    from ..audio import load_audio
 
     out = []
     for noisy in sorted((data / "valentini" / "noisy").glob("*.wav")):
@@ -80,8 +81,12 @@ def _noise_pool(data: Path, sr: int) -> list[np.ndarray]:
         if clean.exists():
             a, b = load_audio(noisy, sr), load_audio(clean, sr)
             n = min(a.size, b.size)
-            out.append((a[:n] - b[:n]).astype(np.float32))
+            out.append((f"valentini/{noisy.stem}", (a[:n] - b[:n]).astype(np.float32)))
     return out
+
+
+def _noise_pool(data: Path, sr: int) -> list[np.ndarray]:
+    return [x for _, x in demand_noise(data, sr)]
 
 
 def make_mixtures(
@@ -104,7 +109,7 @@ def make_mixtures(
     """
     import soundfile as sf
 
-    from ...audio import load_audio
+    from ..audio import load_audio
 
     if not 0.0 <= overlap <= 1.0:
         raise MasError(f"overlap: expected a ratio in [0, 1], got {overlap}")

@@ -1,36 +1,32 @@
-"""The AMI meeting clips' reference (RTTM + UEM) as frame-level speaker counts."""
+"""RTTM / UEM references (speaker turns, scored regions), read one way for every evaluation,
+and the AMI meeting clips' reference as frame-level speaker counts."""
 
 from __future__ import annotations
 
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-
-def canonical_uri(uri: str) -> str:
-    """'trñ00' -> 'trn00': the RTTM spelled one uri with an accent; file names have none."""
-    return "".join(c for c in unicodedata.normalize("NFKD", uri) if not unicodedata.combining(c))
+from ..data.adapters.rttm import fold
+from ..data.adapters.rttm import read_rttm as _read_rttm
+from ..data.adapters.rttm import read_uem as _read_uem
 
 
 def read_rttm(path: str | Path) -> dict[str, list[tuple[float, float, str]]]:
-    """uri -> [(start, end, speaker)] from SPEAKER lines."""
+    """uri (folded: 'trñ00' -> 'trn00', as file stems are spelled) -> [(start, end, speaker)]
+    seconds of every SPEAKER line (the data adapter's parser: a short line is an error)."""
     out: dict[str, list] = defaultdict(list)
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        p = line.split()
-        if len(p) >= 8 and p[0] == "SPEAKER":
-            t0, dur = float(p[3]), float(p[4])
-            out[canonical_uri(p[1])].append((t0, t0 + dur, p[7]))
+    for uri, turns in _read_rttm(Path(path)).items():
+        out[fold(uri)].extend(turns)
     return dict(out)
 
 
 def read_uem(path: str | Path) -> dict[str, list[tuple[float, float]]]:
+    """uri (folded) -> [(start, end)] seconds of its scored regions."""
     out: dict[str, list] = defaultdict(list)
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        p = line.split()
-        if len(p) >= 4:
-            out[canonical_uri(p[0])].append((float(p[2]), float(p[3])))
+    for uri, regions in _read_uem(Path(path)).items():
+        out[fold(uri)].extend(regions)
     return dict(out)
 
 
@@ -57,10 +53,10 @@ def uem_mask(regions: list[tuple[float, float]], n_frames: int, frame_s: float =
     return m
 
 
-def silences(data: Path, min_s: float = 0.5) -> list[tuple[str, np.ndarray]]:
+def ami_silences(data: Path, min_s: float = 0.5) -> list[tuple[str, np.ndarray]]:
     """Stretches of the AMI clips no RTTM speaker covers (>= min_s), as noise for held-out
     mixtures only (never for training: these clips are the evaluation set)."""
-    from ...audio import load_audio
+    from ..audio import load_audio
 
     folder = data / "ami_meeting_clips"
     rttm = read_rttm(folder / "debug.train.rttm")

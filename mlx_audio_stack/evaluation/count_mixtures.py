@@ -77,8 +77,8 @@ def load_utterances(data: Path, vad, progress: bool = True) -> dict[str, list[Ut
     LibriSpeech test-other / test-clean / dev-clean for valid and test."""
     from tqdm import tqdm
 
-    from ...audio import load_audio
-    from ..silero_vad import speech_probs
+    from ..audio import load_audio
+    from ..models.silero_vad import speech_probs
 
     rows = list(csv.DictReader(open(data / "MANIFEST.tsv", encoding="utf-8"), delimiter="\t"))
     rows = [r for r in rows if r["corpus"].startswith("LibriSpeech")]
@@ -104,7 +104,7 @@ def load_utterances(data: Path, vad, progress: bool = True) -> dict[str, list[Ut
 
 def speech_fraction(vad, x: np.ndarray) -> float:
     """Share of 32 ms chunks Silero VAD calls speech (input peak-normalised to 0.5)."""
-    from ..silero_vad import speech_probs
+    from ..models.silero_vad import speech_probs
 
     return float(np.mean(speech_probs(vad, 0.5 * x / max(1e-9, np.abs(x).max())) >= 0.5))
 
@@ -118,7 +118,7 @@ def load_noises(
     A noise that Silero VAD calls speech in >= NOISE_MAX_SPEECH of its chunks is babble
     (other people talking), which a 0-speaker label would contradict: it is left out
     (measured: p287_001-004 at 97-99 %, p287_005 55 %, p287_006 18 %)."""
-    from ...audio import load_audio
+    from ..audio import load_audio
 
     out = []
     for n in NOISE_FILES:

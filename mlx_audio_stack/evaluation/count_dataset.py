@@ -1,4 +1,4 @@
-"""Write the mixtures of `simulate.py` as 16-bit WAV files plus a QA-able manifest.
+"""Write the mixtures of `count_mixtures.py` as 16-bit WAV files plus a QA-able manifest.
 
 One record per clip. The clip-level label `labels.speaker_count` is the most simultaneous
 talkers in the clip (the QA suite's speaker_count taxonomy); the frame labels the model
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import simulate
-from .simulate import FRAME, SR
+from . import count_mixtures
+from .count_mixtures import FRAME, SR
 
 DATASET = "librispeech-speaker-count-mix"
 SPLIT_CODE = {"train": 0, "valid": 1, "test": 2}
@@ -39,7 +39,7 @@ def generate_split(
     split: str,
     n: int,
     seed: int,
-    utts: list[simulate.Utterance],
+    utts: list[count_mixtures.Utterance],
     noises: list[tuple[str, np.ndarray]],
     out_dir: Path | None = None,
     reverb_p: float = 0.7,
@@ -53,8 +53,8 @@ def generate_split(
         (out_dir / split).mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(n), desc=f"mixtures {split}", disable=not progress):
         rng = np.random.default_rng([seed, SPLIT_CODE[split], i])
-        audio, counts, meta = simulate.make_clip(rng, utts, noises, reverb_p)
-        audio = simulate.quantize16(audio)
+        audio, counts, meta = count_mixtures.make_clip(rng, utts, noises, reverb_p)
+        audio = count_mixtures.quantize16(audio)
         cid = f"{split}-{i:05d}"
         rel = f"{split}/{cid}.wav"
         if out_dir is not None:
