@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import cpu_name as _cpu
-from _bench import loadavg as _loadavg
-
 if "--sb-worker" not in sys.argv:  # the worker is SpeechBrain alone, without our settings
+    from _bench import cpu_name as _cpu  # (it imports mlx_audio_stack)
+    from _bench import loadavg as _loadavg
+
     import mlx_audio_stack  # noqa: F401  (fast BLAS before mlx)
 
 ROOT = Path(__file__).resolve().parents[1]
