@@ -18,8 +18,10 @@ ifeq ($(UNAME),Linux)
 	@sh tools/install_blas.sh
 endif
 
+# `mas setup` builds the CPU kernels (Linux) now rather than on their first use
 setup: $(BIN)/python blas
 	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[weights]"
+	$(BIN)/mas setup || true
 
 setup-test: setup
 	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[test]"

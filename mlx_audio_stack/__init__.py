@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import importlib
 
-from ._blas import keep_large_buffers, load_blas
+from ._blas import load_blas
 
-load_blas()
-keep_large_buffers()
+load_blas()  # the one import-time step: it must precede `import mlx.core` (see _blas.py)
 
 __version__ = "0.1.0"
 

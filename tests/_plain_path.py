@@ -1,10 +1,10 @@
 """Which path the models run: probes on every CPU-only entry point, for the plain MLX pass.
 
 `make test` runs the parity and end-to-end tests twice: as usual (MLX's CPU backend with the
-CPU kernels: `_gemv.c`, NumPy in-place ops, ECAPA's `CpuForward`, MossFormer2's `cpu_kernels`,
-the voice encoder's `_lstm.c`) and with `MAS_GEMV=off`, which must route every model to its
-plain MLX path, the code a Mac runs. `Probes` wraps each gate (`cpu_kernels_on`, `use_cpu_path`,
-`use_numpy`, `applies`: counted when they say yes) and each whole CPU-only piece (counted per
+CPU kernels of `mlx_audio_stack/kernels/`) and with `MAS_GEMV=off`, which must route every
+model to its plain MLX path, the code a Mac runs. `Probes` wraps each gate (`kernels_on`,
+`use_kernels`, and the `applies` of depthwise, lstm and conv: counted when they say yes;
+`library.library` when it returns the library) and each whole CPU-only piece (counted per
 call), wherever a module bound them; conftest.py installs it for the plain pass and fails any
 test during which a probe fired. `run_tiny_models()` drives each model once so that
 tests/test_plain_path.py can show the probes fire on the CPU-kernel path (they can fail) and
@@ -22,31 +22,34 @@ import mlx_audio_stack  # noqa: F401  (loads the BLAS before mlx.core)
 
 FAMILIES = ("whisper", "ecapa", "mossformer2", "voice_encoder")
 _MODULES = (
-    "mlx_audio_stack.cpu_ops",
+    "mlx_audio_stack.kernels.dispatch",
+    "mlx_audio_stack.kernels.library",
+    "mlx_audio_stack.kernels.elementwise",
+    "mlx_audio_stack.kernels.attention",
+    "mlx_audio_stack.kernels.depthwise",
+    "mlx_audio_stack.kernels.lstm",
     "mlx_audio_stack.models.whisper.model",
-    "mlx_audio_stack.models.whisper.cpu_ops",
     "mlx_audio_stack.models.whisper.load",
     "mlx_audio_stack.models.ecapa.model",
-    "mlx_audio_stack.models.ecapa.cpu_forward",
-    "mlx_audio_stack.models.mossformer2.cpu_kernels",
+    "mlx_audio_stack.kernels.conv",
     "mlx_audio_stack.models.mossformer2.layers",
-    "mlx_audio_stack.models.voice_encoder.cpu_lstm",
     "mlx_audio_stack.models.voice_encoder.model",
 )
 # (module, name): gates count the calls that answer True; the rest count every call
 _GATES = (
-    ("mlx_audio_stack.cpu_ops", "cpu_kernels_on"),
-    ("mlx_audio_stack.cpu_ops", "use_cpu_path"),
-    ("mlx_audio_stack.models.mossformer2.cpu_kernels", "use_numpy"),
-    ("mlx_audio_stack.models.voice_encoder.cpu_lstm", "applies"),
+    ("mlx_audio_stack.kernels.dispatch", "kernels_on"),
+    ("mlx_audio_stack.kernels.dispatch", "use_kernels"),
+    ("mlx_audio_stack.kernels.library", "library"),
+    ("mlx_audio_stack.kernels.depthwise", "applies"),
+    ("mlx_audio_stack.kernels.lstm", "applies"),
+    ("mlx_audio_stack.kernels.conv", "applies"),
 )
 _PIECES = (
-    ("mlx_audio_stack.models.whisper.cpu_ops", "matvec"),
-    ("mlx_audio_stack.models.voice_encoder.cpu_lstm", "last_hidden"),
+    ("mlx_audio_stack.kernels.lstm", "last_hidden"),
+    ("mlx_audio_stack.kernels.attention", "_encoder"),
+    ("mlx_audio_stack.kernels.attention", "_step"),
 )
 _METHODS = (  # (module, class, method)
-    ("mlx_audio_stack.models.ecapa.cpu_forward", "CpuForward", "__call__"),
-    ("mlx_audio_stack.models.whisper.cpu_ops", "StepCache", "__init__"),
     ("mlx_audio_stack.models.whisper.model", "TextDecoder", "prepare_cpu"),
 )
 
@@ -106,17 +109,17 @@ class Probes:
 
 
 def gemv_products() -> int:
-    """Products `_gemv.c` took from MLX so far (0 when it is not loaded)."""
-    from mlx_audio_stack import _blas
+    """Products the kernels library took from MLX so far (0 when it is not loaded)."""
+    from mlx_audio_stack.kernels import library
 
-    return _blas.gemv_forwarded()
+    return library.forwarded()
 
 
 def run_tiny_models() -> None:
     """One small forward of each model with CPU-only paths, sized so that each of those paths
     applies on the CPU-kernel pass: Whisper's encoder (attention over 1500 frames, layer
-    norms, GELU) and two decoding steps (the step cache, 64-wide heads), ECAPA's forward,
-    MossFormer2's separation (arrays above `cpu_kernels.MIN_SIZE`), the voice encoder's LSTM."""
+    norms, GELU) and two decoding steps (the step attention, 64-wide heads), ECAPA's forward,
+    MossFormer2's separation (arrays above `depthwise.MIN_SIZE`), the voice encoder's LSTM."""
     import mlx.core as mx
     import numpy as np
     from mlx.utils import tree_flatten
@@ -157,9 +160,19 @@ def run_tiny_models() -> None:
     mx.eval(net(mx.array(rng.standard_normal((2, 160, 40)).astype(np.float32))))
 
 
+# probe keys ('module.name') of each family: its model modules and the kernels only it uses
+_FAMILY_MARKS = {
+    "whisper": ("models.whisper.", "kernels.attention."),
+    "ecapa": ("models.ecapa.", "kernels.conv."),
+    "mossformer2": ("models.mossformer2.", "kernels.depthwise."),
+    "voice_encoder": ("models.voice_encoder.", "kernels.lstm."),
+}
+
+
 def family_counts(counts: dict[str, int]) -> dict[str, int]:
-    """Probe counts summed per model family (keys naming 'models.<family>.')."""
-    return {f: sum(n for k, n in counts.items() if f"models.{f}." in k) for f in FAMILIES}
+    """Probe counts summed per model family (keys naming its modules, see _FAMILY_MARKS)."""
+    return {f: sum(n for k, n in counts.items() if any(m in k for m in _FAMILY_MARKS[f]))
+            for f in FAMILIES}  # fmt: skip
 
 
 if __name__ == "__main__":

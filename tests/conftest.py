@@ -18,11 +18,28 @@ from pathlib import Path
 
 import pytest
 
-import mlx_audio_stack  # noqa: F401  (loads the fast BLAS before any test imports mlx)
-from mlx_audio_stack import _blas
-from mlx_audio_stack.paths import data_dir
 
-PLAIN_MLX = _blas.gemv_turned_off()  # MAS_GEMV=off: the models' plain MLX path (a Mac's)
+def _build_kernels() -> None:
+    """Build the CPU kernels before the package loads (it loads only a built library, ahead of
+    MLX): the tests then run what `mas setup` gives users. Without a compiler the tests of
+    the kernels skip and the first use warns."""
+    path = Path(__file__).resolve().parents[1] / "mlx_audio_stack" / "kernels" / "build.py"
+    spec = importlib.util.spec_from_file_location("_mas_kernels_build", path)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    try:
+        build.build()
+    except build.BuildError:
+        pass
+
+
+_build_kernels()
+
+import mlx_audio_stack  # noqa: E402, F401  (loads the fast BLAS before any test imports mlx)
+from mlx_audio_stack.kernels import library  # noqa: E402
+from mlx_audio_stack.paths import data_dir  # noqa: E402
+
+PLAIN_MLX = library.turned_off()  # MAS_GEMV=off: the models' plain MLX path (a Mac's)
 
 
 def pytest_addoption(parser):
@@ -60,7 +77,7 @@ def pytest_sessionstart(session):
 
 
 def _fired_since_last_check() -> dict[str, int]:
-    """Probe counts (and `_gemv.c` products) since the previous call, on the plain pass."""
+    """Probe counts (and products.c's products) since the previous call, on the plain pass."""
     from _plain_path import gemv_products
 
     probes = _probes().install()  # also wraps what modules imported since have bound
@@ -68,7 +85,7 @@ def _fired_since_last_check() -> dict[str, int]:
     fired = {k: n - seen.get(k, 0) for k, n in probes.counts.items() if n > seen.get(k, 0)}
     products = gemv_products()
     if products:
-        fired["_gemv.c products"] = products
+        fired["products.c products"] = products
     probes.seen = dict(probes.counts)
     return fired
 
@@ -79,8 +96,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         line = "path: plain MLX (MAS_GEMV=off, the code a Mac runs); each test checked that "
         line += "no CPU-only path ran" if not fired else f"CPU-ONLY PATHS RAN: {fired}"
     else:
-        state = "loaded" if _blas.gemv_forward is not None else "not loaded"
-        line = f"path: CPU kernels (MLX CPU backend, _gemv.c {state})"
+        state = "loaded before MLX" if library.early() else "not loaded before MLX"
+        line = f"path: CPU kernels (MLX CPU backend, kernels library {state})"
     terminalreporter.write_line(line, bold=True)
 
 

@@ -382,21 +382,21 @@ KNOBS = EcapaArgs(
 
 
 @pytest.mark.parametrize("args", [TINY, KNOBS], ids=["tiny", "knobs"])
-def test_cpu_forward_equals_the_mlx_layers(args):
-    """The CPU pass (BLAS products + _gemv.c passes) against the model's MLX layers, in the
-    three length modes: none, SpeechBrain's (mask only), exact (mask + frames)."""
+def test_cpu_kernels_equal_the_mlx_layers(args, monkeypatch):
+    """The pass with ECAPA's CPU kernels (kernels/conv.py) against the model's MLX layers (their
+    twins), in the three length modes: none, SpeechBrain's (mask only), exact (mask + frames)."""
     import sys
 
-    from mlx_audio_stack import _blas
+    from mlx_audio_stack.kernels import conv as kconv
+    from mlx_audio_stack.kernels import library
 
     model = _random_model(args, seed=3)
-    cpu = model.__dict__.get("_cpu_forward")
-    if _blas.gemv_turned_off():
+    if library.turned_off():
         pytest.skip("MAS_GEMV=off: the MLX layers are the only path")
-    if sys.platform.startswith("linux"):  # the C file compiles here: the fast path must be on
-        assert _blas.elementwise() is not None and cpu is not None
-    if cpu is None:
-        pytest.skip("no _gemv.c on this platform: the MLX layers are the only path")
+    if sys.platform.startswith("linux"):  # the C files compile here: the kernels must be on
+        assert kconv.applies(mx.zeros((1,), mx.float32))
+    if not kconv.applies(mx.zeros((1,), mx.float32)):
+        pytest.skip("no kernels library on this platform: the MLX layers are the only path")
     rng = np.random.default_rng(0)
     frames = np.array([120, 75, 33])
     feats = mx.array(rng.standard_normal((3, 120, 80)).astype(np.float32))
@@ -411,9 +411,9 @@ def test_cpu_forward_equals_the_mlx_layers(args):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             got = np.array(model(x, m, fr))
-        model._cpu_forward = None
-        want = np.array(model(x, m, fr))
-        model._cpu_forward = cpu
+        with monkeypatch.context() as mp:
+            mp.setattr(kconv, "applies", lambda x: False)
+            want = np.array(model(x, m, fr))
         assert got.shape == (3, args.lin_neurons)
         np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max(), rtol=1e-4)
     # and the modes differ, so each was tested for itself
@@ -437,9 +437,9 @@ def test_fast_exp_and_masked_softmax():
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_softmax_time_cpu_path_in_place(masked):
-    """Large inputs take the NumPy path on CPU: same result as float64, and the caller's
-    array is overwritten only with inplace=True."""
+def test_softmax_time_equals_float64(masked):
+    """The pooling's softmax over time (the twin of the pooling kernel's): float64's result,
+    masked frames weight 0, the caller's array untouched."""
     from mlx_audio_stack.models.ecapa.model import softmax_time
 
     logits = np.random.default_rng(2).normal(0, 4, (2, 150, 512)).astype(np.float32)
@@ -449,12 +449,10 @@ def test_softmax_time_cpu_path_in_place(masked):
     want = np.where(mask[:, :, None], logits, -np.inf) if masked else logits.astype(np.float64)
     want = np.exp(want - want.max(1, keepdims=True))
     want /= want.sum(1, keepdims=True)
-    for inplace in (False, True):
-        x = mx.array(logits)
-        got = np.array(softmax_time(x, m, inplace=inplace))
-        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-12)
-        changed = not np.array_equal(np.array(x), logits)
-        assert changed == (inplace and not masked)  # a mask makes its own fresh array
+    x = mx.array(logits)
+    got = np.array(softmax_time(x, m))
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-12)
+    assert np.array_equal(np.array(x), logits)
 
 
 def test_batches_bound_count_and_padded_size():

@@ -100,26 +100,6 @@ def test_depthwise_conv_matches_grouped_conv(groups, dilation):
     np.testing.assert_allclose(np.array(ours), np.array(ref), atol=1e-5)
 
 
-def test_cpu_kernels_match_mlx_formulation(monkeypatch):
-    """The numpy CPU kernels (large inputs) against the pure-MLX path (forced small)."""
-    from mlx_audio_stack.models.mossformer2 import cpu_kernels
-    from mlx_audio_stack.models.mossformer2.layers import FFConvM, gate
-
-    x = mx.random.normal((1, 300, 512))  # 153600 values: above cpu_kernels.MIN_SIZE
-    ff = FFConvM(512, 256, "scalenorm")
-    ff.mdl[3].sequential[1].conv.weight = mx.random.normal((256, 17, 1)) * 0.3
-    w2 = mx.random.normal((256, 39, 2))
-    xg = mx.random.normal((1, 300, 512))
-    hid, att = mx.random.normal((1, 300, 1024)), mx.random.normal((1, 300, 1024))
-    fast = [ff(x), depthwise_conv(xg, w2, 38, 38, 2), gate(att, hid)]
-    monkeypatch.setattr(cpu_kernels, "MIN_SIZE", 1 << 40)  # force the MLX formulations
-    slow = [ff(x), depthwise_conv(xg, w2, 38, 38, 2), gate(att, hid)]
-    ref = mx.conv1d(xg, w2, padding=38, dilation=2, groups=256)
-    for a, b in zip(fast, slow):
-        np.testing.assert_allclose(np.array(a), np.array(b), atol=2e-5)
-    np.testing.assert_allclose(np.array(fast[1]), np.array(ref), atol=2e-5)
-
-
 def test_mean_var_accurate_on_large_input():
     rng = np.random.default_rng(0)
     x = np.abs(rng.standard_normal((1, 4000, 512))).astype(np.float32) * 0.03 + 0.02

@@ -19,12 +19,12 @@ from conftest import require
 from mlx.utils import tree_flatten
 
 from mlx_audio_stack.errors import AudioError, UnsafePickleError, WeightsError
+from mlx_audio_stack.kernels import lstm as cpu_lstm
 from mlx_audio_stack.models.voice_encoder import (
     EmbeddingStream,
     VoiceEncoder,
     VoiceEncoderArgs,
     VoiceEncoderNet,
-    cpu_lstm,
     load_model,
 )
 from mlx_audio_stack.models.voice_encoder.frontend import mel_frames, partial_slices
@@ -103,7 +103,7 @@ def test_cpu_recurrence_matches_mlx_at_full_size():
     if not cpu_lstm.applies(mx.zeros((1,), mx.float32)):
         pytest.skip("the C recurrence needs Linux, a loaded BLAS and a C compiler (_lstm.c)")
     enc = _encoder(FULL, seed=2)
-    for b in (1, 3, 11):  # up to 8 rows: _gemv.c's products; more: the BLAS's
+    for b in (1, 3, 11):  # up to 8 rows: products.c's; more: the BLAS's
         x = np.random.default_rng(b).uniform(0, 8, (b, 160, 40)).astype(np.float32)
         mlx_h = np.array(lstm_last_hidden_mlx(enc.model.lstm, mx.array(x)))
         cpu_h = cpu_lstm.last_hidden(cpu_lstm.weights_of(enc.model.lstm), x)

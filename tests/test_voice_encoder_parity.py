@@ -25,7 +25,8 @@ from _helpers import check_fixture_audio, installed_version, load_fixture, load_
 from conftest import require
 
 from mlx_audio_stack.convert import convert
-from mlx_audio_stack.models.voice_encoder import cpu_lstm, load_model
+from mlx_audio_stack.kernels import lstm as cpu_lstm
+from mlx_audio_stack.models.voice_encoder import load_model
 from mlx_audio_stack.models.voice_encoder.frontend import partial_slices, utterance_partials
 from mlx_audio_stack.models.voice_encoder.model import VoiceEncoderArgs
 

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import cpu_name as _cpu
-from _bench import loadavg as _loadavg
-
 if "--sb-worker" not in sys.argv:  # the worker is SpeechBrain alone, without our settings
+    from _bench import cpu_name as _cpu  # (it imports mlx_audio_stack)
+    from _bench import loadavg as _loadavg
+
     import mlx_audio_stack  # noqa: F401  (fast BLAS before mlx)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,14 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         "ran at 173-202 GFLOP/s in MLX and 177-198 in torch; loaded for MLX instead of",
         "OpenBLAS, MKL 2026.2 and BLIS 0.9 ran a 1500x384x1536 product at 157 and 104",
         "GFLOP/s against OpenBLAS's ~180), so the MLX port can win only outside them:",
-        "- on CPU (Linux, `_gemv.c` compiled) the pass is `models/ecapa/cpu_forward.py`: every",
-        "  product goes straight to the BLAS (`cblas_sgemm`, the OpenBLAS MLX's matmuls use)",
-        "  and everything between products is one C pass on both cores, in place in NumPy",
-        "  buffers: im2col with reflection at each utterance's own end for k>1 convs; bias, ReLU",
-        "  and BatchNorm in one pass; a Res2Net block in one call; the SE means, and its scaling",
-        "  plus the residual written straight into the aggregation input's slice (no concat);",
-        "  the pooling's softmax over time and weighted mean/std in one kernel. As MLX ops this",
-        "  was ~150 single-threaded passes with an allocation each (30-40 ms of a 1 x 3 s pass);",
+        "- on CPU (Linux, the CPU kernels built) each TDNN block, Res2Net block, SE scaling and",
+        "  the attentive pooling call their kernel (`kernels/conv.py`, twins: the model's MLX",
+        "  layers): every product goes straight to the BLAS (`cblas_sgemm`, the OpenBLAS MLX's",
+        "  matmuls use) and everything between products is one C pass on both cores, in place:",
+        "  im2col with reflection at each utterance's own end for k>1 convs; bias, ReLU and",
+        "  BatchNorm in one pass; a Res2Net block in one call; the SE means, and its scaling plus",
+        "  the residual; the pooling's softmax over time and weighted mean/std in one kernel.",
+        "  As MLX ops this was ~150 single-threaded passes with an allocation each (30-40 ms",
+        "  of a 1 x 3 s pass);",
         "- the attentive pooling's TDNN runs on x only; the repeated mean/std context becomes a",
         "  per-utterance bias (`cat([x, mean, std]) @ W` = `x @ Wx + mean @ Wm + std @ Ws`),",
         "  a third of SpeechBrain's FLOPs there;",

@@ -303,7 +303,7 @@ Single-op timings in this section were measured in isolation during development,
   (0.73 s), a block-Toeplitz batched matmul (0.68 s, two transposes of 375 ms each dominate).
   Used: cache-blocked numpy multiply-adds over 64-row blocks (0.37 s), with the SiLU before
   the convolution and its residual (an extra centre tap) in the same pass
-  (mlx_audio_stack/models/mossformer2/cpu_kernels.py); CPU device only.
+  (mlx_audio_stack/kernels/depthwise.py); CPU device only.
 - exp/sigmoid: MLX's CPU backend evaluates them with scalar libm (sigmoid over 41 M floats:
   1.37 s; numpy's SIMD exp 0.08 s); compiled kernels do not vectorize them either (a compiled
   polynomial exp took 0.88 s). The SiLUs and the attention gate use numpy on the CPU device.

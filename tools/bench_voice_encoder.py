@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Real weights (resemblyzer 0.1.4's pretrained.pt), real speech (LibriSpeech test-other "
         f"cut to 3 s), whole `embed_utterance` path, float32, CPU. resemblyzer on torch "
         f"{torch.__version__} ({torch.get_num_threads()} threads) beside mlx {mx.__version__} "
-        f"(OpenBLAS loaded, LSTM recurrence in `models/voice_encoder/cpu_lstm.py`); runs "
+        f"(OpenBLAS loaded, LSTM recurrence in `kernels/lstm.py`); runs "
         f"interleaved, median of {a.reps} rounds (min in brackets). resemblyzer runs *alone* "
         "(a process of its own that never imports mlx_audio_stack) and *here* (in our process).",
         "",

@@ -9,7 +9,7 @@ def register(sub) -> None:
         help="print the BLAS loaded, the core it runs, its GFLOP/s and the C kernels' state",
         description="Measure and print what MLX's CPU backend runs with here: the BLAS library "
         "loaded, the OpenBLAS core type (and who set OPENBLAS_CORETYPE), a 1024x1024 float32 "
-        "product's GFLOP/s through MLX, and whether the _gemv.c kernels are on. Exit 1 when "
+        "product's GFLOP/s through MLX, and the state of the CPU kernels (kernels/). Exit 1 when "
         "the BLAS is slow or missing.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -38,7 +38,7 @@ def run(args) -> int:
         n = r["gflops_n"]
         label = f"sgemm {n}x{n}:"
         print(f"{label:19s}{r['gflops_mlx']:.1f} GFLOP/s through MLX")
-        print(f"_gemv.c kernels:   {r['gemv']}")
+        print(f"CPU kernels:       {r['gemv']}")
         env = " ".join(f"{k}={v}" for k, v in r["env"].items())
         print(f"environment:       {env or '-'}")
         print(f"verdict:           {'SLOW: ' + r['problem'] if r['problem'] else 'ok'}")

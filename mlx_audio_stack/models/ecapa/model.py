@@ -15,9 +15,10 @@ frame counts) makes every convolution reflect at each utterance's own end instea
 the SE and pooling statistics, so a batched utterance gets the embedding it gets alone.
 `mask` alone (without `frames`) reproduces SpeechBrain's batched computation.
 
-On MLX's CPU backend with `_gemv.c` loaded, `prepare()` builds `cpu_forward.CpuForward`, which
-computes the same pass as BLAS products and a few C passes on all cores; these layers run
-everywhere else (GPU, no C compiler, grouped convolutions).
+On MLX's CPU backend the TDNN blocks, Res2Net blocks, SE scaling and the attentive pooling
+each call their kernel (`kernels/conv.py`: the same computation as one C pass on all cores
+after a BLAS product) instead of the MLX code here, which is their twin and runs everywhere
+else (a Mac, `MAS_GEMV=off`, no C compiler, grouped convolutions).
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ...cpu_ops import numpy_view, parallel_rows, use_cpu_path
+from ...kernels import conv as kconv
 from ...weights_io import channels_last, param_shapes
-from .cpu_forward import CpuForward
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm1d default, used by SpeechBrain's BatchNorm1d
 
@@ -256,29 +256,15 @@ def fast_exp(x: mx.array, shift: mx.array | float = 0.0) -> mx.array:
     return p * mx.view(bits, mx.float32)
 
 
-def softmax_time(
-    logits: mx.array, mask: mx.array | None, normalize: bool = True, inplace: bool = False
-) -> mx.array:
+def softmax_time(logits: mx.array, mask: mx.array | None, normalize: bool = True) -> mx.array:
     """Softmax over axis 1 of (B, T, C); frames where mask (B, T) is False get weight 0.
 
     normalize=False returns the unnormalized exponentials (divide by their sum over time).
-    inplace=True lets the CPU path overwrite `logits` (pass only a fresh array): there the
-    exponentials are NumPy's vectorised exp on all cores, in place (8 x 3 s: ~550 vs ~610 ms
-    for the whole model with the compiled polynomial `fast_exp`, which stays for GPUs).
     """
     if mask is not None:
         logits = mx.where(mask[:, :, None], logits, -mx.inf)
-        inplace = True  # a fresh array
     peak = logits.max(axis=1, keepdims=True)
-    cpu = inplace and logits.size >= 1 << 16 and use_cpu_path(logits)
-    a = numpy_view(logits) if cpu else None
-    if a is not None:
-        p = np.asarray(peak)
-        for b in range(a.shape[0]):
-            parallel_rows(lambda r, b=b: np.exp(np.subtract(r, p[b], out=r), out=r), a[b])
-        e = logits
-    else:
-        e = fast_exp(logits, peak)
+    e = fast_exp(logits, peak)
     if mask is not None:
         e = mx.where(mask[:, :, None], e, 0.0)
     return e / e.sum(axis=1, keepdims=True) if normalize else e
@@ -293,6 +279,11 @@ class TDNNBlock(nn.Module):
         self.norm = BatchNorm1d(cout)
 
     def __call__(self, x: mx.array, lens: Lengths | None = None) -> mx.array:
+        c = self.conv
+        if c.groups == 1 and kconv.applies(x):  # twin: the line below
+            fr = None if lens is None else lens.frames
+            return kconv.tdnn(x, c.matrix(), c.conv.bias, *self.norm.affine(), c.kernel_size,
+                              c.dilation, fr)  # fmt: skip
         return _relu_affine(self.conv(x, lens), *self.norm.affine())
 
 
@@ -307,6 +298,11 @@ class Res2NetBlock(nn.Module):
         self.blocks = [TDNNBlock(c, c, kernel_size, dilation) for _ in range(scale - 1)]
 
     def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
+        if kconv.applies(x):  # twin: the rest of this method
+            conv = self.blocks[0].conv
+            blocks = [(b.conv.matrix(), b.conv.conv.bias, *b.norm.affine()) for b in self.blocks]
+            return kconv.res2net(x, blocks, self.scale, conv.kernel_size, conv.dilation,
+                                 lens.frames)  # fmt: skip
         b, t, c = x.shape
         s = self.scale
         # one copy into (scale, B, T, C/scale): contiguous chunks (mx.split's strided views
@@ -358,6 +354,11 @@ class SERes2NetBlock(nn.Module):
     def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
         residual = self.shortcut(x) if "shortcut" in self else x
         x = self.tdnn2(self.res2net_block(self.tdnn1(x), lens))
+        if kconv.applies(x):  # twin: the line below
+            c1, c2 = self.se_block.conv1, self.se_block.conv2
+            w = lens.weights(x.dtype)
+            return kconv.se_residual(x, w, c1.matrix(), c1.conv.bias, c2.matrix(), c2.conv.bias,
+                                     residual)  # fmt: skip
         return self.se_block(x, lens) + residual
 
 
@@ -396,6 +397,11 @@ class AttentiveStatisticsPooling(nn.Module):
     def __call__(self, x: mx.array, lens: Lengths) -> mx.array:
         b, t, c = x.shape
         w = lens.weights(x.dtype)
+        tdnn = self.tdnn
+        if tdnn.conv.groups == 1 and kconv.applies(x):  # twin: the rest of this method
+            att = (tdnn.conv.matrix(), tdnn.conv.conv.bias, *tdnn.norm.affine())
+            conv = (self.conv.matrix(), self.conv.conv.bias)
+            return kconv.attentive_pool(x, w, att, conv, self.global_context)
         if self.global_context:
             mean, std = _stats(x, w if w is not None else mx.full((b, t, 1), 1.0 / t))
             # cat([x, mean, std]) @ W == x @ Wx + (mean @ Wm + std @ Ws): no (B, T, 3C) tensor
@@ -405,7 +411,7 @@ class AttentiveStatisticsPooling(nn.Module):
             h = _relu_affine(h, *self.tdnn.norm.affine())
         else:
             h = self.tdnn(x, lens)
-        e = softmax_time(self.conv(mx.tanh(h)), lens.mask, normalize=False, inplace=True)
+        e = softmax_time(self.conv(mx.tanh(h)), lens.mask, normalize=False)
         mean, std = _stats(x, e, total=e.sum(axis=1))
         return mx.concatenate([mean, std], axis=-1)  # (B, 2C)
 
@@ -440,7 +446,6 @@ class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
             if isinstance(m, AttentiveStatisticsPooling):
                 m.prepare()  # after its convs and norms
         mx.eval(self.state)
-        self._cpu_forward = CpuForward.build(self)
         return self
 
     def load_weights(self, *args, **kwargs) -> ECAPA_TDNN:
@@ -453,11 +458,6 @@ class ECAPA_TDNN(nn.Module):  # noqa: N801  (SpeechBrain's class name)
         """feats (B, T, F); mask (B, T) valid frames for statistics; frames (B,) valid counts
         for per-utterance reflection (see module docstring). Returns (B, lin_neurons)."""
         lens = Lengths(feats.shape[1], mask, None if frames is None else np.asarray(frames))
-        cpu = self.__dict__.get("_cpu_forward")
-        if cpu is not None and use_cpu_path(feats):
-            w = lens.weights(mx.float32)  # (B, T, 1) or None
-            w = None if w is None else np.asarray(w)[:, :, 0]
-            return mx.array(cpu(np.asarray(feats), w, lens.frames))
         x = self.blocks[0](feats, lens)
         xl = []
         for layer in self.blocks[1:]:

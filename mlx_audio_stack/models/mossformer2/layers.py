@@ -7,7 +7,7 @@ indices of the weighted ones stay the same.
 
 Depthwise convolutions: MLX's CPU backend has no fast path for `groups == channels`
 (`mx.conv1d(..., groups=C)` ran 11x slower than torch on a (20000, 2048) input). On the CPU
-device they run as cache-blocked numpy multiply-adds (cpu_kernels.py); elsewhere as a sum of
+device they run as cache-blocked numpy multiply-adds (kernels/depthwise.py); elsewhere as a sum of
 shifted slices fused into one kernel by `mx.compile`.
 """
 
@@ -18,18 +18,18 @@ from functools import cache
 import mlx.core as mx
 import mlx.nn as nn
 
-from . import cpu_kernels
+from ...kernels import depthwise
 
 
 def silu(x: mx.array) -> mx.array:
-    """x * sigmoid(x) (numpy SIMD exp on the CPU device, see cpu_kernels)."""
-    return cpu_kernels.silu(x) if cpu_kernels.use_numpy(x) else nn.silu(x)
+    """x * sigmoid(x) (numpy SIMD exp on the CPU device, see kernels/depthwise.py)."""
+    return depthwise.silu(x) if depthwise.applies(x) else nn.silu(x)
 
 
 def gate(att: mx.array, hidden: mx.array) -> mx.array:
     """MossFormer2's attention gate on (v | u) halves: (att_u * v) * sigmoid(att_v * u)."""
-    if cpu_kernels.use_numpy(hidden):
-        return cpu_kernels.gate(att, hidden)
+    if depthwise.applies(hidden):
+        return depthwise.gate(att, hidden)
     e = hidden.shape[-1] // 2
     v, u = hidden[..., :e], hidden[..., e:]
     return (att[..., e:] * v) * mx.sigmoid(att[..., :e] * u)
@@ -67,8 +67,8 @@ def depthwise_conv(
     x: (B, T, C * G) with group c holding input channels [c*G, (c+1)*G) (PyTorch's grouping);
     w: (C, K, G) (MLX conv layout of a torch (C, G, K) weight). Returns (B, T', C).
     """
-    if cpu_kernels.use_numpy(x):
-        return cpu_kernels.grouped_conv(x, w, pad_left, pad_right, dilation)
+    if depthwise.applies(x):
+        return depthwise.grouped_conv(x, w, pad_left, pad_right, dilation)
     c, k, g = w.shape
     b, t, cg = x.shape
     xp = mx.pad(x, [(0, 0), (pad_left, pad_right), (0, 0)])
@@ -235,6 +235,6 @@ class FFConvM(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         x = self.mdl[1](self.mdl[0](x))
-        if cpu_kernels.use_numpy(x):  # SiLU, depthwise conv and residual in one pass
-            return cpu_kernels.silu_conv_residual(x, self.mdl[3].sequential[1].conv.weight)
+        if depthwise.applies(x):  # SiLU, depthwise conv and residual in one pass
+            return depthwise.silu_conv_residual(x, self.mdl[3].sequential[1].conv.weight)
         return self.mdl[3](silu(x))

@@ -10,8 +10,8 @@ Checkpoint keys load as they are (`lstm.weight_ih_l{k}` (4H, in), `lstm.weight_h
 `similarity_weight` / `similarity_bias`, which inference never uses.
 
 The LSTM's recurrence is sequential in time; its input projections are one product over all
-time steps. `lstm_last_hidden` picks where the recurrence runs: `cpu_lstm.py` (a C loop per
-layer, `_lstm.c`) on MLX's CPU backend on Linux, else the MLX loop below (a Mac's GPU);
+time steps. `lstm_last_hidden` picks where the recurrence runs: `kernels/lstm.py` (a C loop per
+layer, `kernels/c/lstm.c`) on MLX's CPU backend on Linux, else the MLX loop below (a Mac's GPU);
 tests/test_voice_encoder_model.py compares the two.
 """
 
@@ -105,8 +105,8 @@ def lstm_last_hidden_mlx(lstm: LSTM, x: mx.array) -> mx.array:
 
 
 def lstm_last_hidden(lstm: LSTM, x: mx.array) -> mx.array:
-    """The one dispatch: the CPU recurrence (`cpu_lstm`) where it applies, else MLX's."""
-    from . import cpu_lstm
+    """The one dispatch: the CPU recurrence (`kernels.lstm`) where it applies, else MLX's."""
+    from ...kernels import lstm as cpu_lstm
 
     if cpu_lstm.applies(x):
         return mx.array(cpu_lstm.last_hidden(cpu_lstm.weights_of(lstm), np.asarray(x)))

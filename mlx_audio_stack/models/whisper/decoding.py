@@ -12,7 +12,6 @@ import mlx.core as mx
 import numpy as np
 
 from .audio import CHUNK_LENGTH
-from .cpu_ops import StepCache
 from .model import Whisper
 from .tokenizer import Tokenizer
 
@@ -165,10 +164,7 @@ class Inference:
             mx.array(new[::group] if shared else new), self.audio_features, self.cache, positions
         )
         if shared:
-            cache = [
-                ((mx.repeat(k, group, axis=0), mx.repeat(v, group, axis=0)), cross)
-                for (k, v), cross in cache
-            ]
+            cache = [(kv.repeat(group), cross) for kv, cross in cache]
             logits = mx.repeat(logits, group, axis=0)
         self.cache = cache
         self.n_seen = tokens.shape[1]
@@ -179,10 +175,7 @@ class Inference:
         if self.cache is None or source == list(range(len(source))):
             return
         idx = mx.array(source)
-        self.cache = [
-            (kv.reorder(source) if isinstance(kv, StepCache) else (kv[0][idx], kv[1][idx]), cross)
-            for kv, cross in self.cache
-        ]
+        self.cache = [(kv.take(idx), cross) for kv, cross in self.cache]
 
 
 # ------------------------------------------------------------------ token selection

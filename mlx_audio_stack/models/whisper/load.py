@@ -9,8 +9,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from ...cpu_ops import cpu_kernels_on
 from ...errors import WeightsError
+from ...kernels.dispatch import kernels_on
 from ...weights_io import inside, load_errors, load_model_dir, load_strict
 from .model import ModelDimensions, Whisper
 
@@ -131,7 +131,7 @@ def _load(path: Path, dtype: mx.Dtype | str | None) -> Whisper:
     model.config = config
     model.name = path.name
     mx.eval(model.parameters())
-    if cpu_kernels_on() and not q:
+    if kernels_on() and not q:
         model.decoder.prepare_cpu()
     return model
 

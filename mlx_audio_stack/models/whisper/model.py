@@ -4,8 +4,10 @@ Reference implementation: openai-whisper `whisper/model.py` (PyTorch). Parameter
 state dict (`encoder.blocks.0.attn.query.weight` ...); the deviations (`mlp.0` -> `mlp1`,
 `mlp.2` -> `mlp2`, the encoder's sinusoidal buffer dropped, Conv1d `(O, I, K)` -> `(O, K, I)`)
 live in `Whisper.sanitize`. Tensors are channels-last: mel `(B, T, n_mels)`, hidden `(B, T, C)`.
-The key/value cache is an explicit value: a list with one `((k, v), (cross_k, cross_v))` per
-decoder block, passed in and returned.
+The key/value cache is an explicit value: a list with one `(KVCache, (cross_k, cross_v))` per
+decoder block, passed in and returned (`kernels.attention.KVCache`: the self-attention keys
+and values so far; the cross-attention's are computed once per audio). Attention is one
+function, `kernels.attention.attention`: a CPU kernel where one applies, else its MLX twin.
 """
 
 from __future__ import annotations
@@ -18,20 +20,11 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from ... import _blas
 from ...errors import WeightsError
+from ...kernels.attention import KVCache, attention
+from ...kernels.dispatch import use_kernels
+from ...kernels.elementwise import gelu_, layer_norm
 from ...weights_io import channels_last, checked_args
-from .cpu_ops import (
-    StepCache,
-    attention_,
-    attention_step,
-    gelu_,
-    layer_norm,
-    matvec,
-    matvec_view,
-    softmax_,
-    use_cpu_path,
-)
 
 # sane caps on a config's sizes (the largest official model: 128 mels, 1500/448 contexts,
 # width 1280, 20 heads, 32 layers, 51866 tokens)
@@ -126,12 +119,10 @@ class LayerNorm(nn.LayerNorm):
         super().__init__(dims)  # Whisper's eps and affine: the ones `_layer_norm` builds in
 
     def __call__(self, x: mx.array) -> mx.array:
-        if not use_cpu_path(x):
+        if not use_kernels(x):
             return super().__call__(x)
         if x.ndim > 1 and x.shape[-2] >= 256:  # the encoder's (1500, C): a pass per row in C
-            y = layer_norm(x, self.weight, self.bias, 1e-5)
-            if y is not None:
-                return y
+            return layer_norm(x, self.weight, self.bias, 1e-5)
         return _layer_norm(x, self.weight, self.bias)
 
 
@@ -149,68 +140,33 @@ class MultiHeadAttention(nn.Module):
         x: mx.array,
         xa: mx.array | None = None,
         mask: mx.array | None = None,
-        kv_cache: tuple | None = None,
-    ) -> tuple[mx.array, tuple]:
-        """The cache holds keys/values head-major, (B, h, S, d) contiguous: a decoder step then
-        attends without first copying a transposed view of them (on MLX's CPU backend that
-        copy of the 1500 cross-attention keys and values was two thirds of a block's time)."""
-        if xa is None and kv_cache is None and mask is None:  # the encoder
-            q, k, v = self.query(x), self.key(x), self.value(x)
-            o = attention_(q, k, v, self.n_head)
-            if o is not None:  # fused on CPU (`_gemv.c`)
-                return self.out(o), (self._heads(k), self._heads(v))
-            q, k, v = self._heads(q), self._heads(k), self._heads(v)
-            return self.out(self._attend(q, k, v, mask)), (k, v)
+        kv_cache: KVCache | tuple | None = None,
+    ) -> tuple[mx.array, KVCache | tuple | None]:
+        """x (B, T, C) -> (out (B, T, C), cache). Self-attention (xa None): `kv_cache` is the
+        `KVCache` of the positions before x's (None: none) and the cache returned holds x's
+        too; the encoder (no cache, no mask, T > 1) keeps none and returns None.
+        Cross-attention: `kv_cache` is the audio's head-major (keys, values), (B / g, h, S, d)
+        contiguous, computed from xa when None and returned: a decoder step then attends
+        without first copying a transposed view of them (on MLX's CPU backend that copy of
+        the 1500 cross-attention keys and values was two thirds of a block's time)."""
         q = self.query(x)
-        if xa is None and kv_cache is not None and mask is None and x.shape[1] == 1:
-            # a decoding step on CPU: the cache grows in place (`StepCache`)
-            cache = StepCache.of(kv_cache)
-            if cache is not None:
-                cache.append(self.key(x), self.value(x))
-                o = attention_step(q, cache, None, self.n_head)
-                if o is None:
-                    o = self._attend(self._heads(q), cache[0], cache[1], None)
-                return self.out(o), cache
-        if xa is None:  # self-attention: append this step's keys/values to the cache
-            k, v = self._heads(self.key(x)), self._heads(self.value(x))
-            if kv_cache is not None:
-                k = mx.concatenate([kv_cache[0], k], axis=2)
-                v = mx.concatenate([kv_cache[1], v], axis=2)
-        elif kv_cache is None:  # cross-attention: computed once per audio, then reused
+        if xa is None:
+            k, v = self.key(x), self.value(x)  # (B, T, C)
+            if kv_cache is None and mask is None and x.shape[1] > 1:  # the encoder
+                return self.out(attention(q, k, v, self.n_head)), None
+            k, v = self._heads(k), self._heads(v)
+            cache = KVCache.of(k, v) if kv_cache is None else kv_cache.append(k, v)
+            return self.out(attention(q, cache, None, self.n_head, mask)), cache
+        if kv_cache is None:  # cross-attention: computed once per audio, then reused
             k = mx.contiguous(self._heads(self.key(xa)))
             v = mx.contiguous(self._heads(self.value(xa)))
-        else:
-            k, v = kv_cache
-        if mask is None and x.shape[1] == 1:  # a decoding step: fused on CPU (`_gemv.c`)
-            o = attention_step(q, k, v, self.n_head)
-            if o is not None:
-                return self.out(o), (k, v)
-        return self.out(self._attend(self._heads(q), k, v, mask)), (k, v)
+            kv_cache = (k, v)
+        return self.out(attention(q, *kv_cache, self.n_head, mask)), kv_cache
 
     def _heads(self, x: mx.array) -> mx.array:
         """(B, T, C) -> (B, h, T, d), a view."""
         B, T, C = x.shape
         return x.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)
-
-    def _attend(self, q: mx.array, k: mx.array, v: mx.array, mask: mx.array | None) -> mx.array:
-        """q: (B, h, T, d); k, v: (B, h, S, d) -> (B, T, C)."""
-        B, h, T, d = q.shape
-        Bk, S = k.shape[0], k.shape[2]
-        g = B // Bk
-        if g > 1:  # beams of one audio: their queries share the audio's cross-attention keys
-            q = q.reshape(Bk, g, h, T, d).transpose(0, 2, 1, 3, 4).reshape(Bk, h, g * T, d)
-        if mask is None and q.shape[2] * S >= 1 << 10 and use_cpu_path(q):
-            # the encoder, and a decoder step's cross-attention over the 1500 audio frames:
-            # MLX's CPU exp is scalar, so the softmax runs in place outside MLX (`softmax_`:
-            # `_gemv.c`, else NumPy). Measured with NumPy, a tiny.en step with the cache 150
-            # long: beam 5 14.0 -> 12.2 ms, greedy 7.1 -> 6.6 ms (a sync with MLX per layer
-            # costs less than the scalar exp)
-            o = softmax_((q * d**-0.5) @ k.transpose(0, 1, 3, 2)) @ v
-        else:
-            o = mx.fast.scaled_dot_product_attention(q, k, v, scale=d**-0.5, mask=mask)
-        if g > 1:  # (Bk, h, g * T, d) -> (B, h, T, d)
-            o = o.reshape(Bk, h, g, T, d).transpose(0, 2, 1, 3, 4).reshape(B, h, T, d)
-        return o.transpose(0, 2, 1, 3).reshape(B, T, h * d)
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -271,7 +227,6 @@ class TextDecoder(nn.Module):
         ]
         self.ln = LayerNorm(n_state)
         self._proj_t = None  # (C, n_vocab) layout of the embedding, see prepare_cpu()
-        self._proj_view = None  # NumPy view of it for `matvec`, see prepare_cpu()
 
     def __call__(
         self,
@@ -285,7 +240,7 @@ class TextDecoder(nn.Module):
         the cross-attention keys/values are computed and read once per audio, not per beam.
         `positions` (indices into T) limits the output projection to those positions:
         logits (B, len(positions), n_vocab)."""
-        offset = kv_cache[0][0][0].shape[2] if kv_cache else 0
+        offset = kv_cache[0][0].length if kv_cache else 0
         T = tokens.shape[-1]
         x = self.token_embedding(tokens) + self.positional_embedding[offset : offset + T]
         mask = None
@@ -301,10 +256,6 @@ class TextDecoder(nn.Module):
             idx = [p % T for p in positions]
             x = x[:, idx[0] : idx[0] + 1] if len(idx) == 1 else x[:, mx.array(idx)]
         x = self.ln(x)
-        if self._proj_view is not None and x.shape[0] * x.shape[1] <= 2:
-            # without `_gemv.c`: greedy steps (one row) and a window's first step (two: the
-            # no-speech position and the last), one BLAS gemv per row instead of sgemm
-            return matvec(self._proj_view, x), new_cache
         if self._proj_t is not None:
             return x @ self._proj_t, new_cache
         return self.token_embedding.as_linear(x), new_cache
@@ -312,19 +263,15 @@ class TextDecoder(nn.Module):
     def prepare_cpu(self) -> None:
         """Store the token embedding (n_vocab, C) as its transpose (C, n_vocab), contiguous,
         for MLX's CPU backend (float32, not quantized): the output projection `x @ W.T` then
-        streams the weight row by row. With `_blas`'s few-row kernels (`_gemv.c`), measured
+        streams the weight row by row. With the few-row products (kernels/c/products.c), measured
         in C on this layout against (n_vocab, C), tiny.en: one row 1.2-1.8 vs 3.3 ms, five
         rows 2.3-2.5 vs 5.3 ms. `token_embedding.weight` becomes a transposed view of the new
-        array, so the embedding lookup still works and the model holds one copy. Where those
-        kernels are missing (no C compiler), one or two rows go to `matvec` (the BLAS's sgemv;
-        MLX would hand them to sgemm, which packs the weight first)."""
+        array, so the embedding lookup still works and the model holds one copy."""
         if hasattr(self.token_embedding, "scales") or self._proj_t is not None:
             return  # quantized embedding: keep its quantized as_linear; or done already
         self._proj_t = mx.contiguous(self.token_embedding.weight.T)  # (C, n_vocab)
         mx.eval(self._proj_t)
         self.token_embedding.weight = self._proj_t.T  # a view: the (n_vocab, C) copy is freed
-        if _blas.gemv_forward is None:
-            self._proj_view = matvec_view(self._proj_t)
 
 
 class Whisper(nn.Module):

@@ -1,4 +1,4 @@
-"""numpy kernels for the element-wise and depthwise parts of MossFormer2 on MLX's CPU device.
+"""NumPy kernels for MossFormer2's element-wise and depthwise parts on MLX's CPU device.
 
 Why: on MLX's CPU backend (0.32), exp/sigmoid run scalar libm (a SiLU over 41 M floats took
 1.45 s, numpy's SIMD exp 0.11 s; `mx.compile` does not vectorize them either), grouped
@@ -6,8 +6,8 @@ convolutions have no fast path (`mx.conv1d(groups=C)`: 4.3 s on (20000, 2048) wi
 torch 0.37 s), and each element-wise op streams the whole array through memory. Here a
 depthwise convolution runs as K in-place multiply-adds over row blocks that stay in cache
 (0.37 s for the same input), with the SiLU before it and the residual (folded into the centre
-tap) in the same pass. These run only on the CPU device for large arrays (see `use_numpy`);
-on a GPU the pure-MLX formulations in layers.py are used.
+tap) in the same pass. These run only on the CPU device for large arrays (see `applies`);
+their twins are the MLX formulations in models/mossformer2/layers.py (a GPU's, a Mac's).
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from ...cpu_ops import cpu_kernels_on
+from .dispatch import kernels_on
 
 MIN_SIZE = 1 << 16  # below this the MLX ops are cheaper than the round trip
 ROWS = 64  # time rows per block: 64 x 2048 floats = 512 KB stays in L2
 
 
-def use_numpy(x: mx.array) -> bool:
-    return x.size >= MIN_SIZE and cpu_kernels_on()
+def applies(x: mx.array) -> bool:
+    """The kernels here run for `x`: float32, large enough, with `kernels_on()`."""
+    return x.size >= MIN_SIZE and x.dtype == mx.float32 and kernels_on()
 
 
 def sigmoid_(z: np.ndarray) -> np.ndarray:

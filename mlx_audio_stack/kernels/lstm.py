@@ -1,4 +1,4 @@
-"""The LSTM recurrence on MLX's CPU backend (Linux): a small C loop (`_lstm.c`) per layer.
+"""The LSTM recurrence on MLX's CPU backend (Linux): a small C loop (`c/lstm.c`) per layer.
 
 As MLX ops a recurrence step is a small product and ~10 element-wise ops, each a graph node
 with its own dispatch; over 3 layers x 160 steps that overhead, not the arithmetic, was the
@@ -6,17 +6,17 @@ time. Per layer here:
 
 - every step's input projection is one product over all steps and rows, onto the summed
   biases (`(T * B, in) @ (in, 4H)`, the BLAS);
-- `_lstm.c` runs the steps: `h @ W_hh^T` added in place into the step's slice (the process's
-  `cblas_sgemm`, in column blocks that `_gemv.c` computes on the calling thread), then the cell
+- `c/lstm.c` runs the steps: `h @ W_hh^T` added in place into the step's slice (the process's
+  `cblas_sgemm`, in column blocks that c/products.c computes on the calling thread), then the cell
   update with a vectorised tanh;
 - the gates are reordered i, f, o, g and the sigmoid gates' weights halved once (exact in
   float32), so one tanh over the whole (B, 4H) block gives every gate: sigmoid(z) =
   0.5 + 0.5 tanh(z / 2).
 
-`_lstm.c` is compiled once with the system C compiler into the user cache (as `_gemv.c` is);
-without a compiler, off Linux, without a loaded BLAS, with MAS_VOICE_LSTM=mlx or MAS_GEMV=off,
-the MLX recurrence (`model.lstm_last_hidden_mlx`) runs instead. tests/test_voice_encoder_model.py
-compares the two; tests/test_voice_encoder_parity.py compares both with resemblyzer.
+It is part of the kernels library (build.py); where that is missing, with MAS_VOICE_LSTM=mlx
+or MAS_GEMV=off, its twin, the MLX recurrence (`model.lstm_last_hidden_mlx`), runs instead.
+tests/test_voice_encoder_model.py compares the two; tests/test_voice_encoder_parity.py compares
+both with resemblyzer.
 NumPy's own `@` is never called: its BLAS's idle threads would spin against this one's.
 """
 
@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from types import SimpleNamespace
 
 import mlx.core as mx
 import numpy as np
 
-from ... import _blas
-from ...cpu_ops import cpu_kernels_on
+from .dispatch import kernels_on
+from .library import library
 
 ROW_MAJOR, NO_TRANS = 101, 111
 
@@ -55,25 +53,21 @@ class CpuWeights:
 
 
 def applies(x: mx.array) -> bool:
-    """On MLX's CPU backend, in float32, with `_lstm.c` built and loaded."""
-    return cpu_kernels_on() and x.dtype == mx.float32 and _library() is not None
+    """On MLX's CPU backend, in float32, with the kernels library loaded."""
+    return kernels_on() and x.dtype == mx.float32 and _library() is not None
 
 
 @lru_cache(maxsize=1)
 def _library() -> SimpleNamespace | None:
-    """Compile (once, cached by source and CPU) and load `_lstm.c`, or None where it cannot."""
+    """The kernels library's `mas_lstm_layer` and the process's `cblas_sgemm` (products.c's
+    where it was loaded before MLX, else the BLAS's), or None where they do not apply."""
     if os.environ.get("MAS_VOICE_LSTM", "").strip().lower() == "mlx":
         return None
-    if not sys.platform.startswith("linux") or _blas.loaded is None:
-        return None
-    # its cblas_sgemm resolves to the loaded BLAS / _gemv.c
-    lib = _blas.compile_library(Path(__file__).with_name("_lstm.c"), "lstm", [], ["-lm"])
+    lib = library()
     if lib is None:
         return None
-    vp, lg = ctypes.c_void_p, ctypes.c_long
-    lib.mas_lstm_layer.argtypes = [vp] * 4 + [lg] * 4
-    lib.mas_lstm_layer.restype = None
-    sgemm = ctypes.CDLL(None).cblas_sgemm  # the process's: _gemv.c's, else the BLAS's
+    vp = ctypes.c_void_p
+    sgemm = ctypes.CDLL(None).cblas_sgemm  # the process's: products.c's, else the BLAS's
     sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, vp, ctypes.c_int, vp]
     sgemm.argtypes += [ctypes.c_int, ctypes.c_float, vp, ctypes.c_int]
     sgemm.restype = None
