@@ -6,7 +6,7 @@ This reader unpickles `data.pkl` with an allow-list: only the globals that rebui
 storages and plain containers are resolved; any other global (`os.system`, `builtins.eval`,
 a model class...) raises UnsafePickleError naming it, before anything runs.
 
-Legacy (pre-1.6, `_use_new_zipfile_serialization=False`) files are read too, by torch_legacy.py
+Legacy (pre-1.6, `_use_new_zipfile_serialization=False`) files are read too, by _torch_legacy.py
 through the same allow-list; resemblyzer's `pretrained.pt` is one.
 
 TorchScript archives (`torch.jit.save`) hold `__torch__.*` module objects; with
@@ -404,7 +404,7 @@ def load_torch_checkpoint(path: str | Path, torchscript: bool = False) -> Any:
             head = f.read(2)
         if head[:1] != b"\x80":
             raise ConversionError(f"{path}: not a PyTorch checkpoint (not a zip archive)")
-        from .torch_legacy import read_legacy
+        from ._torch_legacy import read_legacy
 
         reader, kind = read_legacy, "legacy PyTorch checkpoint"
     try:
