@@ -20,7 +20,8 @@ oracle in evaluation):
          `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on; the buffer
          is trimmed at committed segment ends (whisper_streaming's policy); a decode's last
          segment that Whisper invented (openai-whisper's word anomaly score, see asr.py) is
-         dropped; a speaker silent for 2 s gets their last words made final
+         dropped; a speaker silent for 2 s gets their last words made final (the last
+         speaker heard only once no speech is open: their next piece keeps the buffer)
       -> events (JSON lines)
 
 Events: {"type": "partial" | "final" | "speaker" | "overlap", "speaker", "start", "end",
