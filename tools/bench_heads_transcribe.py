@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import numpy as np  # noqa: E402
 
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
-from mlx_audio_stack.heads import infer  # noqa: E402
 from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
+from mlx_audio_stack.heads import infer  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT, data_dir  # noqa: E402
 
 BEGIN, END = "<!-- heads-in-transcribe: tools/bench_heads_transcribe.py -->", "<!-- /heads -->"
