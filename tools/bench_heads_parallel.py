@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+from _bench import replace_section  # noqa: E402  (a sibling of this script)
+
 from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
 from mlx_audio_stack.paths import REPO_ROOT  # noqa: E402
 
@@ -73,10 +74,7 @@ def main() -> int:
         "they reach the same model (tests/test_heads_parallel.py: weights within 1e-5).",
         END,
     ])  # fmt: skip
-    text = a.report.read_text(encoding="utf-8") if a.report.is_file() else ""
-    pat = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block
-    a.report.write_text(text.rstrip() + "\n", encoding="utf-8")
+    replace_section(a.report, BEGIN, END, block)
     print(block)
     return 0
 

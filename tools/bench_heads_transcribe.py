@@ -16,13 +16,13 @@ encoder size (their cost does not depend on the weights' values).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 import numpy as np  # noqa: E402
+from _bench import replace_section  # noqa: E402  (a sibling of this script)
 
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
 from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
@@ -106,11 +106,8 @@ def main() -> int:
         f" (max {max(shares) * 100:.2f} %); target < 2 %",
         END,
     ]
-    text = a.report.read_text(encoding="utf-8") if a.report.is_file() else ""
-    pat = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     block = "\n".join(lines)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block
-    a.report.write_text(text.rstrip() + "\n", encoding="utf-8")
+    replace_section(a.report, BEGIN, END, block)
     print(block)
     return 0
 

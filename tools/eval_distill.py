@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 import numpy as np  # noqa: E402
+from _bench import replace_section  # noqa: E402  (a sibling of this script)
 
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
 from mlx_audio_stack._blas import cpu_model as _cpu  # noqa: E402
@@ -295,14 +295,8 @@ def main() -> int:
         *grid_rows,
         END,
     ]
-    text = a.report.read_text(encoding="utf-8") if a.report.is_file() else (
-        "# Distillation of the Whisper heads (tools/eval_distill.py)\n")  # fmt: skip
-    pat = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    block = "\n".join(sec)
-    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block
-    a.report.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(a.report) as tmp:
-        tmp.write_text(text.rstrip() + "\n", encoding="utf-8")
+    head = "# Distillation of the Whisper heads (tools/eval_distill.py)\n"
+    replace_section(a.report, BEGIN, END, "\n".join(sec), head)
     print("\n".join(sec))
     return 0
 
