@@ -91,7 +91,7 @@ def test_fused_encoder_attention_equals_float64(B, T, S, H):
     batches, and the encoder's full size split over the threads; the result lands in q's
     buffer."""
     lib = _lib()
-    from mlx_audio_stack.kernels.attention import attention
+    from mlx_audio_stack.models.whisper.attention import attention
 
     rng = np.random.default_rng(T)
     q, k, v = (rng.standard_normal((B, n, 64 * H)).astype(np.float32) * 2 for n in (T, S, S))
@@ -111,7 +111,7 @@ def test_fused_encoder_attention_equals_float64(B, T, S, H):
 
 def _twin(q, k, v, H):
     """`attention_mlx` (the twin) for (B, T, 64 H) q over (B, S, 64 H) or (Bk, H, S, 64) k, v."""
-    from mlx_audio_stack.kernels.attention import attention_mlx
+    from mlx_audio_stack.models.whisper.attention import attention_mlx
 
     kh, vh = (mx.array(a if a.ndim == 4 else _heads(a, H)) for a in (k, v))
     return np.array(attention_mlx(mx.array(_heads(q, H)), kh, vh, None))
@@ -124,7 +124,8 @@ def test_step_attention_equals_float64(Bk, R, S, H, monkeypatch):
     cross-attention keys, or one row per beam's own cache), rows off the 4-row output tile,
     caches contiguous or a `KVCache` with room to spare; against float64 and the twin."""
     _lib()
-    from mlx_audio_stack.kernels import attention as att
+    from mlx_audio_stack.kernels import attention as kernels
+    from mlx_audio_stack.models.whisper import attention as att
 
     rng = np.random.default_rng(S)
     q = rng.standard_normal((Bk * R, 1, 64 * H)).astype(np.float32) * 2
@@ -133,8 +134,8 @@ def test_step_attention_equals_float64(Bk, R, S, H, monkeypatch):
     want = want.transpose(0, 2, 1, 3).reshape(Bk * R, 1, 64 * H)
     twin = _twin(q, k, v, H).reshape(want.shape)
     steps = []
-    step = att._step
-    monkeypatch.setattr(att, "_step", lambda *a: steps.append(1) or step(*a))
+    step = kernels._step
+    monkeypatch.setattr(kernels, "_step", lambda *a: steps.append(1) or step(*a))
     got = att.attention(mx.array(q) + 0, mx.array(k), mx.array(v), H)
     assert np.abs(np.array(got) - want).max() < 2e-5
     assert np.abs(np.array(got) - twin).max() < 5e-5  # the twin's own error is larger
@@ -150,7 +151,7 @@ def test_step_attention_equals_float64(Bk, R, S, H, monkeypatch):
 def test_kv_cache_grows_reorders_and_keeps_older_values():
     """`KVCache` past its first capacity, beam reorders with repeated rows and a repeat,
     against NumPy concatenation and indexing; an older value still reads its own positions."""
-    from mlx_audio_stack.kernels.attention import KVCache
+    from mlx_audio_stack.models.whisper.attention import KVCache
 
     rng = np.random.default_rng(0)
     k = rng.standard_normal((3, 2, 5, 64)).astype(np.float32)

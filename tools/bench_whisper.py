@@ -257,6 +257,11 @@ def main() -> None:
 # What profiling found (tiny.en, this machine, idle); kept here so the report keeps it.
 NOTES = """## Where the time goes (tiny.en, this machine)
 
+Names below are those of each round. Since the rebuild of issue 20 the C lives in
+`mlx_audio_stack/kernels/` (`_gemv.c` became `kernels/c/products.c`, `attention.c` and
+`elementwise.c`), and `StepCache` became the returned `KVCache` (`kernels/attention.py`),
+with the same preallocated buffer written in place.
+
 - This round (`_gemv.c` again, interleaved medians in one process unless said otherwise):
   (1) the encoder's self-attention fused in C: per head, blocks of 48 query rows whose
   scores (48 x 1500), softmax and probabilities x values stay in cache, reading q, k, v in

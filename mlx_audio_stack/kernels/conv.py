@@ -13,9 +13,8 @@ On MLX's CPU backend the model's time is its products (~11 GFLOP per 3 s utteran
 runs between them: ReLU and BatchNorm after every convolution, the SE means and scaling, the
 residuals, the pooling's softmax and statistics; as MLX ops ~150 single-threaded passes with
 an allocation each, about a fifth of a pass. Here each piece is one C pass on the kernels'
-threads, in place in the product's output. Products go straight to `cblas_sgemm` (the BLAS's
-for these sizes), never to NumPy's `@`: NumPy's own BLAS's idle threads would spin against
-this one's (a 1 x 3 s pass took 2x as long).
+threads, in place in the product's output. Products go through `dispatch.gemm` (the BLAS's
+for these sizes).
 
 Each takes and returns MLX arrays (float32, evaluated: a kernel reads their buffers).
 """
@@ -27,10 +26,9 @@ import ctypes
 import mlx.core as mx
 import numpy as np
 
+from .dispatch import gemm as _gemm
 from .dispatch import use_kernels
 from .library import library
-
-ROW_MAJOR, NO_TRANS = 101, 111
 
 
 def applies(x: mx.array) -> bool:
@@ -50,16 +48,6 @@ def _ptr(a: np.ndarray | None) -> int | None:
 
 def _frames(frames: np.ndarray | None) -> np.ndarray | None:
     return None if frames is None else np.ascontiguousarray(frames, np.int64)
-
-
-def _gemm(a: np.ndarray, lda: int, k: int, w: np.ndarray, out: np.ndarray, ldo: int,
-          rows: int, beta: float = 0.0) -> None:  # fmt: skip
-    """out[:rows, :n] = a[:rows, :k] @ w (k, n) (+ out when beta is 1), row strides lda, ldo."""
-    n = w.shape[1]
-    library().cblas_sgemm(
-        ROW_MAJOR, NO_TRANS, NO_TRANS, rows, n, k, 1.0, a.ctypes.data, lda, w.ctypes.data, n,
-        beta, out.ctypes.data, ldo,
-    )  # fmt: skip
 
 
 def _conv(x: np.ndarray, w: np.ndarray, k: int, d: int, frames: np.ndarray | None) -> np.ndarray:

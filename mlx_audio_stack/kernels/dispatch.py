@@ -6,7 +6,7 @@ models run their plain MLX path on MLX's CPU backend (`make test` runs the parit
 end-to-end tests a second time so; tests/_plain_path.py probes these gates).
 
 Also here: zero-copy NumPy views of evaluated MLX arrays (`numpy_view`) for in-place kernels,
-and `parallel_rows` for NumPy work on the kernels' thread count.
+`parallel_rows` for NumPy work on the kernels' thread count, and `gemm`, the kernels' products.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from . import library
 
 _malloc_tuned = False
+ROW_MAJOR, NO_TRANS = 101, 111
 
 
 def kernels_on() -> bool:
@@ -65,3 +66,16 @@ def parallel_rows(fn, a: np.ndarray, min_rows: int = 64) -> None:
         return
     bounds = np.linspace(0, a.shape[0], pool._max_workers + 1).astype(int)
     list(pool.map(fn, [a[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]))
+
+
+def gemm(a: np.ndarray, lda: int, k: int, w: np.ndarray, out: np.ndarray, ldo: int, rows: int,
+         beta: float = 0.0) -> None:  # fmt: skip
+    """out[:rows, :n] = a[:rows, :k] @ w (k, n) (+ out when beta is 1), row strides lda, ldo;
+    float32 buffers. Through the library's `cblas_sgemm` (products.c's few-row kernels, else
+    the BLAS MLX uses), never NumPy's `@`: NumPy's own BLAS's idle threads would spin against
+    this one's (an ECAPA pass took 2x as long)."""
+    n = w.shape[1]
+    library.library().cblas_sgemm(
+        ROW_MAJOR, NO_TRANS, NO_TRANS, rows, n, k, 1.0, a.ctypes.data, lda, w.ctypes.data, n,
+        beta, out.ctypes.data, ldo,
+    )  # fmt: skip

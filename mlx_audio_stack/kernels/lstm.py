@@ -13,28 +13,22 @@ time. Per layer here:
   float32), so one tanh over the whole (B, 4H) block gives every gate: sigmoid(z) =
   0.5 + 0.5 tanh(z / 2).
 
-It is part of the kernels library (build.py); where that is missing, with MAS_VOICE_LSTM=mlx
-or MAS_GEMV=off, its twin, the MLX recurrence (`model.lstm_last_hidden_mlx`), runs instead.
+It is part of the kernels library (build.py); where that is missing, or with MAS_GEMV=off, its
+twin, the MLX recurrence (`model.lstm_last_hidden_mlx`), runs instead.
 tests/test_voice_encoder_model.py compares the two; tests/test_voice_encoder_parity.py compares
 both with resemblyzer.
-NumPy's own `@` is never called: its BLAS's idle threads would spin against this one's.
+Products go through `dispatch.gemm`, never NumPy's `@`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
 from dataclasses import dataclass
-from functools import lru_cache
-from types import SimpleNamespace
 
 import mlx.core as mx
 import numpy as np
 
-from .dispatch import kernels_on
+from .dispatch import gemm, use_kernels
 from .library import library
-
-ROW_MAJOR, NO_TRANS = 101, 111
 
 
 @dataclass
@@ -54,24 +48,7 @@ class CpuWeights:
 
 def applies(x: mx.array) -> bool:
     """On MLX's CPU backend, in float32, with the kernels library loaded."""
-    return kernels_on() and x.dtype == mx.float32 and _library() is not None
-
-
-@lru_cache(maxsize=1)
-def _library() -> SimpleNamespace | None:
-    """The kernels library's `mas_lstm_layer` and the process's `cblas_sgemm` (products.c's
-    where it was loaded before MLX, else the BLAS's), or None where they do not apply."""
-    if os.environ.get("MAS_VOICE_LSTM", "").strip().lower() == "mlx":
-        return None
-    lib = library()
-    if lib is None:
-        return None
-    vp = ctypes.c_void_p
-    sgemm = ctypes.CDLL(None).cblas_sgemm  # the process's: products.c's, else the BLAS's
-    sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, vp, ctypes.c_int, vp]
-    sgemm.argtypes += [ctypes.c_int, ctypes.c_float, vp, ctypes.c_int]
-    sgemm.restype = None
-    return SimpleNamespace(layer=lib.mas_lstm_layer, sgemm=sgemm)
+    return use_kernels(x) and library() is not None
 
 
 def _reorder(w: np.ndarray, h: int) -> np.ndarray:
@@ -106,29 +83,21 @@ def weights_of(lstm) -> CpuWeights:
     return cached
 
 
-def _gemm(a: np.ndarray, w: np.ndarray, out: np.ndarray, beta: float) -> None:
-    """out (M, N) = a (M, K) @ w (K, N) (+ out when beta is 1); all C-contiguous float32."""
-    m, k = a.shape
-    n = w.shape[1]
-    _library().sgemm(
-        ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1.0, a.ctypes.data, k, w.ctypes.data, n,
-        beta, out.ctypes.data, n,
-    )  # fmt: skip
-
-
 def last_hidden(weights: CpuWeights, x: np.ndarray) -> np.ndarray:
     """x (B, T, in) float32 -> the last layer's final hidden state (B, H), zero initial state."""
     b, t, _ = x.shape
     h = weights.hidden
-    lib = _library()
+    lib = library()
     inp = np.ascontiguousarray(np.asarray(x, np.float32).transpose(1, 0, 2))  # (T, B, in)
     c = np.empty((b, h), np.float32)
     xp = np.empty((t, b, 4 * h), np.float32)  # gate pre-activations, step-major
     for n, lw in enumerate(weights.layers):
         ring = 2 if n + 1 == len(weights.layers) else t  # the last layer keeps two steps
         xp[:] = lw.bias
-        _gemm(inp.reshape(t * b, -1), lw.w_ih, xp.reshape(t * b, 4 * h), 1.0)
+        k = inp.shape[-1]
+        gemm(inp.reshape(t * b, k), k, k, lw.w_ih, xp.reshape(t * b, 4 * h), 4 * h, t * b, 1.0)
         hs = np.empty((ring, b, h), np.float32)
-        lib.layer(xp.ctypes.data, lw.w_hh.ctypes.data, hs.ctypes.data, c.ctypes.data, t, b, h, ring)
+        ptrs = (a.ctypes.data for a in (xp, lw.w_hh, hs, c))
+        lib.mas_lstm_layer(*ptrs, t, b, h, ring)
         inp = hs
     return np.array(inp[(t - 1) % len(inp)])

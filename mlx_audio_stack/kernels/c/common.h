@@ -62,6 +62,24 @@ static inline float sexp(float x) { /* the same for one float (row tails) */
     return vexp(v)[0];
 }
 
+static inline vf vtanh(vf v) { /* sign(v) (1 - e) / (1 + e), e = exp(-2 |v|) */
+    const vf a = vselect(v < 0, -v, v);
+    const vf e = vexp(a * -2.0f);
+    const vf t = (1.0f - e) / (1.0f + e);
+    return vselect(v < 0, -t, t);
+}
+
+/* tanh of n floats in place (vectors, then the tail one float at a time). */
+static inline void tanh_inplace(float *x, long n) {
+    const long nv = n / VL * VL;
+    for (long j = 0; j < nv; j += VL) *(vf *)(x + j) = vtanh(*(const vf *)(x + j));
+    for (long j = nv; j < n; j++) x[j] = vtanh((vf){0} + x[j])[0];
+}
+
+/* The process's product: products.c's where it was loaded ahead of the BLAS, else the BLAS's. */
+void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
 
 /* A piece of work the pool splits: fn(ctx, lo, hi) over [0, n), parts cut at multiples of
  * `granule` (the last part takes the rest). */

@@ -5,9 +5,6 @@
 
 #include "common.h"
 
-void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
-
 /* Reflection of frame j into [0, n) ("same" padding at an utterance's own end), clipped to the
  * tensor's T frames. */
 static inline long reflect(long j, long n, long T) {
@@ -54,28 +51,15 @@ typedef struct {
     int act;
 } post_t;
 
-static inline vf vtanh(vf v) { /* sign(v) (1 - e) / (1 + e), e = exp(-2 |v|) */
-    const vf a = vselect(v < 0, -v, v);
-    const vf e = vexp(a * -2.0f);
-    const vf t = (1.0f - e) / (1.0f + e);
-    return vselect(v < 0, -t, t);
-}
-
 static void post_part(const void *ctx, long lo, long hi) {
     const post_t *p = ctx;
-    const long nv = p->n - p->n % VL;
     for (long r = lo; r < hi; r++) {
         float *y = p->y + r * p->ldy;
         for (long j = 0; j < p->n; j++) {
             const float v = y[j] + p->bias[j];
             y[j] = (v > 0.0f ? v : 0.0f) * p->scale[j] + p->shift[j];
         }
-        if (p->act != 1) continue;
-        for (long j = 0; j < nv; j += VL) *(vf *)(y + j) = vtanh(*(const vf *)(y + j));
-        for (long j = nv; j < p->n; j++) {
-            vf v = (vf){0} + y[j];
-            y[j] = vtanh(v)[0];
-        }
+        if (p->act == 1) tanh_inplace(y, p->n);
     }
 }
 

@@ -46,7 +46,7 @@ void mas_softmax_rows(float *a, long rows, long cols) {
 }
 
 /* Exact (erf) GELU: x >= 0: x - h, x < 0: h, with h = 0.5 x (1 - erf(|x| / sqrt 2)) and erf
- * from Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), as cpu_ops._gelu_block computes it. */
+ * from Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7). */
 static inline vf vgelu(vf v) {
     const vf z = vselect(v < 0, -v, v) * 0.70710678118654752f;
     const vf t = 1.0f / (z * 0.3275911f + 1.0f);

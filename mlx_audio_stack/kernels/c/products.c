@@ -135,9 +135,6 @@ static void product_part(const void *ctx, long lo, long hi) {
     (j->tb == TRANS ? KT : KN)[j->M](j, (int)lo, (int)hi);
 }
 
-void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A,
-                 int lda, const float *B, int ldb, float beta, float *C, int ldc);
-
 /* Called once from Python, before MLX runs anything: the BLAS to pass other products to
  * (already loaded with RTLD_GLOBAL), the most rows computed here (0 to 8) and the threads to
  * use (the caller's included). Returns 0 on success. */

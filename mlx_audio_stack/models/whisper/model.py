@@ -5,9 +5,9 @@ state dict (`encoder.blocks.0.attn.query.weight` ...); the deviations (`mlp.0` -
 `mlp.2` -> `mlp2`, the encoder's sinusoidal buffer dropped, Conv1d `(O, I, K)` -> `(O, K, I)`)
 live in `Whisper.sanitize`. Tensors are channels-last: mel `(B, T, n_mels)`, hidden `(B, T, C)`.
 The key/value cache is an explicit value: a list with one `(KVCache, (cross_k, cross_v))` per
-decoder block, passed in and returned (`kernels.attention.KVCache`: the self-attention keys
+decoder block, passed in and returned (`attention.KVCache`: the self-attention keys
 and values so far; the cross-attention's are computed once per audio). Attention is one
-function, `kernels.attention.attention`: a CPU kernel where one applies, else its MLX twin.
+function, `attention.attention`: a CPU kernel where one applies, else its MLX twin.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import mlx.nn as nn
 import numpy as np
 
 from ...errors import WeightsError
-from ...kernels.attention import KVCache, attention
 from ...kernels.dispatch import use_kernels
 from ...kernels.elementwise import gelu_, layer_norm
 from ...weights_io import channels_last, checked_args
+from .attention import KVCache, attention
 
 # sane caps on a config's sizes (the largest official model: 128 mels, 1500/448 contexts,
 # width 1280, 20 heads, 32 layers, 51866 tokens)
