@@ -244,6 +244,55 @@ def test_tracker_separated_sources_never_share_an_id():
     assert ids[0] == a[0] and ids[1] != ids[0]
 
 
+def test_tracker_compares_mixture_pieces_with_separated_ones_across_the_margin():
+    """A speaker first heard in a separated window, then in the noisy mixture: the mixture
+    piece scores 0.65 against the clean centroid (below the 0.7 threshold, within the
+    cross-kind margin of 0.1), so it joins that speaker; without the margin it opened a
+    third id, as the 10-minute meeting did."""
+    e = np.eye(4, 16)
+    piece = 0.65 * e[1] + np.sqrt(1 - 0.65**2) * e[2]  # speaker B as heard in the mixture
+    for margin, want in ((0.1, ["S1", "S2", "S2"]), (0.0, ["S1", "S2", "S3"])):
+        tr = SpeakerTracker(threshold=0.7, max_speakers=3, cross_margin=margin)
+        st, a, _ = tr.assign(tr.initial_state(), e[:1], [2.0])  # A, in the mixture
+        st, ab, _ = tr.assign(st, e[:2], [2.0, 2.0], distinct=True)  # A and B, separated
+        st, b, _ = tr.assign(st, piece[None], [2.0])
+        assert a + ab[1:] + b == want
+        assert ab[0] == a[0]
+    # each speaker keeps its kinds apart: S2 has only its separated source, S3 the piece
+    assert st.centroids(0)[1].tolist() == [True, False, True]
+    assert st.centroids(1)[1].tolist() == [True, True, False]
+
+
+def test_tracker_opens_a_speaker_only_a_margin_below_the_threshold():
+    """Between threshold - open_margin and the threshold a piece joins its best speaker
+    without moving its centroid; further below it opens a new speaker."""
+    e = np.eye(3, 8)
+    tr = SpeakerTracker(threshold=0.7, max_speakers=3, open_margin=0.1)
+    st, a, _ = tr.assign(tr.initial_state(), e[:1], [2.0])
+    near = 0.65 * e[0] + np.sqrt(1 - 0.65**2) * e[1]
+    st, ids, news = tr.assign(st, near[None], [2.0])
+    assert ids == a and news == [False] and st.counts == (1,)
+    far = 0.5 * e[0] + np.sqrt(1 - 0.5**2) * e[2]
+    st, ids, news = tr.assign(st, far[None], [2.0])
+    assert ids == ["S2"] and news == [True]
+
+
+def test_tracker_short_pieces_neither_move_centroids_nor_give_the_first_speaker_a_voice():
+    """The first piece opens S1 even when short, but only the first long piece gives S1 its
+    voice, and a short piece that matches a speaker joins without moving its centroid."""
+    e = np.eye(3, 8)
+    tr = SpeakerTracker(threshold=0.7, max_speakers=3, min_new_speaker_s=1.5)
+    st, ids, news = tr.assign(tr.initial_state(), e[:1], [0.6])  # short: S1, no voice
+    assert ids == ["S1"] and news == [True] and st.counts == (0,)
+    st, ids, news = tr.assign(st, e[1:2], [2.0])  # long, another voice: it becomes S1's
+    assert ids == ["S1"] and news == [False] and st.counts == (1,)
+    assert st.centroids(0)[0][0] @ e[1] > 0.99
+    st, ids, _ = tr.assign(st, e[1:2], [1.0])  # short and matching: joins, centroid stays
+    assert ids == ["S1"] and st.counts == (1,)
+    st, ids, news = tr.assign(st, e[2:3], [2.0])  # long and new: S2
+    assert ids == ["S2"] and news == [True]
+
+
 def test_oracle_overlap_and_separator_follow_the_sources():
     n = 10 * VAD_FRAME
     s = np.zeros((2, n), np.float32)

@@ -22,10 +22,18 @@ class PipelineConfig:
     # speech pieces: the unit that is embedded, tracked and routed to one speaker's stream
     max_piece_s: float = 2.0  # a longer run of speech is cut (a speaker change inside is found)
     min_embed_s: float = 0.5  # shorter pieces are not embedded: they go to the last speaker
-    min_new_speaker_s: float = 1.0  # a new speaker is only opened from a piece this long
+    # a new speaker is only opened from a piece this long, and only pieces this long move a
+    # speaker's centroid (shorter ones join without)
+    min_new_speaker_s: float = 1.5
     # tracker: cosine similarity to speaker centroids; None = the embedder's own threshold
     tracker_threshold: float | None = None
+    # a piece below the threshold opens a new speaker only when it scores this much below it
+    # (in between it joins its best speaker without moving the centroid)
+    new_speaker_margin: float = 0.02
     centroid_memory: int = 30  # a centroid is the mean of at most this many recent pieces
+    # a separated source scores against a speaker's mixture-piece centroid (and the other way
+    # round) with this added: the gap measured between the two kinds (pipeline/tracker.py)
+    cross_source_margin: float = 0.1
     # overlap: a run of frames saying >= 2 speakers, at least this long, is cut out of its
     # piece and goes to separation (runs closer than overlap_bridge_s are joined)
     overlap_min_s: float = 0.2

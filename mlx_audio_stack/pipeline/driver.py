@@ -111,6 +111,8 @@ class Pipeline:
             self.cfg.max_speakers,
             self.cfg.centroid_memory,
             self.cfg.min_new_speaker_s,
+            self.cfg.cross_source_margin,
+            self.cfg.new_speaker_margin,
         )
         self.segmenter = Segmenter(self.cfg)
         self.stage_s["load"] = time.perf_counter() - t0
