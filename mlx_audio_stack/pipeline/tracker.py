@@ -24,6 +24,7 @@ piece's kind and to the other kind's centroid plus `cross_margin` (that gap).
 The defaults in `PipelineConfig` were chosen on a tuning set apart from the evaluation
 meetings (reports/pipeline.md says which).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
