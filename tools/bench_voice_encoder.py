@@ -24,13 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import cpu_name as _cpu
-from _bench import loadavg as _loadavg
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # this checkout's package, not an installed one
     sys.path.insert(0, str(ROOT))
 if "--ref-worker" not in sys.argv:  # the worker is resemblyzer alone, without our settings
+    from _bench import cpu_name as _cpu  # (it imports mlx_audio_stack)
+    from _bench import loadavg as _loadavg
+
     import mlx_audio_stack  # noqa: F401  (fast BLAS before mlx)
 
 QUIET_S = 0.05  # pause before every timed run (idle threads of the run before spin a while)

@@ -254,6 +254,8 @@ def main() -> None:
     write_report(rows, args, load_start, load_end)
 
 
+KEEP = "<!-- kept: sections below this line are not rewritten by tools/bench_whisper.py -->"
+
 # What profiling found (tiny.en, this machine, idle); kept here so the report keeps it.
 NOTES = """## Where the time goes (tiny.en, this machine)
 
@@ -394,7 +396,11 @@ def write_report(rows: list[dict], args, load_start=None, load_end=None) -> None
             lines.append("")
     lines += targets(rows)
     lines.append(NOTES)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = Path(args.out)
+    old = out.read_text() if out.exists() else ""
+    if KEEP in old:  # sections written by hand below the marker stay
+        lines += ["", old[old.index(KEEP) :].rstrip("\n")]
+    out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
 
 
