@@ -120,7 +120,7 @@ class SpeakerTracker:
             best = int(np.argmax(sims))
             if sims[best] >= self.threshold:
                 if not long_enough:  # a short piece joins without moving the centroid
-                    return replace(state, last=state.ids[best]), state.ids[best], False
+                    return self._join(state, best), state.ids[best], False
                 return self._add(state, best, e, 0), state.ids[best], False
             if long_enough and 0 in state.counts:  # a speaker without a voice yet gets this one
                 i = state.counts.index(0)
@@ -129,7 +129,7 @@ class SpeakerTracker:
                 # joins, but does not pull the centroid
                 if not np.isfinite(sims[best]):  # no speaker has a voice: the last one
                     best = state.ids.index(state.last) if state.last in state.ids else 0
-                return replace(state, last=state.ids[best]), state.ids[best], False
+                return self._join(state, best), state.ids[best], False
         if self._may_open(state, dur) or k == 0:
             # the first piece opens S1 even when short, but only a long piece gives it a voice
             return self._open(state, e, 0, voiced=long_enough)
@@ -159,10 +159,7 @@ class SpeakerTracker:
         for r, t in enumerate(best or ()):
             long_enough = durations[r] >= self.min_new_speaker_s
             if t >= 0:
-                if long_enough:
-                    state = self._add(state, t, e[r], 1)
-                else:
-                    state = replace(state, last=state.ids[t])
+                state = self._add(state, t, e[r], 1) if long_enough else self._join(state, t)
                 ids.append(state.ids[t])
                 news.append(False)
             else:
@@ -190,6 +187,11 @@ class SpeakerTracker:
             next_id=state.next_id + 1,
         )
         return state, sid, True
+
+    @staticmethod
+    def _join(state: TrackerState, i: int) -> TrackerState:
+        """Speaker i takes the piece without it moving their centroid."""
+        return replace(state, last=state.ids[i])
 
     def _add(self, state: TrackerState, i: int, e: np.ndarray, kind: int) -> TrackerState:
         ring, kinds = state.rings[i].copy(), state.kinds[i].copy()
