@@ -68,6 +68,15 @@ def _lat(r: dict, key: str) -> str:
     return f"{num(q.get('median'), '{:.1f}')} / {num(q.get('p90'), '{:.1f}')}"
 
 
+def random_sep(r: dict) -> bool:
+    """A row whose separator had random weights: its time counts, not its quality."""
+    return str((r.get("components") or {}).get("separation", "")).startswith("random")
+
+
+def mode_label(r: dict) -> str:
+    return r["mode"] + (" (random-weight separator: cost only)" if random_sep(r) else "")
+
+
 def meetings_table(rows: dict) -> list[str]:
     out = [
         "| meeting | s | spk | overlap | SNR | mode | cpWER | tcpWER | DER | JER | overlap P / R | "
@@ -79,7 +88,8 @@ def meetings_table(rows: dict) -> list[str]:
 
     def rank(k):
         r = rows[k]
-        return (r.get("n_speakers", 0), r.get("meeting", k), order.index(r.get("mode", "sep")))
+        mode = order.index(r.get("mode", "sep"))
+        return (r.get("n_speakers", 0), r.get("meeting", k), mode, random_sep(r))
 
     for key in sorted(rows, key=rank):
         r = rows[key]
@@ -90,7 +100,8 @@ def meetings_table(rows: dict) -> list[str]:
         out.append(
             f"| {r['meeting']} | {r['duration_s']:.0f} | {r['n_speakers']} | "
             f"{100 * r['overlap']:.0f} % | {snr} | "
-            f"{r['mode']} | {pct(r['cpwer']['error_rate'])} | {pct(r['tcpwer']['error_rate'])} | "
+            f"{mode_label(r)} | {pct(r['cpwer']['error_rate'])} | "
+            f"{pct(r['tcpwer']['error_rate'])} | "
             f"{pct(r['diarization']['der'])} | {pct(r['diarization']['jer'])} | "
             f"{num(od['precision'])} / {num(od['recall'])} | "
             f"{r['speakers_hyp']} ({r['speaker_count_error']:+d}) | {_lat(r, 'final_word')} | "
@@ -103,7 +114,7 @@ def meetings_table(rows: dict) -> list[str]:
 def ablation_table(rows: dict) -> list[str]:
     by = {}
     for r in rows.values():
-        if "error" not in r and r["mode"] in ABLATION:
+        if "error" not in r and r["mode"] in ABLATION and not random_sep(r):
             by.setdefault(r["meeting"], {})[r["mode"]] = r
     full = {m: v for m, v in by.items() if all(k in v for k in ABLATION)}
     if not full:
@@ -254,18 +265,18 @@ def speed_table(rows: dict) -> list[str]:
     sel = [r for r in rows.values() if "error" not in r and r["mode"] == "system"]
     if not sel:
         return ["No system run yet."]
+    groups = sorted({(r["n_speakers"], random_sep(r)) for r in sel})
     out = [
         "Wall seconds per second of audio, end to end and per stage (`res.stats`, model "
         "loading excluded), and the CPU seconds of the whole child process (imports and "
         "loading included) per second of audio; system mode, pooled over meetings.",
         "",
-        "| speakers | meetings | audio s | CPU s / audio s (whole child) | end to end | "
-        + " | ".join(STAGES)
-        + " |",
-        "|---:|---:|---:|---:|---:|" + "---:|" * len(STAGES),
+        "| speakers | separator | meetings | audio s | CPU s / audio s (whole child) | "
+        "end to end | " + " | ".join(STAGES) + " |",
+        "|---:|---|---:|---:|---:|---:|" + "---:|" * len(STAGES),
     ]
-    for n in sorted({r["n_speakers"] for r in sel}):
-        rs = [r for r in sel if r["n_speakers"] == n]
+    for n, rand in groups:
+        rs = [r for r in sel if r["n_speakers"] == n and random_sep(r) == rand]
         audio = sum(r["stats"]["audio_s"] for r in rs)
         cols = [
             sum(r["rtf"].get(k, 0.0) * r["stats"]["audio_s"] for r in rs) / audio
@@ -273,9 +284,8 @@ def speed_table(rows: dict) -> list[str]:
         ]
         cpu = sum(r.get("child_cpu_s", float("nan")) for r in rs) / audio
         out.append(
-            f"| {n} | {len(rs)} | {audio:.0f} | {num(cpu)} | "
-            + " | ".join(num(c) for c in cols)
-            + " |"
+            f"| {n} | {'random weights' if rand else 'none'} | {len(rs)} | {audio:.0f} | "
+            f"{num(cpu)} | " + " | ".join(num(c) for c in cols) + " |"
         )
     return out
 
@@ -322,6 +332,13 @@ def write_report(db: dict, out: Path) -> None:
         }
         - {""}
     )
+    commits = {}
+    for rows in db.values():
+        for r in rows.values() if isinstance(rows, dict) else ():
+            if isinstance(r, dict) and "error" not in r and "command" in r:
+                c = r.get("commit", "not recorded")
+                commits[c] = commits.get(c, 0) + 1
+    code = ", ".join(f"{c} ({n} rows)" for c, n in sorted(commits.items())) or commit()
     loads = [
         r["loadavg"][0]
         for rows in db.values()
@@ -378,7 +395,7 @@ def write_report(db: dict, out: Path) -> None:
         *[f"    {c}" for c in FULL_RUN],
         "",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores (shared with other jobs), "
-        f"{platform.system()} {platform.machine()}, MLX CPU backend. Code: {commit()}. {load}",
+        f"{platform.system()} {platform.machine()}, MLX CPU backend. Code: {code}. {load}",
         "",
         "## What the figures measure",
         "",

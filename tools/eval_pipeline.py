@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 from _pipeline_jobs import JOBS, MODES, reference_result, score  # noqa: E402, F401
+from _pipeline_report import commit  # noqa: E402
 
 
 def run_child(job: dict, timeout: float) -> dict:
@@ -61,6 +62,7 @@ def run_child(job: dict, timeout: float) -> dict:
     # a steadier cost figure than wall time
     row["child_cpu_s"] = round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1)
     row["loadavg"] = [round(x, 1) for x in os.getloadavg()]  # this machine is shared
+    row["commit"] = commit()  # rows of one report may come from different code
     return row
 
 
@@ -148,6 +150,8 @@ def main() -> int:
         "dry_run": a.dry_run,
     }
     jobs: list[tuple[str, str, dict]] = []
+    # rows with a random-weight separator (cost only) never replace a row of the same mode
+    tag = "|random-sep" if str(a.separator or "").startswith("random") else ""
     folders = sorted({p for g in a.names for p in a.meetings.glob(g) if (p / "meta.json").exists()})
     for folder in folders:
         for mode in a.modes:
@@ -156,7 +160,7 @@ def main() -> int:
             jobs.append(
                 (
                     "meetings",
-                    f"{folder.name}|{mode}",
+                    f"{folder.name}|{mode}{tag}",
                     {**base, "kind": "meeting", "path": str(folder), "mode": mode},
                 )
             )
@@ -172,7 +176,7 @@ def main() -> int:
             jobs.append(
                 (
                     "ami",
-                    f"trn{i:02d}" + (f"|{Path(a.overlap).name}" if a.overlap else ""),
+                    f"trn{i:02d}" + (f"|{Path(a.overlap).name}" if a.overlap else "") + tag,
                     {
                         **base,
                         "kind": "ami",
