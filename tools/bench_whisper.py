@@ -235,7 +235,9 @@ def main() -> None:
         saved = json.loads(Path(args.out).with_suffix(".json").read_text())
         for k in ("repeats", "seconds", "models", "beams"):
             setattr(args, k, saved["args"][k])
-        write_report(saved["rows"], args, saved.get("load_start"), saved.get("load_end"))
+        write_report(
+            saved["rows"], args, saved.get("load_start"), saved.get("load_end"), saved.get("cpu")
+        )
         return
     if args.worker:
         impl, name, beam = args.worker
@@ -249,9 +251,18 @@ def main() -> None:
             impls = [i for i in args.impls if not (i == "mlx-whisper" and beam > 1)]
             rows += bench_config(impls, name, beam, args.seconds, args.repeats)
     load_end = os.getloadavg()
-    saved = {"rows": rows, "load_start": load_start, "load_end": load_end, "args": vars(args)}
+    from mlx_audio_stack._blas import cpu_model
+
+    cpu = cpu_model()  # saved with the figures: --render must not name a later machine
+    saved = {
+        "rows": rows,
+        "load_start": load_start,
+        "load_end": load_end,
+        "args": vars(args),
+        "cpu": cpu,
+    }
     Path(args.out).with_suffix(".json").write_text(json.dumps(saved, indent=1) + "\n")
-    write_report(rows, args, load_start, load_end)
+    write_report(rows, args, load_start, load_end, cpu)
 
 
 KEEP = "<!-- kept: sections below this line are not rewritten by tools/bench_whisper.py -->"
@@ -345,14 +356,15 @@ def targets(rows: list[dict]) -> list[str]:
     return out + [""]
 
 
-def write_report(rows: list[dict], args, load_start=None, load_end=None) -> None:
+def write_report(rows: list[dict], args, load_start=None, load_end=None, cpu="") -> None:
     lines = [
         "# Whisper transcription speed",
         "",
         f"Reproduce: `python tools/bench_whisper.py --repeats {args.repeats} "
         f"--seconds {args.seconds:g}`",
         "",
-        f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} cores; "
+        f"Machine: {cpu or 'CPU model not recorded'}, {platform.machine()} {platform.system()}, "
+        f"{os.cpu_count()} cores; "
         f"{rows[0]['audio_s']:.1f} s of LibriSpeech (concatenated test utterances), "
         f"language en, temperature 0 (no fallback). Each implementation runs in its own "
         f"subprocess, all loaded and warmed up at once; then {args.repeats} rounds of one "
