@@ -35,20 +35,26 @@ def _components(job: dict) -> dict:
     return out
 
 
-def random_separator(num_spks: int = 2):
-    """Full-size MossFormer2_SS_16K in the real layout with seeded random weights (cost only:
-    its output is noise), wrapped as the pipeline's separation stage."""
+def random_mossformer2(num_spks: int = 2, whamr: bool = False):
+    """Full-size MossFormer2_SS_16K (or its WHAMR! variant) in the real layout with seeded
+    random weights: cost only, its output is noise."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
     from mlx_audio_stack.models.mossformer2 import ModelArgs, MossFormer2
-    from mlx_audio_stack.pipeline.stages import Separator
 
     mx.random.seed(0)
-    m = MossFormer2(ModelArgs(num_spks=num_spks))
+    m = MossFormer2(ModelArgs(num_spks=num_spks, skip_mask_multiplication=whamr))
     m.load_weights([(k, mx.random.normal(v.shape) * 0.05) for k, v in tree_flatten(m.parameters())])
     mx.eval(m.parameters())
-    return Separator(m)
+    return m
+
+
+def random_separator(num_spks: int = 2):
+    """random_mossformer2 wrapped as the pipeline's separation stage."""
+    from mlx_audio_stack.pipeline.stages import Separator
+
+    return Separator(random_mossformer2(num_spks))
 
 
 def _run(audio, job: dict, **oracles):
