@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,8 @@ def load_separator(arm: str, random: bool):
         return load_model(folder), f"{WEIGHTS[arm]} (real weights)"
     if not random:
         fetch = f"`mas weights get {WEIGHTS[arm]}` on a connected machine"
-        return None, f"no weights at {folder} ({fetch})"
+        where = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+        return None, f"no weights at {where} ({fetch})"
     from _pipeline_jobs import random_mossformer2
 
     m = random_mossformer2(2, whamr=arm == "whamr")
@@ -85,6 +87,7 @@ def meeting_input(folder: Path, seconds: float | None):
 
 def run(args) -> dict:
     import _meeting_metrics as M  # noqa: N812
+    from _pipeline_report import commit, cpu_model
 
     from mlx_audio_stack.models.mossformer2 import separate
     from mlx_audio_stack.models.silero_vad.load import load_vad
@@ -132,12 +135,14 @@ def run(args) -> dict:
         "arms": arms,
         "separators": {a: s[1] for a, s in seps.items()},
         "whisper": args.whisper or "the pipeline's default (tiny.en first)",
-        "command": "python tools/eval_enhancement.py " + " ".join(sys.argv[1:]),
+        "command": "python tools/eval_enhancement.py " + shlex.join(sys.argv[1:]),
+        "cpu": cpu_model(),
+        "commit": commit(),
     }
 
 
 def report(res: dict) -> list[str]:
-    from _pipeline_report import commit, cpu_model, num, pct
+    from _pipeline_report import num, pct
 
     arms, rows = res["arms"], res["rows"]
     real = {a for a, lab in res["separators"].items() if "real weights" in lab}
@@ -148,6 +153,8 @@ def report(res: dict) -> list[str]:
         words = sum(x["words"] for x in rs)
         return sum(x["errors"] for x in rs) / words if words else float("nan")
 
+    seps = [a for a in ran if a in WEIGHTS]
+    rows = sorted(rows, key=lambda r: (-r["snr_db"], r["meeting"]))
     lines = [
         "# Noisy single-speaker speech: separator first, or not? (issue 18)",
         "",
@@ -159,7 +166,8 @@ def report(res: dict) -> list[str]:
         "",
         f"Command: `{res['command']}`",
         "",
-        f"Machine: {cpu_model()}, MLX CPU backend. Code: {commit()}.",
+        f"Machine: {res.get('cpu', 'not recorded')}, MLX CPU backend. "
+        f"Code: {res.get('commit', 'not recorded')}.",
         "",
         "Separators: "
         + (
@@ -170,28 +178,34 @@ def report(res: dict) -> list[str]:
         "",
         "| meeting | SNR | audio s | "
         + " | ".join(f"WER {a}" for a in ran)
-        + " | separation wall s / audio s ("
-        + (" / ".join(a for a in ran if a in WEIGHTS) or "none")
-        + ") |",
-        "|---|---:|---:|" + "---:|" * len(ran) + "---:|",
+        + (f" | separation wall s / audio s ({' / '.join(seps)})" if seps else "")
+        + " |",
+        "|---|---:|---:|" + "---:|" * (len(ran) + bool(seps)),
     ]
     for r in rows:
-        sep = [r["arms"][a]["enhance_s"] for a in ran if a in WEIGHTS and a in r["arms"]]
+        sep = [r["arms"][a]["enhance_s"] / r["audio_s"] for a in seps if a in r["arms"]]
         lines.append(
             f"| {r['meeting']} | {r['snr_db']:g} dB | {r['audio_s']:.0f} | "
             + " | ".join(pct(r["arms"][a]["wer"]) if a in r["arms"] else "–" for a in ran)
-            + f" | {' / '.join(num(s / r['audio_s']) for s in sep) or '–'} |"
+            + (f" | {' / '.join(num(x) for x in sep)}" if seps else "")
+            + " |"
         )
     lines.append(
         "| **pooled** | | "
         + f"{sum(r['audio_s'] for r in rows):.0f} | "
         + " | ".join(f"**{pct(pooled(a))}**" for a in ran)
-        + " | |"
+        + (" | |" if seps else " |")
     )
     cand = [a for a in ("none", *sorted(real)) if a in ran]
     best = min(cand, key=pooled) if cand else None
     missing = [a for a in ("plain", "whamr") if a in arms and a not in real]
     lines += [""]
+    if "none" in ran and "source" in ran:
+        lines += [
+            f"The most any enhancement could win here: from {pct(pooled('none'))} (the noisy "
+            f"mix) to {pct(pooled('source'))} (the speaker without the noise), pooled.",
+            "",
+        ]
     if missing:
         lines.append(
             "Not decided here, for want of real weights: "
@@ -217,10 +231,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, help="only the first N seconds' utterances")
     ap.add_argument("--whisper", help="Whisper weights folder (default: the pipeline's)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "enhancement.md")
+    ap.add_argument("--render", action="store_true", help="rewrite the report from its .json")
     args = ap.parse_args()
     import mlx_audio_stack  # noqa: F401  (fast BLAS before MLX)
 
-    res = run(args)
+    res = json.loads(args.out.with_suffix(".json").read_text()) if args.render else run(args)
     for path, text in (
         (args.out.with_suffix(".json"), json.dumps(res, indent=1) + "\n"),
         (args.out, "\n".join(report(res)) + "\n"),
