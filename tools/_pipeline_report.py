@@ -296,10 +296,21 @@ def memory_table(mem: dict) -> list[str]:
         return ["Not run yet (`--memory`)."]
     out = []
     for r in rows:
+        warm = [x for x in r["rss_mb"] if x[0] >= 120.0]  # after the models' first calls
+        growth = ""
+        if len(warm) >= 2 and warm[-1][0] > warm[0][0]:
+            (a0, m0, _), (a1, m1, _) = warm[0], warm[-1]
+            growth = (
+                f" From {a0 / 60:.0f} to {a1 / 60:.0f} min of audio RSS went from {m0:.0f} to "
+                f"{m1:.0f} MB: {m1 - m0:+.0f} MB, {(m1 - m0) / (a1 - a0) * 60:.2f} MB per audio "
+                "minute."
+            )
         out += [
             f"`{r['path']}`: {r['audio_s'] / 60:.1f} min pushed live in 0.5 s blocks; "
-            f"RTF {num(r['stats'].get('rtf'))}, "
-            f"peak RSS {num(r['stats'].get('peak_rss_mb'), '{:.0f}')} MB.",
+            f"RTF {num(r['stats'].get('rtf'))} (wall {r['stats'].get('wall_s', 0):.0f} s, "
+            f"1-minute load {r.get('loadavg', ['?'])[0]} when it ended), "
+            f"peak RSS {num(r['stats'].get('peak_rss_mb'), '{:.0f}')} MB, "
+            f"{r['stats'].get('decodes', '?')} Whisper decodes.{growth}",
             "",
             "| audio min | RSS MB | wall s |",
             "|---:|---:|---:|",

@@ -49,6 +49,8 @@ def run_child(job: dict, timeout: float) -> dict:
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        if p.returncode < 0:  # the last line it printed is no reason
+            return {"error": [f"killed by signal {-p.returncode}"]}
         if p.returncode != 0 or not out.stat().st_size:
             return {"error": (p.stderr or p.stdout).strip().splitlines()[-1:] or ["failed"]}
         row = json.loads(out.read_text())
