@@ -70,7 +70,7 @@ def _lat(r: dict, key: str) -> str:
 
 def random_sep(r: dict) -> bool:
     """A row whose separator had random weights: its time counts, not its quality."""
-    return str((r.get("components") or {}).get("separation", "")).startswith("random")
+    return "random" in str((r.get("components") or {}).get("separation", ""))
 
 
 def mode_label(r: dict) -> str:
