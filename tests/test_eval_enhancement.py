@@ -56,22 +56,13 @@ def test_pick_speech_is_the_source_vad_hears(weights_root, shared_data):
 
 def test_run_reports_no_winner_without_real_weights(one_speaker, weights_root, monkeypatch):
     import eval_enhancement as E
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-
-    from mlx_audio_stack.models.mossformer2 import ModelArgs, MossFormer2
+    from _pipeline_jobs import random_mossformer2
 
     def tiny_random(arm, random):  # test double for the full-size separator
         if arm == "whamr":
             return None, "no weights at weights/mossformer2-whamr-16k (`mas weights get ...`)"
-        mx.random.seed(0)
-        m = MossFormer2(
-            ModelArgs(encoder_embedding_dim=32, mossformer_sequence_dim=32, num_mossformer_layer=1)
-        )
-        m.load_weights(
-            [(k, mx.random.normal(v.shape) * 0.05) for k, v in tree_flatten(m.parameters())]
-        )
-        return m, f"{E.WEIGHTS[arm]} at random weights (cost only)"
+        dims = dict(encoder_embedding_dim=32, mossformer_sequence_dim=32, num_mossformer_layer=1)
+        return random_mossformer2(2, **dims), f"{E.WEIGHTS[arm]} at random weights (cost only)"
 
     monkeypatch.setattr(E, "load_separator", tiny_random)
     monkeypatch.setenv("MAS_WEIGHTS_DIR", str(weights_root))

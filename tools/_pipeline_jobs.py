@@ -35,26 +35,30 @@ def _components(job: dict) -> dict:
     return out
 
 
-def random_mossformer2(num_spks: int = 2, whamr: bool = False):
-    """Full-size MossFormer2_SS_16K (or its WHAMR! variant) in the real layout with seeded
-    random weights: cost only, its output is noise."""
+def random_mossformer2(num_spks: int = 2, whamr: bool = False, **dims):
+    """Full-size MossFormer2_SS_16K (or its WHAMR! variant; `dims`: other ModelArgs, e.g. a
+    tiny one for tests) in the real layout with seeded random weights: cost only, its output
+    is noise."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
 
     from mlx_audio_stack.models.mossformer2 import ModelArgs, MossFormer2
 
     mx.random.seed(0)
-    m = MossFormer2(ModelArgs(num_spks=num_spks, skip_mask_multiplication=whamr))
+    m = MossFormer2(ModelArgs(num_spks=num_spks, skip_mask_multiplication=whamr, **dims))
     m.load_weights([(k, mx.random.normal(v.shape) * 0.05) for k, v in tree_flatten(m.parameters())])
     mx.eval(m.parameters())
     return m
 
 
 def random_separator(num_spks: int = 2):
-    """random_mossformer2 wrapped as the pipeline's separation stage."""
+    """random_mossformer2 wrapped as the pipeline's separation stage, named so that the run's
+    components say its weights are random."""
     from mlx_audio_stack.pipeline.stages import Separator
 
-    return Separator(random_mossformer2(num_spks))
+    sep = Separator(random_mossformer2(num_spks))
+    sep.name = "mossformer2, random weights"
+    return sep
 
 
 def _run(audio, job: dict, **oracles):

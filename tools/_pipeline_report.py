@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,14 +24,20 @@ FULL_RUN = [
 
 
 def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from mlx_audio_stack._blas import cpu_model as model  # the project's one reader
+
+    return model()
+
+
+def _all_rows(db: dict) -> list[dict]:
+    """Every row of every section (the scope text included)."""
+    return [
+        r
+        for rows in db.values()
+        if isinstance(rows, dict)
+        for r in rows.values()
+        if isinstance(r, dict)
+    ]
 
 
 def commit() -> str:
@@ -333,30 +340,13 @@ def write_report(db: dict, out: Path) -> None:
         for k, r in rows.items()
         if isinstance(r, dict) and "error" in r
     ]
-    commands = sorted(
-        {
-            r.get("command", "")
-            for rows in db.values()
-            if isinstance(rows, dict)
-            for r in rows.values()
-            if isinstance(r, dict)
-        }
-        - {""}
+    rows = _all_rows(db)
+    commands = sorted({r.get("command", "") for r in rows} - {""})
+    commits = Counter(
+        r.get("commit", "not recorded") for r in rows if "error" not in r and "command" in r
     )
-    commits = {}
-    for rows in db.values():
-        for r in rows.values() if isinstance(rows, dict) else ():
-            if isinstance(r, dict) and "error" not in r and "command" in r:
-                c = r.get("commit", "not recorded")
-                commits[c] = commits.get(c, 0) + 1
     code = ", ".join(f"{c} ({n} rows)" for c, n in sorted(commits.items())) or commit()
-    loads = [
-        r["loadavg"][0]
-        for rows in db.values()
-        if isinstance(rows, dict)
-        for r in rows.values()
-        if isinstance(r, dict) and "loadavg" in r
-    ]
+    loads = [r["loadavg"][0] for r in rows if "loadavg" in r]
     load = (
         f"1-minute load average when the runs ended: {min(loads):.1f} to {max(loads):.1f} on "
         f"{os.cpu_count()} cores: every wall-clock figure (RTF) is inflated by the other jobs; "

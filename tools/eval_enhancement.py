@@ -99,7 +99,7 @@ def run(args) -> dict:
     if not folders:
         raise SystemExit(f"{args.meetings}: no meeting matches {args.names}")
     vad = load_vad(weights_dir() / "silero-vad")
-    seps, arms = {}, [a for a in args.arms]
+    seps, arms = {}, list(args.arms)
     for arm in arms:
         if arm in WEIGHTS:
             seps[arm] = load_separator(arm, args.random)

@@ -58,8 +58,6 @@ def run_child(job: dict, timeout: float) -> dict:
         return {"error": [f"timed out after {timeout:.0f} s"]}
     finally:
         out.unlink(missing_ok=True)
-    if str(job.get("separator") or "").startswith("random") and "components" in row:
-        row["components"]["separation"] = "mossformer2, random weights"  # it cannot tell
     row["child_wall_s"] = round(time.perf_counter() - t0, 1)
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU seconds of the whole child (imports and model loading included): on a shared machine
