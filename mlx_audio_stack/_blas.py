@@ -127,6 +127,21 @@ def keep_large_buffers() -> bool:
     return ok
 
 
+def release_free_memory() -> bool:
+    """Give the free pages inside glibc's heap back to the OS (`malloc_trim(0)`), when
+    `keep_large_buffers` stopped glibc from doing it itself. A long pipeline run calls this
+    once per audio minute: without it its resident memory grew in steps over an hour (+40 MB
+    in 60 min, ~150 MB free inside the heap after minute 1, measured with `mallinfo2`), the
+    heap growing around its own free space. Returns True if it ran."""
+    if not _MALLOC_TUNED:
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 # OpenBLAS core names without FMA kernels (what a misdetected modern x86 CPU falls back to)
 GENERIC_CORES = frozenset(
     "katmai coppermine northwood prescott banias core2 penryn dunnington nehalem atom "

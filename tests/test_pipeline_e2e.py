@@ -119,6 +119,29 @@ def test_live_stdin_gives_the_same_finals_as_the_file_run(weights, tmp_path):
     assert not [p for p in out.rglob(".*") if p.is_file()]  # no temp files left
 
 
+def test_a_spooled_run_gives_what_the_in_memory_run_gives(weights, tmp_path):
+    """With an output folder the events are spooled to disk as they are decided (memory does
+    not grow with the input); the run's result and events.jsonl must be what the in-memory run
+    keeps. The clip is longer than the audio a run holds (KEEP_S), so the detector frames of
+    dropped audio are dropped too, and the result must still count every frame."""
+    from mlx_audio_stack.paths import DEMO_CLIP
+    from mlx_audio_stack.pipeline.driver import KEEP_S
+    from mlx_audio_stack.pipeline.record import EventRecord
+
+    mem = _single_speaker_run(DEMO_CLIP, weights)
+    assert mem.stats["audio_s"] > KEEP_S + 2
+    spooled = _single_speaker_run(DEMO_CLIP, weights, tmp_path / "o")
+    assert isinstance(mem.events, list) and isinstance(spooled.events, EventRecord)
+    assert list(spooled.events) == mem.events and any(e["type"] == "final" for e in mem.events)
+    assert spooled.words == mem.words and spooled.latency == mem.latency and mem.words
+    assert spooled.transcripts == mem.transcripts
+    np.testing.assert_array_equal(spooled.overlap_frames, mem.overlap_frames)
+    assert mem.overlap_frames.size >= mem.stats["audio_s"] / mem.frame_s - 2
+    lines = (tmp_path / "o" / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x) for x in lines] == mem.events
+    assert not [p for p in (tmp_path / "o").rglob(".*")]  # no spool or temp file left
+
+
 def test_silence_gives_no_words_and_complete_outputs(weights, tmp_path):
     res = _single_speaker_run(np.zeros(16000 * 5, np.float32), weights, tmp_path / "o")
     assert res.transcripts == {} and res.words == []

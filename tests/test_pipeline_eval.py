@@ -247,3 +247,32 @@ def test_eval_scores_reference_as_hypothesis_zero(meeting, metrics):
     d = metrics.der_jer(turns, turns[1:], (0, m["meta"]["duration_s"]))
     assert d["missed_s"] == pytest.approx(b - a, abs=2e-3) and d["confusion_s"] == 0
     assert d["der"] == pytest.approx((b - a) / d["total_s"], abs=1e-4)
+
+
+def test_memory_job_spools_and_reports_the_peak(offline_weights, monkeypatch):
+    """The memory run (`eval_pipeline --memory`) pushes a file live with its events spooled to
+    disk, as `mas pipeline` does, and samples RSS and the peak; the report shows both."""
+    import _pipeline_jobs as jobs
+    import _pipeline_report as report
+
+    from mlx_audio_stack.paths import DEMO_CLIP
+
+    tiny = offline_weights("whisper-tiny.en")
+    monkeypatch.setenv("MAS_WEIGHTS_DIR", str(offline_weights("silero-vad").parent))
+    job = {"path": str(DEMO_CLIP), "minutes": 1.0, "every_s": 2.0, "whisper": str(tiny)}
+    job |= {"embedder": "none", "separator": "none"}
+    row = jobs.job_memory(job)
+    assert row["audio_s"] > 10 and row["words"] > 10
+    samples = row["rss_mb"]
+    assert len(samples) >= 5 and all(len(s) == 4 for s in samples)
+    assert [s[0] for s in samples] == sorted(s[0] for s in samples)
+    assert all(s[3] >= s[1] - 1 for s in samples)  # the peak bounds the RSS of each sample
+    assert row["peak_after_outputs_mb"] >= samples[-1][3]
+    text = "\n".join(report.memory_table({"clip": row}))
+    assert "Events spooled to disk" in text and "| peak RSS MB |" in text
+    assert f"({row['words']} words;" in text
+    # a row from before the spool (3-value samples) still renders, its peak unknown
+    old = dict(row, rss_mb=[s[:3] for s in samples])
+    del old["words"]
+    text = "\n".join(report.memory_table({"clip": old}))
+    assert "Events kept in memory" in text and "| – |" in text

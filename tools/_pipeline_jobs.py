@@ -271,26 +271,49 @@ def job_source_wer(job: dict) -> dict:
 
 
 def job_memory(job: dict) -> dict:
-    """Push a long file through a live Pipeline; RSS after every `every_s` of audio."""
+    """Push a long file through a live Pipeline whose events are spooled to a folder, as
+    `mas pipeline` does; (audio s, RSS MB, wall s, peak RSS MB) after every `every_s` of
+    audio, then the outputs written."""
+    import tempfile
+
     import numpy as np
     import soundfile as sf
 
     from mlx_audio_stack.pipeline import Pipeline
+    from mlx_audio_stack.pipeline.outputs import write_outputs
+    from mlx_audio_stack.pipeline.record import spool_for
 
-    p = Pipeline(**_components(job))
-    rss, pushed, t0 = [(0.0, _rss_mb(), 0.0)], 0.0, time.perf_counter()
-    limit = job["minutes"] * 60.0
-    with sf.SoundFile(job["path"]) as f:
-        for block in f.blocks(blocksize=8000, dtype="float32"):
-            p.push(np.asarray(block, np.float32))
-            pushed += block.shape[0] / f.samplerate
-            if pushed >= len(rss) * job["every_s"]:
-                rss.append((round(pushed, 1), _rss_mb(), round(time.perf_counter() - t0, 1)))
-            if pushed >= limit:
-                break
-    p.flush()
-    res = p.result()
-    return {"path": job["path"], "audio_s": pushed, "rss_mb": rss, "stats": res.stats}
+    with tempfile.TemporaryDirectory(prefix="mas-memory-") as out:
+        p = Pipeline(record=spool_for(out), **_components(job))
+        rss, pushed, t0 = [(0.0, _rss_mb(), 0.0, _peak_mb())], 0.0, time.perf_counter()
+        limit = job["minutes"] * 60.0
+        with sf.SoundFile(job["path"]) as f:
+            for block in f.blocks(blocksize=8000, dtype="float32"):
+                p.push(np.asarray(block, np.float32))
+                pushed += block.shape[0] / f.samplerate
+                if pushed >= len(rss) * job["every_s"]:
+                    wall = round(time.perf_counter() - t0, 1)
+                    rss.append((round(pushed, 1), _rss_mb(), wall, _peak_mb()))
+                if pushed >= limit:
+                    break
+        p.flush()
+        res = p.result()
+        write_outputs(res, out, "memory")
+        words = len(res.words)
+    return {
+        "path": job["path"],
+        "audio_s": pushed,
+        "rss_mb": rss,
+        "stats": res.stats,
+        "words": words,
+        "peak_after_outputs_mb": _peak_mb(),
+    }
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _rss_mb() -> float:

@@ -303,26 +303,40 @@ def memory_table(mem: dict) -> list[str]:
         return ["Not run yet (`--memory`)."]
     out = []
     for r in rows:
-        warm = [x for x in r["rss_mb"] if x[0] >= 120.0]  # after the models' first calls
+        # samples: (audio s, RSS, wall s) and, from the spooled runs on, the peak RSS too
+        samples = [(*x, None)[:4] for x in r["rss_mb"]]
+        warm = [x for x in samples if x[0] >= 120.0]  # after the models' first calls
         growth = ""
         if len(warm) >= 2 and warm[-1][0] > warm[0][0]:
-            (a0, m0, _), (a1, m1, _) = warm[0], warm[-1]
+            (a0, m0, _, p0), (a1, m1, _, p1) = warm[0], warm[-1]
             growth = (
                 f" From {a0 / 60:.0f} to {a1 / 60:.0f} min of audio RSS went from {m0:.0f} to "
                 f"{m1:.0f} MB: {m1 - m0:+.0f} MB, {(m1 - m0) / (a1 - a0) * 60:.2f} MB per audio "
-                "minute."
+                "minute"
             )
+            if p0 is not None and p1 is not None:
+                growth += f"; the peak went from {p0:.0f} to {p1:.0f} MB ({p1 - p0:+.0f} MB)"
+            growth += "."
+        spool = (
+            " Events spooled to disk as decided, outputs written at the end"
+            f" ({r['words']} words; peak RSS after writing them "
+            f"{num(r.get('peak_after_outputs_mb'), '{:.0f}')} MB)."
+            if "words" in r
+            else " Events kept in memory (before the spool)."
+        )
         out += [
             f"`{r['path']}`: {r['audio_s'] / 60:.1f} min pushed live in 0.5 s blocks; "
             f"RTF {num(r['stats'].get('rtf'))} (wall {r['stats'].get('wall_s', 0):.0f} s, "
             f"1-minute load {r.get('loadavg', ['?'])[0]} when it ended), "
             f"peak RSS {num(r['stats'].get('peak_rss_mb'), '{:.0f}')} MB, "
-            f"{r['stats'].get('decodes', '?')} Whisper decodes.{growth}",
+            f"{r['stats'].get('decodes', '?')} Whisper decodes.{growth}{spool}",
             "",
-            "| audio min | RSS MB | wall s |",
-            "|---:|---:|---:|",
+            "| audio min | RSS MB | peak RSS MB | wall s |",
+            "|---:|---:|---:|---:|",
         ]
-        out += [f"| {a / 60:.1f} | {m:.0f} | {w:.0f} |" for a, m, w in r["rss_mb"]]
+        out += [
+            f"| {a / 60:.1f} | {m:.0f} | {num(pk, '{:.0f}')} | {w:.0f} |" for a, m, w, pk in samples
+        ]
     return out
 
 

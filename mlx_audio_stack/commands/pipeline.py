@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -75,6 +76,7 @@ def run(args) -> int:
     from ..pipeline import Pipeline, PipelineConfig, run_pipeline
     from ..pipeline.live import mic_chunks, pcm_chunks, run_live
     from ..pipeline.outputs import write_outputs
+    from ..pipeline.record import spool_for
 
     modes = [bool(args.input), args.demo, args.mic]
     if sum(modes) != 1:
@@ -106,19 +108,25 @@ def run(args) -> int:
         sys.stdout.flush()
 
     if args.input == "-" or args.mic:
-        p = Pipeline(**kw)
-        chunks = (
-            mic_chunks(args.chunk)
-            if args.mic
-            else pcm_chunks(sys.stdin.buffer, args.rate, args.chunk)
-        )
-        if args.mic:
-            log("listening on the default microphone; Ctrl-C ends")
-        run_live(p, chunks, print_event)
-        res = p.result()
-        if args.out:
-            write_outputs(res, args.out, "mic" if args.mic else "stdin")
-            log(f"outputs in {args.out}/")
+        # events go to stdout as decided; the record of them is spooled (to the output
+        # folder, or a temporary one), so hours of input do not grow memory
+        with tempfile.TemporaryDirectory(prefix="mas-live-") as scratch:
+            record = spool_for(args.out or scratch)
+            try:
+                p = Pipeline(record=record, **kw)
+                chunks = (
+                    mic_chunks(args.chunk)
+                    if args.mic
+                    else pcm_chunks(sys.stdin.buffer, args.rate, args.chunk)
+                )
+                if args.mic:
+                    log("listening on the default microphone; Ctrl-C ends")
+                run_live(p, chunks, print_event)
+                if args.out:
+                    write_outputs(p.result(), args.out, "mic" if args.mic else "stdin")
+                    log(f"outputs in {args.out}/")
+            finally:
+                record.discard()  # removes only an uncommitted spool
         return 0
 
     if args.demo:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._blas import release_free_memory
 from ..audio import check_finite
 from ..errors import AudioError
 from .asr import ASRStream, StreamState
 from .config import FRAME_S, SAMPLE_RATE, PipelineConfig
 from .overlap import split_by_overlap
+from .record import EventRecord
 from .stages import (
     OracleOverlap,
     OracleSeparator,
@@ -52,7 +54,9 @@ class Pipeline:
     `p.result()`. Chunks are float32 mono at 16 kHz, any length.
 
     Components are paths, loaded objects, None (the default weights under weights/) or False
-    (stage off). `oracle_*` replace a stage by the truth, for evaluation only.
+    (stage off). `oracle_*` replace a stage by the truth, for evaluation only. `record` keeps
+    the decided events: in memory by default, or spooled to a file (`record.spool_for(out)`)
+    so memory does not grow with the length of the input.
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class Pipeline:
         oracle_sources: np.ndarray | None = None,
         oracle_speakers: list[tuple[str, float, float]] | None = None,
         log: Callable[[str], None] | None = None,
+        record: EventRecord | None = None,
     ):
         from . import components as comp
 
@@ -116,7 +121,7 @@ class Pipeline:
         )
         self.segmenter = Segmenter(self.cfg)
         self.stage_s["load"] = time.perf_counter() - t0
-        self._reset_state()
+        self._reset_state(record if record is not None else EventRecord())
 
     # --- public ------------------------------------------------------------------------------
 
@@ -133,20 +138,20 @@ class Pipeline:
             self._vs, probs = self.vad_stage.step(self._vs, x)
         with self._timer("overlap"):
             self._os, ov = self.overlap.step(self._os, x)
-            self._ov.append(ov)
-            self._ov_n += len(ov)
+            self._add_overlap_frames(ov)
         with self._timer("segmentation"):
             self._ss, pieces = self.segmenter.step(self._ss, probs)
         self._pieces += pieces
-        covered = self._ov_n * self.overlap.frame_s * SAMPLE_RATE
+        covered = (self._ov_first + self._ov_n) * self.overlap.frame_s * SAMPLE_RATE
         while self._pieces and self._pieces[0].end <= covered:
             out += self._handle_piece(self._pieces.pop(0))
         out += self._decode_streams(final=False)
         self._trim_buffer()
-        if self._t // (60 * SAMPLE_RATE) > len(self._rss):  # one memory sample per minute
+        if self._t // (60 * SAMPLE_RATE) > len(self._rss):  # once per audio minute
+            release_free_memory()
             self._rss.append((round(self._t / SAMPLE_RATE, 1), round(_rss_mb(), 1)))
         self._wall += time.perf_counter() - w0
-        self._events += out
+        self._events.extend(out)
         return out
 
     def flush(self) -> list[dict]:
@@ -159,24 +164,32 @@ class Pipeline:
         self._ss, pieces = self.segmenter.step(self._ss, probs)
         self._ss, last = self.segmenter.finish(self._ss)
         self._os, ov = self.overlap.finish(self._os)
-        self._ov.append(ov)
-        self._ov_n += len(ov)
+        self._add_overlap_frames(ov)
         for piece in self._pieces + pieces + last:
             out += self._handle_piece(piece)
         self._pieces = []
         out += self._decode_streams(final=True)
         self._closed = True
         self._wall += time.perf_counter() - w0
-        self._events += out
+        self._events.extend(out)
         return out
 
     def result(self) -> PipelineResult:
-        """Everything decided so far (complete after `flush`)."""
+        """Everything decided so far (complete after `flush`). With a spooled record, `events`
+        is that record (iterable, read back from its file); words and latencies are read from
+        its final events."""
+        words: list[dict] = []
+        latency: list[tuple[float, float]] = []
+        for e in self._events:
+            if e["type"] == "final":
+                for w in e["words"]:
+                    words.append({"speaker": e["speaker"], **w})
+                    latency.append((w["end"], e["emitted_at"]))
         by_spk: dict[str, list[str]] = defaultdict(list)
-        for w in self._words:
+        for w in words:
             by_spk[w["speaker"]].append(w["word"])
         transcripts = {s: " ".join(by_spk.get(s, [])) for s in self._speaker_order()}
-        ov = np.concatenate(self._ov) if self._ov else np.zeros((0, 4), np.float32)
+        counts = np.concatenate(self._ov_counts) if self._ov_counts else np.zeros(0, np.int8)
         audio_s = self._t / SAMPLE_RATE
         stats = {
             "audio_s": round(audio_s, 3),
@@ -190,20 +203,20 @@ class Pipeline:
         }
         return PipelineResult(
             transcripts=transcripts,
-            words=list(self._words),
+            words=words,
             turns=_merge_turns(self._turns),
-            events=list(self._events),
-            overlap_frames=ov.argmax(axis=1) if ov.size else np.zeros(0, np.int64),
+            events=self._events if self._events.spooled else list(self._events),
+            overlap_frames=counts.astype(np.int64),
             frame_s=getattr(self.overlap, "frame_s", FRAME_S),
             stats=stats,
-            latency=list(self._latency),
+            latency=latency,
             notes=list(self.notes),
             components=dict(self.components),
         )
 
     # --- stages ------------------------------------------------------------------------------
 
-    def _reset_state(self) -> None:
+    def _reset_state(self, record: EventRecord) -> None:
         self._vs = self.vad_stage.initial_state()
         self._ss = self.segmenter.initial_state()
         self._os = self.overlap.initial_state()
@@ -216,12 +229,14 @@ class Pipeline:
         self._buf = np.zeros(0, np.float32)
         self._buf_start = 0
         self._t = 0
-        self._ov: list[np.ndarray] = []  # detector frames, (F, 4) blocks
-        self._ov_n = 0  # frames in them
-        self._events: list[dict] = []
-        self._words: list[dict] = []
+        # detector frames (F, 4) from frame _ov_first on (older ones are dropped with the
+        # audio they cover); the counts (argmax) of every frame, for the result
+        self._ov: list[np.ndarray] = []
+        self._ov_first = 0
+        self._ov_n = 0  # frames in _ov
+        self._ov_counts: list[np.ndarray] = []
+        self._events = record
         self._turns: list[tuple[str, float, float]] = []
-        self._latency: list[tuple[float, float]] = []
         self._wall = 0.0
         self._decodes = 0
         self._rss: list[tuple[float, float]] = []  # (audio s, current RSS MB) each minute
@@ -341,21 +356,24 @@ class Pipeline:
             self._streams[sid] = st
             if committed:
                 out.append(self._words_event("final", sid, committed))
-                for w in committed:
-                    self._words.append({"speaker": sid, **w})
-                    self._latency.append((w["end"], now))
             if partial and self.cfg.partials:
                 out.append(self._words_event("partial", sid, partial))
         return out
 
     # --- helpers -----------------------------------------------------------------------------
 
+    def _add_overlap_frames(self, ov: np.ndarray) -> None:
+        if len(ov):
+            self._ov.append(ov)
+            self._ov_n += len(ov)
+            self._ov_counts.append(np.asarray(ov).argmax(axis=1).astype(np.int8))
+
     def _split_by_overlap(self, piece: Piece) -> list[tuple[Piece, int]]:
         if not self._ov:
             return [(piece, 1)]
         ov = np.concatenate(self._ov) if len(self._ov) > 1 else self._ov[0]
         self._ov = [ov]
-        return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg)
+        return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg, self._ov_first)
 
     def _has_speech(self, audio: np.ndarray) -> bool:
         from ..models.silero_vad.offline import speech_probs
@@ -378,6 +396,14 @@ class Pipeline:
         if drop > SAMPLE_RATE:  # trim in >= 1 s steps
             self._buf = self._buf[drop:].copy()
             self._buf_start = keep_from
+            # the detector frames of the audio dropped (every piece to come lies after it)
+            old = int(keep_from // (self.overlap.frame_s * SAMPLE_RATE)) - 1 - self._ov_first
+            if old > 0 and self._ov:
+                ov = np.concatenate(self._ov) if len(self._ov) > 1 else self._ov[0]
+                old = min(old, len(ov))
+                self._ov = [ov[old:]]
+                self._ov_first += old
+                self._ov_n -= old
 
     def _speaker_order(self) -> list[str]:
         seen: list[str] = []

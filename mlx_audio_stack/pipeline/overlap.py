@@ -47,16 +47,16 @@ def default_overlap_detector() -> CounterOverlap | None:
 
 
 def split_by_overlap(
-    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig
+    piece: Piece, ov: np.ndarray, fs: float, cfg: PipelineConfig, first: int = 0
 ) -> list[tuple[Piece, int]]:
     """Cut a piece at its overlapped runs: [(part, speaker count)], count >= 2 for a run of
-    detector frames (`ov` (F, 4) probabilities, `fs` s each) with P(>= 2 speakers) >=
-    overlap_threshold lasting >= overlap_min_s; slivers shorter than overlap_bridge_s go with
-    the run beside them."""
+    detector frames (`ov` (F, 4) probabilities, `fs` s each, the first of them frame `first`
+    of the stream) with P(>= 2 speakers) >= overlap_threshold lasting >= overlap_min_s;
+    slivers shorter than overlap_bridge_s go with the run beside them."""
     hop = fs * SAMPLE_RATE  # samples per detector frame
-    f0 = int(piece.start // hop)
+    f0 = max(int(piece.start // hop), first)
     f1 = max(f0 + 1, int(np.ceil(piece.end / hop)))
-    seg = ov[f0:f1]
+    seg = ov[f0 - first : f1 - first]
     multi = seg[:, 2:].sum(axis=1) >= cfg.overlap_threshold if seg.size else seg
     if not np.any(multi):
         return [(piece, 1)]

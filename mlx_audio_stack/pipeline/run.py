@@ -23,12 +23,14 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run the pipeline over a file (any format/rate: resampled to 16 kHz) or a 16 kHz float32
     array, in `chunk_s` chunks as a live stream would arrive; write the outputs to `out_dir`.
-    A file is read in blocks (`audio.stream_audio`): memory does not grow with its length.
+    A file is read in blocks (`audio.stream_audio`) and, with `out_dir`, the events are spooled
+    to `out_dir`/events.jsonl as they are decided: memory does not grow with its length.
     Keyword arguments go to `Pipeline` (components, `config`, oracle switches)."""
     from tqdm import tqdm
 
     from ..audio import as_audio, open_stream
     from .outputs import write_outputs
+    from .record import spool_for
 
     if isinstance(audio, (str, Path)):
         info, blocks = open_stream(audio, block_s=60.0, sr=SAMPLE_RATE)
@@ -38,16 +40,22 @@ def run_pipeline(
         if x.size == 0:
             raise AudioError("audio: no samples")
         total_s, blocks = x.size / SAMPLE_RATE, iter([x])
-    p = Pipeline(**kwargs)
-    step = max(1, int(chunk_s * SAMPLE_RATE))
-    with tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar:
-        for block in blocks:
-            for i in range(0, block.size, step):
-                p.push(block[i : i + step])
-                bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
-        p.flush()
-    res = p.result()
-    if out_dir is not None:
-        stem = name or (Path(audio).stem if isinstance(audio, (str, Path)) else "meeting")
-        write_outputs(res, out_dir, stem)
+    record = spool_for(out_dir) if out_dir is not None else None
+    try:
+        p = Pipeline(record=record, **kwargs)
+        step = max(1, int(chunk_s * SAMPLE_RATE))
+        with tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar:
+            for block in blocks:
+                for i in range(0, block.size, step):
+                    p.push(block[i : i + step])
+                    bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
+            p.flush()
+        res = p.result()
+        if out_dir is not None:
+            stem = name or (Path(audio).stem if isinstance(audio, (str, Path)) else "meeting")
+            write_outputs(res, out_dir, stem)
+    except BaseException:
+        if record is not None:
+            record.discard()
+        raise
     return res
