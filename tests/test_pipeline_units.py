@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,6 +111,54 @@ def test_a_final_decode_without_new_audio_commits_the_last_hypothesis_without_de
     st, committed, _ = dec.decode(st, final=True)  # the speaker went quiet: no new audio
     assert [w["word"] for w in committed] == ["one", "two"] and dec.calls == 1
     assert committed[0]["start"] == 5.2
+
+
+def test_a_final_decode_that_hears_nothing_keeps_the_last_decodes_words():
+    """A noisy buffer end can decode to nothing at the final decode; the words the decode
+    before heard must then be committed, not lost with the buffer."""
+
+    class Fading(_FixedDecoder):
+        def _transcribe(self, state):
+            self.calls = getattr(self, "calls", 0) + 1
+            return ([], ()) if self.calls > 1 else (list(self.words), (self.words[-1].end,))
+
+    dec = Fading([_w(" the", 0.2, 0.4), _w(" pacific", 0.5, 0.9)])
+    st = dec.push(StreamState("S1"), np.zeros(SAMPLE_RATE, np.float32), 3.0, "direct")
+    st, committed, partial = dec.decode(st)
+    assert committed == [] and len(partial) == 2
+    st = dec.push(st, np.zeros(SAMPLE_RATE, np.float32), 4.0, "direct")  # new audio
+    st, committed, _ = dec.decode(st, final=True)
+    assert dec.calls == 2 and [w["word"] for w in committed] == ["the", "pacific"]
+    assert st.audio.size == 0 and st.hypothesis == ()
+
+
+def test_a_prompted_decode_that_falls_back_past_05_is_decoded_again_without_the_prompt(
+    monkeypatch,
+):
+    """openai-whisper stops conditioning on the previous text after a window that needed
+    temperature > 0.5; a stream re-decodes such a buffer without its prompt."""
+    import importlib
+
+    T = importlib.import_module("mlx_audio_stack.models.whisper.transcribe")  # noqa: N806
+    calls = []
+
+    def fake(audio, model, initial_prompt=None, **kw):
+        calls.append(initial_prompt)
+        if initial_prompt:  # derailed by the prompt: an invented sentence at T = 1.0
+            words = [{"word": " icebergs", "start": 0.0, "end": 0.5, "probability": 0.3}]
+            return {"segments": [{"end": 0.5, "temperature": 1.0, "words": words}]}
+        words = [{"word": " crayfish", "start": 0.1, "end": 0.6, "probability": 0.9}]
+        return {"segments": [{"end": 0.6, "temperature": 0.0, "words": words}]}
+
+    monkeypatch.setattr(T, "transcribe", fake)
+    dec = object.__new__(ASRStream)
+    dec.cfg, dec.model = PipelineConfig(), None
+    st = StreamState("S1", audio=np.zeros(SAMPLE_RATE, np.float32), scrolled_text="One wine")
+    words, _ = dec._transcribe(st)
+    assert calls == ["One wine", None] and [w.text for w in words] == [" crayfish"]
+    calls.clear()  # a decode that held at low temperature is kept as it is
+    words, _ = dec._transcribe(replace(st, scrolled_text=""))
+    assert calls == [None] and [w.text for w in words] == [" crayfish"]
 
 
 def _seg(*words):

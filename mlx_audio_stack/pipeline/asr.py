@@ -144,6 +144,10 @@ class ASRStream:
             new = _after_commit(state.committed_tail, words, state.committed_end)
         if final:
             commit, rest = new, []
+            if not new and state.hypothesis:
+                # the last decode heard words this one lost (a noisy buffer end decoded to
+                # nothing): they are what the speaker said, as far as anyone will know
+                commit = list(state.hypothesis)
         else:
             commit, rest = _agree(state.hypothesis, new)
         state = self._commit(state, commit)
@@ -161,14 +165,20 @@ class ASRStream:
         opts = {"language": self.cfg.language} if self.cfg.language else {}
         if self.cfg.beam_size:
             opts["beam_size"] = self.cfg.beam_size
-        res = transcribe(
-            state.audio,
-            self.model,
-            initial_prompt=prompt,
-            word_timestamps=True,
-            temperature=self.cfg.temperature,
-            **opts,
-        )
+
+        def run(prompt):
+            return transcribe(
+                state.audio,
+                self.model,
+                initial_prompt=prompt,
+                word_timestamps=True,
+                temperature=self.cfg.temperature,
+                **opts,
+            )
+
+        res = run(prompt)
+        if prompt and _derailed(res):
+            res = run(None)
         off = state.buf_start
         segments = _drop_invented_tail([s for s in res["segments"] if s.get("words")])
         words = [
@@ -231,6 +241,19 @@ class ASRStream:
             "probability": round(w.probability, 4),
             "source": source,
         }
+
+
+PROMPT_RESET_TEMPERATURE = 0.5  # openai-whisper's rule for dropping the previous text
+
+
+def _derailed(res: dict) -> bool:
+    """Whether a prompted decode fell back past temperature 0.5: openai-whisper stops
+    conditioning on the previous text after such a window (transcribe.py,
+    `condition_on_previous_text`); a stream decodes its buffer again without the prompt. On a
+    5 dB meeting a prompt ending mid-sentence ("... eggs. One wine") sent a 17 s buffer to
+    temperature 1.0 and an invented sentence (mean log-prob -4.9) that was then dropped;
+    unprompted, the same buffer decoded at temperature 0 to what was said."""
+    return any(s.get("temperature", 0.0) > PROMPT_RESET_TEMPERATURE for s in res["segments"])
 
 
 def _hallucinated(words: list[dict], per_word: bool = False) -> bool:
