@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
 import mlx_audio_stack  # noqa: E402, F401  (fast BLAS first)
+from mlx_audio_stack._blas import cpu_model  # noqa: E402
 from mlx_audio_stack.audio import load_audio  # noqa: E402
 from mlx_audio_stack.evaluation import count_mixtures as simulate  # noqa: E402
 from mlx_audio_stack.evaluation import rttm as ami  # noqa: E402
@@ -67,17 +67,6 @@ NOTES = """## Notes
   consistent with the speakers listed). The frame labels live in `extra.frame_labels` of
   the same manifest, so the gate's hash binds them, but no QA check reads them.
 """
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return "unknown CPU"
 
 
 def prf(hyp: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
@@ -257,7 +246,7 @@ def cost(det, data: Path) -> list[str]:
         t_str.append(time.perf_counter() - t)
     t_off, t_str = t_off[1:], t_str[1:]
     return [
-        f"CPU: {cpu_name()} ({os.cpu_count()} cores, shared with other jobs during the run: the "
+        f"CPU: {cpu_model()} ({os.cpu_count()} cores, shared with other jobs during the run: the "
         "median moves with their load, the minimum is closer to the detector's own cost). "
         f"Audio: {dur:.0f} s AMI clip, 5 runs after a warm-up.",
         "",
