@@ -196,6 +196,16 @@ def test_overlap_detection_and_counts(metrics):
     r = M.overlap_detection(REF_TURNS, half, 0.01, UEM)
     assert r["recall"] == pytest.approx(0.5) and r["precision"] == pytest.approx(0.5)
     assert M.speaker_count_error(REF_TURNS, 3) == 1 and M.speaker_count_error(REF_TURNS, 2) == 0
+    # what a run decided was overlapped, from its overlap events
+    events = [
+        {"type": "final", "start": 0.0, "end": 9.0},
+        {"type": "overlap", "start": 3.0, "end": 3.5},
+        {"type": "overlap", "start": 6.0, "end": 6.5},
+    ]
+    frames = M.overlap_event_frames(events, 0.01, 11.0)
+    assert frames.size == 1100 and list(np.flatnonzero(np.diff(frames))) == [299, 349, 599, 649]
+    np.testing.assert_array_equal(frames >= 2, half >= 2)
+    assert M.runs(frames >= 2) == [(300, 350), (600, 650)]
     assert M.speech_regions(REF_TURNS) == [(0.0, 7.0), (8.0, 10.0)]
 
 
@@ -239,6 +249,8 @@ def test_eval_scores_reference_as_hypothesis_zero(meeting, metrics):
     assert row["diarization"]["der"] == 0.0 and row["diarization"]["jer"] < 1e-9
     assert row["overlap_detection"]["recall"] == pytest.approx(1.0, abs=0.02)
     assert row["overlap_detection"]["precision"] == pytest.approx(1.0, abs=0.02)
+    assert row["overlap_decision"]["recall"] == pytest.approx(1.0, abs=0.02)
+    assert row["overlap_decision"]["precision"] == pytest.approx(1.0, abs=0.02)
     assert row["speaker_count_error"] == 0 and row["speakers_hyp"] == 2
     # the first utterance left out of the hypothesis: missed for its whole length (where the
     # other speaker overlaps it too, one of the two reference speakers is missing)

@@ -259,9 +259,25 @@ def overlap_detection(
     }
 
 
+def overlap_event_frames(events, frame_s: float, duration_s: float) -> np.ndarray:
+    """Frame counts from a run's overlap events: 2 inside each event, 1 elsewhere (for
+    `overlap_detection` of what the pipeline decided was overlapped)."""
+    n = int(np.ceil(duration_s / frame_s))
+    counts = np.ones(n, np.int64)
+    for e in events:
+        if e["type"] == "overlap":
+            counts[int(e["start"] / frame_s) : int(np.ceil(e["end"] / frame_s))] = 2
+    return counts
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) frame index runs of True in `mask`."""
+    edges = np.flatnonzero(np.diff(np.r_[0, np.asarray(mask).astype(np.int8), 0]))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def _frames_to_turns(mask: np.ndarray, frame_s: float, label: str = "overlap") -> list[Turn]:
-    edges = np.flatnonzero(np.diff(np.r_[0, mask.astype(np.int8), 0]))
-    return [(label, a * frame_s, b * frame_s) for a, b in zip(edges[::2], edges[1::2])]
+    return [(label, a * frame_s, b * frame_s) for a, b in runs(mask)]
 
 
 def speaker_count_error(ref: list[Turn], n_hyp: int) -> int:
