@@ -40,7 +40,7 @@ class PipelineResult:
     transcripts: dict[str, str]
     words: list[dict]
     turns: list[tuple[str, float, float]]
-    events: list[dict]
+    events: list[dict] | EventRecord  # EventRecord: spooled (iterable, read back from disk)
     overlap_frames: np.ndarray
     frame_s: float
     stats: dict
