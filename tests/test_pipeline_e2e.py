@@ -202,6 +202,50 @@ def test_music_and_a_truncated_file(weights, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_sudden_fourth_voice_with_max_speakers_3(weights, offline_weights, shared_data, tmp_path):
+    """Three people talk in turn, then a fourth voice starts (LibriSpeech 3080 F, 2033 M,
+    533 F, then 1688 M): with `--max-speakers 3` the run keeps at most three ids, the fourth
+    voice's words are not dropped (they go to an existing id), and every output is complete.
+    Real tiny.en, Silero and voice-encoder weights."""
+    import csv
+
+    from mlx_audio_stack.audio import load_audio
+    from mlx_audio_stack.pipeline import PipelineConfig
+
+    with open(shared_data / "MANIFEST.tsv", newline="", encoding="utf-8") as f:
+        rows = {r["utterance_id"]: r for r in csv.DictReader(f, delimiter="\t")}
+    order = ["3080-5032-0000", "2033-164914-0001", "533-1066-0001", "3080-5032-0001"]
+    order += ["2033-164914-0002", "1688-142285-0002", "1688-142285-0003"]  # the fourth voice
+    gap = np.zeros(16000, np.float32)
+    parts, refs, t = [], [], 0.0
+    for u in order:
+        x = load_audio(shared_data / rows[u]["relpath"], 16000)
+        parts += [x, gap]
+        refs.append((u.split("-")[0], t, t + x.size / 16000, rows[u]["transcript"]))
+        t += (x.size + gap.size) / 16000
+    audio = np.concatenate(parts)
+    res = run_pipeline(
+        audio,
+        tmp_path / "o",
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=offline_weights("voice-encoder"),
+        separator=False,
+        config=PipelineConfig(max_speakers=3),
+    )
+    assert 1 <= len(res.transcripts) <= 3 and set(res.transcripts) <= {"S1", "S2", "S3"}
+    assert {e["speaker"] for e in res.events if e["type"] == "speaker"} == set(res.transcripts)
+    # every voice's words are in the transcript, the fourth's too (whoever they went to)
+    for spk, a, b, text in refs:
+        heard = " ".join(w["word"] for w in res.words if a - 0.5 <= w["start"] < b + 0.5)
+        assert wer(text, heard) < 0.35, (spk, text, heard)
+    out = tmp_path / "o"
+    for f in ("events.jsonl", "meeting.rttm", "meeting.srt", "meeting.vtt", "report.md"):
+        assert (out / f).stat().st_size > 0, f
+    assert sorted(p.stem for p in (out / "speakers").iterdir()) == sorted(res.transcripts)
+    assert not [p for p in out.rglob(".*")]
+
+
 def test_a_pause_keeps_the_speakers_buffer_whole(weights, shared_data):
     """LibriSpeech 1688-142285-0003 has a pause after "himself": its next piece is still being
     cut when the speaker has been silent for IDLE_FINAL_S. That must not finalize the speaker

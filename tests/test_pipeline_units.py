@@ -126,10 +126,57 @@ def test_a_final_decode_that_hears_nothing_keeps_the_last_decodes_words():
     st = dec.push(StreamState("S1"), np.zeros(SAMPLE_RATE, np.float32), 3.0, "direct")
     st, committed, partial = dec.decode(st)
     assert committed == [] and len(partial) == 2
-    st = dec.push(st, np.zeros(SAMPLE_RATE, np.float32), 4.0, "direct")  # new audio
+    st = dec.push(st, np.zeros(SAMPLE_RATE // 2, np.float32), 4.0, "direct")  # new audio
     st, committed, _ = dec.decode(st, final=True)
     assert dec.calls == 2 and [w["word"] for w in committed] == ["the", "pacific"]
     assert st.audio.size == 0 and st.hypothesis == ()
+
+
+def test_a_final_decode_decodes_a_long_unheard_end_alone():
+    """Whisper can stop early in a buffer whose end sounds unlike its start (another voice
+    appended): at a final decode, audio after the last word heard that is at least
+    tail_redecode_s long is decoded alone, and its words are committed after the others (a
+    repeat of the last words is dropped). A shorter end is not decoded again."""
+
+    class Truncating(_FixedDecoder):
+        def _transcribe(self, state):
+            self.starts = getattr(self, "starts", []) + [round(state.buf_start, 3)]
+            if len(self.starts) == 1:  # the whole buffer: only its first words
+                return [_w(" and", 0.0, 0.1), _w(" heard", 0.1, 0.5), _w(" him.", 0.5, 0.9)], (0.9,)
+            # the end alone (stream time): it starts by repeating the last word
+            return [_w(" him.", 0.9, 1.0), _w(" you", 1.3, 1.5), _w(" don't", 1.5, 1.8)], (1.8,)
+
+    dec = Truncating([])
+    st = dec.push(StreamState("S2"), np.zeros(SAMPLE_RATE, np.float32), 10.0, "direct")
+    st = dec.push(st, np.zeros(SAMPLE_RATE, np.float32), 12.0, "direct")  # 0.3 s gap first
+    st, committed, _ = dec.decode(st, final=True)
+    assert dec.starts == [0.0, 0.9]  # the second decode starts where the words stopped
+    assert [w["word"] for w in committed] == ["and", "heard", "him.", "you", "don't"]
+    assert [w["start"] for w in committed][3:] == [12.0, 12.2]  # after the gap, meeting time
+    assert st.audio.size == 0
+    dec = Truncating([])  # an end shorter than tail_redecode_s: one decode
+    st = dec.push(StreamState("S2"), np.zeros(int(1.8 * SAMPLE_RATE), np.float32), 0.0, "direct")
+    st, committed, _ = dec.decode(st, final=True)
+    assert dec.starts == [0.0] and [w["word"] for w in committed] == ["and", "heard", "him."]
+
+
+def test_a_final_decode_with_too_few_words_for_its_audio_decodes_it_again_alone():
+    """One word placed at the end of 2.3 s of uncommitted speech (what tiny.en made of the
+    fourth voice's sentence): fewer than min_words_per_s, so the stretch is decoded alone and
+    the decode that hears more words is kept."""
+
+    class Sparse(_FixedDecoder):
+        def _transcribe(self, state):
+            self.starts = getattr(self, "starts", []) + [round(state.buf_start, 3)]
+            if len(self.starts) == 1:
+                return [_w(" He", 2.0, 2.3)], (2.3,)
+            return [_w(" You", 0.1, 0.3), _w(" don't", 0.3, 0.6), _w(" mean", 0.6, 0.9)], (0.9,)
+
+    dec = Sparse([])
+    st = dec.push(StreamState("S2"), np.zeros(int(2.3 * SAMPLE_RATE), np.float32), 41.0, "direct")
+    st, committed, _ = dec.decode(st, final=True)
+    assert dec.starts == [0.0, 0.0] and [w["word"] for w in committed] == ["You", "don't", "mean"]
+    assert committed[0]["start"] == 41.1
 
 
 def test_a_prompted_decode_that_falls_back_past_05_is_decoded_again_without_the_prompt(

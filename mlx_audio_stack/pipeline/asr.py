@@ -148,6 +148,7 @@ class ASRStream:
                 # the last decode heard words this one lost (a noisy buffer end decoded to
                 # nothing): they are what the speaker said, as far as anyone will know
                 commit = list(state.hypothesis)
+            commit = self._complete_final(state, commit)
         else:
             commit, rest = _agree(state.hypothesis, new)
         state = self._commit(state, commit)
@@ -157,6 +158,42 @@ class ASRStream:
         return self._trim(state, final), *out
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _complete_final(self, state: StreamState, commit: list[Word]) -> list[Word]:
+        """At a final decode, what Whisper left out of the buffer's end, decoded alone.
+
+        Whisper stops early in a buffer whose end sounds unlike its start: a 2.3 s sentence
+        of another voice appended to a speaker's stream (the fourth voice with
+        --max-speakers 3) came out as one word, "He", and alone as the whole sentence.
+        Everything in a stream is speech (VAD pieces and 0.3 s gaps), so two signs of it are
+        decoded again: audio after the last word heard at least `tail_redecode_s` long (that
+        end alone, its words added), and an uncommitted stretch that long with fewer than
+        `min_words_per_s` words in it (the stretch alone, kept when it hears more words)."""
+        start = max(state.committed_end, state.buf_start)
+        span = state.stream_end - start
+        if span < self.cfg.tail_redecode_s:
+            return commit
+        if len(commit) < self.cfg.min_words_per_s * span:
+            words = self._decode_from(state, start, [])
+            return words if len(words) > len(commit) else commit
+        end = max(commit[-1].end, start) if commit else start
+        if state.stream_end - end < self.cfg.tail_redecode_s:
+            return commit
+        return commit + self._decode_from(state, end, commit)
+
+    def _decode_from(self, state: StreamState, t: float, heard: list[Word]) -> list[Word]:
+        """The buffer from stream time `t` on, decoded alone (prompted with everything
+        committed or `heard` before it); words after what was heard."""
+        n = int(round((t - state.buf_start) * SAMPLE_RATE))
+        text = state.scrolled_text + state.in_buffer_text + "".join(w.text for w in heard)
+        tail = replace(
+            state,
+            audio=state.audio[n:],
+            buf_start=t,
+            scrolled_text=text[-4 * self.cfg.prompt_chars :],
+        )
+        words, _ = self._transcribe(tail)
+        return _after_commit((state.committed_tail + tuple(heard))[-5:], words, t)
 
     def _transcribe(self, state: StreamState) -> tuple[list[Word], tuple[float, ...]]:
         from ..models.whisper.transcribe import transcribe

@@ -48,6 +48,11 @@ class PipelineConfig:
     min_chunk_s: float = 1.0  # decode a speaker's buffer when this much new audio arrived
     buffer_trim_s: float = 15.0  # trim the buffer at the last committed word beyond this
     max_buffer_s: float = 28.0  # Whisper sees 30 s: past this, commit what is old enough
+    # a final decode whose words end this long before the buffer does decodes the rest alone,
+    # and an uncommitted stretch this long with fewer words than min_words_per_s is decoded
+    # again alone (speech runs at 2-3 words a second)
+    tail_redecode_s: float = 1.0
+    min_words_per_s: float = 1.0
     prompt_chars: int = 200  # committed text scrolled out of the buffer, given as prompt
     gap_s: float = 0.3  # silence inserted between a speaker's non-adjacent pieces
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
