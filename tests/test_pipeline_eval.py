@@ -288,3 +288,31 @@ def test_memory_job_spools_and_reports_the_peak(offline_weights, monkeypatch):
     del old["words"]
     text = "\n".join(report.memory_table({"clip": old}))
     assert "Events kept in memory" in text and "| – |" in text
+
+
+def test_overlap_rule_decisions_and_scores(metrics):
+    """tools/eval_overlap_rule.py: the rule grid's decision and its pooled frame scores, on
+    frames with a known answer."""
+    import eval_overlap_rule as R  # noqa: N812
+
+    p = np.zeros(40)
+    p[5:8] = 0.9  # a 3-frame run
+    p[10:11] = 0.95  # 1 frame, 2 frames after it
+    p[20:21] = 0.85  # a lone frame
+    p[30:34] = 0.7  # below 0.8
+    d = R.decide(p, 0.8, 1, 3, 2)
+    assert list(np.flatnonzero(d)) == list(range(5, 11))  # joined; the lone frame dropped
+    assert not R.decide(p, 0.8, 1, 0, 2)[10] and R.decide(p, 0.8, 1, 0, 2)[5]
+    assert R.decide(p, 0.6, 1, 0, 2)[30:34].all()
+    # a centred mean over 3 frames spreads the 3-frame run and drops the lone 0.85
+    sm = R.decide(p, 0.55, 3, 0, 1)
+    assert sm[5:8].all() and not sm[20]
+    ref2 = np.ones(40, np.int64)
+    ref2[5:11] = 2  # the 2-speaker meeting's true overlap
+    ref1 = np.ones(40, np.int64)
+    ref1[:4] = 0  # silence in the 1-speaker one is not scored
+    s = R.score({"m2": (p, ref2), "m1": (p, ref1)}, (0.8, 1, 3, 2))
+    # m2: frames 5-10 right (6); m1: the same 6 frames false (all speech)
+    assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(1.0)
+    assert s["flagged_1spk"] == pytest.approx(6 / 36)
+    assert s["f1"] == pytest.approx(2 / 3)
