@@ -346,7 +346,8 @@ def memory_table(mem: dict) -> list[str]:
         out += [
             f"| {a / 60:.1f} | {m:.0f} | {num(pk, '{:.0f}')} | {w:.0f} |" for a, m, w, pk in samples
         ]
-    return out
+        out.append("")
+    return out[:-1]
 
 
 def write_report(db: dict, out: Path) -> None:
