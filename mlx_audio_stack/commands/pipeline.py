@@ -3,7 +3,6 @@ built-in demo meeting."""
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -76,7 +75,7 @@ def run(args) -> int:
     from ..pipeline import Pipeline, PipelineConfig, run_pipeline
     from ..pipeline.live import mic_chunks, pcm_chunks, run_live
     from ..pipeline.outputs import write_outputs
-    from ..pipeline.record import spool_for
+    from ..pipeline.record import event_line, spool_for
 
     modes = [bool(args.input), args.demo, args.mic]
     if sum(modes) != 1:
@@ -104,7 +103,7 @@ def run(args) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
 
     def print_event(ev: dict) -> None:
-        sys.stdout.write(json.dumps(ev, ensure_ascii=False) + "\n")
+        sys.stdout.write(event_line(ev) + "\n")
         sys.stdout.flush()
 
     if args.input == "-" or args.mic:

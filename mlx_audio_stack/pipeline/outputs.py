@@ -4,21 +4,16 @@ and renamed into place, so a kill leaves the old file or the complete new one.""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 
 from ..formats import timestamp, write_atomic
-from .record import EventRecord
+from .record import EventRecord, event_line
 
 CUE_MAX_S = 6.0  # a caption cue is cut at this length
 CUE_MAX_WORDS = 14
 CUE_GAP_S = 1.0  # or at a pause this long
-
-
-def event_line(event: dict) -> str:
-    return json.dumps(event, ensure_ascii=False)
 
 
 def rttm(turns, uri: str) -> str:

@@ -21,6 +21,11 @@ from .. import atomic
 from ..errors import MasError
 
 
+def event_line(event: dict) -> str:
+    """One event as the JSON line events.jsonl and live stdout carry (without the newline)."""
+    return json.dumps(event, ensure_ascii=False)
+
+
 class EventRecord:
     """An append-only list of events: in memory (`path=None`) or as JSON lines in `path`
     (created; an existing file there is replaced). Iterating reads the events back in order."""
@@ -48,7 +53,7 @@ class EventRecord:
             self._mem.extend(events)
             self._n = len(self._mem)
             return
-        lines = [json.dumps(e, ensure_ascii=False) + "\n" for e in events]
+        lines = [event_line(e) + "\n" for e in events]
         if lines:
             self._f.write("".join(lines))
             self._f.flush()  # a live reader (tail -f) sees each decision as it is made
@@ -80,7 +85,7 @@ class EventRecord:
         if self.path is None:
             from ..formats import write_atomic
 
-            lines = (json.dumps(e, ensure_ascii=False) + "\n" for e in self)
+            lines = (event_line(e) + "\n" for e in self)
             return write_atomic(final, "".join(lines))
         self.close()
         if self.path.resolve() == final.resolve():
