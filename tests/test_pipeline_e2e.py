@@ -140,6 +140,12 @@ def test_a_spooled_run_gives_what_the_in_memory_run_gives(weights, tmp_path):
     lines = (tmp_path / "o" / "events.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(x) for x in lines] == mem.events
     assert not [p for p in (tmp_path / "o").rglob(".*")]  # no spool or temp file left
+    from mlx_audio_stack.pipeline.outputs import write_outputs
+
+    write_outputs(mem, tmp_path / "m")  # the in-memory events written at the end: same file
+    assert (tmp_path / "m" / "events.jsonl").read_bytes() == (
+        tmp_path / "o" / "events.jsonl"
+    ).read_bytes()
 
 
 def test_silence_gives_no_words_and_complete_outputs(weights, tmp_path):

@@ -368,11 +368,16 @@ class Pipeline:
             self._ov_n += len(ov)
             self._ov_counts.append(np.asarray(ov).argmax(axis=1).astype(np.int8))
 
+    def _ov_frames(self) -> np.ndarray:
+        """The detector frames held (from frame `_ov_first` on), joined into one block."""
+        if len(self._ov) > 1:
+            self._ov = [np.concatenate(self._ov)]
+        return self._ov[0]
+
     def _split_by_overlap(self, piece: Piece) -> list[tuple[Piece, int]]:
         if not self._ov:
             return [(piece, 1)]
-        ov = np.concatenate(self._ov) if len(self._ov) > 1 else self._ov[0]
-        self._ov = [ov]
+        ov = self._ov_frames()
         return split_by_overlap(piece, ov, self.overlap.frame_s, self.cfg, self._ov_first)
 
     def _has_speech(self, audio: np.ndarray) -> bool:
@@ -399,7 +404,7 @@ class Pipeline:
             # the detector frames of the audio dropped (every piece to come lies after it)
             old = int(keep_from // (self.overlap.frame_s * SAMPLE_RATE)) - 1 - self._ov_first
             if old > 0 and self._ov:
-                ov = np.concatenate(self._ov) if len(self._ov) > 1 else self._ov[0]
+                ov = self._ov_frames()
                 old = min(old, len(ov))
                 self._ov = [ov[old:]]
                 self._ov_first += old

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..formats import timestamp, write_atomic
-from .record import EventRecord, event_line
+from .record import EventRecord
 
 CUE_MAX_S = 6.0  # a caption cue is cut at this length
 CUE_MAX_WORDS = 14
@@ -127,10 +127,11 @@ def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
     """Write every output file of a run into `out_dir`; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if isinstance(res.events, EventRecord):
-        res.events.commit(out / "events.jsonl")  # spooled as decided: renamed into place
-    else:
-        write_atomic(out / "events.jsonl", "".join(event_line(e) + "\n" for e in res.events))
+    record = res.events
+    if not isinstance(record, EventRecord):
+        record = EventRecord()
+        record.extend(res.events)
+    record.commit(out / "events.jsonl")  # a spool (events written as decided) is renamed
     for s, text in res.transcripts.items():
         write_atomic(out / "speakers" / f"{s}.txt", text + "\n")
     write_atomic(out / f"{name}.rttm", rttm(res.turns, name))
