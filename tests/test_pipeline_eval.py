@@ -316,3 +316,46 @@ def test_overlap_rule_decisions_and_scores(metrics):
     assert s["precision"] == pytest.approx(0.5) and s["recall"] == pytest.approx(1.0)
     assert s["flagged_1spk"] == pytest.approx(6 / 36)
     assert s["f1"] == pytest.approx(2 / 3)
+
+
+def test_report_keeps_rows_run_alone_and_random_separator_rows_apart():
+    """A row run with the machine to itself (`--alone`) is a speed figure: the speed table
+    pools it apart from rows of the same kind run beside other jobs; AMI rows with a
+    random-weight separator get their own table (their DER says nothing)."""
+    import _pipeline_report as report
+
+    def meeting(rtf, alone=False, sep="mossformer2, random weights"):
+        r = {"n_speakers": 2, "mode": "system", "stats": {"audio_s": 80.0}, "child_cpu_s": 160.0}
+        r |= {"rtf": {"total": rtf, "separation": rtf - 0.5}, "components": {"separation": sep}}
+        return r | ({"alone": True} if alone else {})
+
+    rows = {"a": meeting(5.0), "b": meeting(2.5, alone=True), "c": meeting(0.6, sep="none")}
+    lines = [x for x in report.speed_table(rows) if x.startswith("| 2 |")]
+    assert len(lines) == 3
+    alone = [x for x in lines if "run alone" in x]
+    assert len(alone) == 1 and "| 2.50 |" in alone[0] and "| 5.00 |" not in alone[0]
+    assert report.mode_label(rows["b"]).endswith("(random-weight separator: cost only, run alone)")
+
+    def clip(name, sep):
+        d = {"der": 0.4, "jer": 0.5, "missed_s": 1.0, "false_alarm_s": 0.0, "confusion_s": 1.0}
+        od = {"precision": 0.5, "recall": 0.2, "ref_overlap_s": 2.0, "hyp_overlap_s": 1.0}
+        return {
+            "clip": name,
+            "components": {"overlap": "speaker-count", "separation": sep},
+            "diarization": d | {"total_s": 30.0},
+            "overlap_detection": od,
+            "speakers_ref": 3,
+            "speakers_hyp": 2,
+            "speaker_count_error": -1,
+            "rtf": {"total": 1.0},
+        }
+
+    ami = {"trn00": clip("trn00", "none"), "trn00|random-sep": clip("trn00", "random weights")}
+    text = report.ami_table(ami)
+    heads = [x for x in text if x.startswith("Overlap detector")]
+    assert heads == [
+        "Overlap detector: speaker-count.",
+        "Overlap detector: speaker-count; separator with random weights (cost only: its DER"
+        " says nothing).",
+    ]
+    assert sum(x.startswith("| trn00 |") for x in text) == 2

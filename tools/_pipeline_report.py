@@ -81,7 +81,12 @@ def random_sep(r: dict) -> bool:
 
 
 def mode_label(r: dict) -> str:
-    return r["mode"] + (" (random-weight separator: cost only)" if random_sep(r) else "")
+    label = r["mode"]
+    if random_sep(r):
+        label += " (random-weight separator: cost only" + (
+            ", run alone)" if r.get("alone") else ")"
+        )
+    return label
 
 
 def meetings_table(rows: dict) -> list[str]:
@@ -96,7 +101,13 @@ def meetings_table(rows: dict) -> list[str]:
     def rank(k):
         r = rows[k]
         mode = order.index(r.get("mode", "sep"))
-        return (r.get("n_speakers", 0), r.get("meeting", k), mode, random_sep(r))
+        return (
+            r.get("n_speakers", 0),
+            r.get("meeting", k),
+            mode,
+            random_sep(r),
+            bool(r.get("alone")),
+        )
 
     for key in sorted(rows, key=rank):
         r = rows[key]
@@ -243,12 +254,15 @@ def ami_table(ami: dict) -> list[str]:
     rows = [r for r in ami.values() if "error" not in r]
     if not rows:
         return ["Not run yet (`--ami`)."]
-    detectors = sorted({(r.get("components") or {}).get("overlap", "?") for r in rows})
+
+    def group(r):
+        return (r.get("components") or {}).get("overlap", "?"), random_sep(r), bool(r.get("alone"))
+
     out: list[str] = []
-    for det in detectors:
-        sel = [r for r in rows if (r.get("components") or {}).get("overlap", "?") == det]
-        if len(detectors) > 1:
-            out += [f"Overlap detector: {det}.", ""]
+    for det, rand, alone in sorted({group(r) for r in rows}):
+        sel = [r for r in rows if group(r) == (det, rand, alone)]
+        sep = "; separator with random weights (cost only: its DER says nothing)" if rand else ""
+        out += [f"Overlap detector: {det}{sep}{'; run alone' if alone else ''}.", ""]
         out += _ami_rows(sel) + [""]
     return out[:-1]
 
@@ -281,7 +295,11 @@ def speed_table(rows: dict) -> list[str]:
     sel = [r for r in rows.values() if "error" not in r and r["mode"] == "system"]
     if not sel:
         return ["No system run yet."]
-    groups = sorted({(r["n_speakers"], random_sep(r)) for r in sel})
+
+    def group(r):
+        return r["n_speakers"], random_sep(r), bool(r.get("alone"))
+
+    groups = sorted({group(r) for r in sel})
     out = [
         "Wall seconds per second of audio, end to end and per stage (`res.stats`, model "
         "loading excluded), and the CPU seconds of the whole child process (imports and "
@@ -291,8 +309,8 @@ def speed_table(rows: dict) -> list[str]:
         "end to end | " + " | ".join(STAGES) + " |",
         "|---:|---|---:|---:|---:|---:|" + "---:|" * len(STAGES),
     ]
-    for n, rand in groups:
-        rs = [r for r in sel if r["n_speakers"] == n and random_sep(r) == rand]
+    for n, rand, alone in groups:
+        rs = [r for r in sel if group(r) == (n, rand, alone)]
         audio = sum(r["stats"]["audio_s"] for r in rs)
         cols = [
             sum(r["rtf"].get(k, 0.0) * r["stats"]["audio_s"] for r in rs) / audio
@@ -300,7 +318,8 @@ def speed_table(rows: dict) -> list[str]:
         ]
         cpu = sum(r.get("child_cpu_s", float("nan")) for r in rs) / audio
         out.append(
-            f"| {n} | {'random weights' if rand else 'none'} | {len(rs)} | {audio:.0f} | "
+            f"| {n} | {'random weights' if rand else 'none'}{', run alone' if alone else ''} | "
+            f"{len(rs)} | {audio:.0f} | "
             f"{num(cpu)} | " + " | ".join(num(c) for c in cols) + " |"
         )
     return out

@@ -122,6 +122,11 @@ def main() -> int:
     ap.add_argument(
         "--overlap", default=None, help="overlap detector: trained heads folder, or none"
     )
+    ap.add_argument(
+        "--alone",
+        action="store_true",
+        help="nothing else runs on this machine: the rows are kept apart as speed figures",
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="per child run, seconds")
     ap.add_argument("--dry-run", action="store_true", help="score the references themselves")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "pipeline.md")
@@ -154,6 +159,7 @@ def main() -> int:
     jobs: list[tuple[str, str, dict]] = []
     # rows with a random-weight separator (cost only) never replace a row of the same mode
     tag = "|random-sep" if str(a.separator or "").startswith("random") else ""
+    tag += "|alone" if a.alone else ""  # speed rows never replace a row run beside others
     folders = sorted({p for g in a.names for p in a.meetings.glob(g) if (p / "meta.json").exists()})
     for folder in folders:
         for mode in a.modes:
@@ -214,6 +220,8 @@ def main() -> int:
     for i, (section, key, job) in enumerate(jobs):
         row = run_child(job, a.timeout)
         row["command"] = cmd
+        if a.alone:
+            row["alone"] = True
         row["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         db = save(db_path, section, key, row)
         brief = row.get("error") or {k: row[k] for k in ("cpwer", "diarization", "rtf") if k in row}
