@@ -244,30 +244,35 @@ class Pipeline:
 
     def _handle_piece(self, piece: Piece) -> list[dict]:
         parts = self._split_by_overlap(piece)
-        if self.separator is None and len(parts) > 1:
-            # nothing to separate: keep the piece whole (a longer piece embeds more reliably)
-            parts = [(piece, max(c for _, c in parts))]
+        if self.separator is None:
+            # nothing to separate: the piece stays whole (a longer piece embeds more reliably)
+            # and goes to its dominant speaker; overlap events mark the overlapped runs in it
+            return self._handle_part(piece, 1, [(p, c) for p, c in parts if c >= 2])
         out: list[dict] = []
         for part, count in parts:
             out += self._handle_part(part, count)
         return out
 
-    def _handle_part(self, piece: Piece, count: int) -> list[dict]:
+    def _handle_part(
+        self, piece: Piece, count: int, overlaps: list[tuple[Piece, int]] = ()
+    ) -> list[dict]:
+        """One part of a piece: separated when `count` >= 2, else embedded, tracked and routed
+        whole to one speaker; `overlaps` are overlapped runs inside it that were not separated."""
         audio = self._audio(piece.start, piece.end)
         if audio.size == 0:
             return []
         t0, t1 = piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE
         out: list[dict] = []
-        overlapped = count >= 2
-        if overlapped and self.separator is not None:
+        if count >= 2:
             out += self._separated(piece, audio, count)
             return out
         with self._timer("embedding"):
             sid, new = self._speaker_of(audio, t0, t1)
         if new:
             out.append(self._event("speaker", sid, t0, t1, source="direct"))
-        if overlapped:
-            out.append(self._overlap_event(t0, t1, count, [sid], separated=False))
+        for run, c in overlaps:
+            a, b = run.start / SAMPLE_RATE, run.end / SAMPLE_RATE
+            out.append(self._overlap_event(a, b, c, [sid], separated=False))
         self._route(sid, audio, t0, "direct")
         return out
 
