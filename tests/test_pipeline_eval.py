@@ -359,3 +359,28 @@ def test_report_keeps_rows_run_alone_and_random_separator_rows_apart():
         " says nothing).",
     ]
     assert sum(x.startswith("| trn00 |") for x in text) == 2
+
+
+def test_single_speaker_verdict_says_which_side_and_where_the_two_differ(metrics, shared_data):
+    """The single-speaker proof's line: outside 0.5 points on the good side is said so, and
+    rows that kept both hypotheses say in how many utterances the two differ, and which way."""
+    import _pipeline_report as report
+    from eval_whisper import utterances
+
+    utts = utterances(2)
+    (p0, ref0), (p1, ref1) = utts
+    hyps = [{"pipeline": ref0, "transcribe": ref0 + " and then some"}]
+    hyps.append({"pipeline": ref1, "transcribe": ref1})
+    n = len(ref0.split()) + len(ref1.split())
+    row = {"n": 2, "audio_s": 20.0, "rtf_pipeline": 0.5, "rtf_transcribe": 0.1}
+    row |= {"utterances": [p0.name, p1.name], "hypotheses": hyps}
+    row |= {"wer_pipeline": {"wer": 0.0, "errors": 0, "words": n}}
+    row |= {"wer_transcribe": {"wer": 3 / n, "errors": 3, "words": n}}
+    line = report.single_table({"librispeech": row})[-1]
+    assert "on the good side" in line
+    assert (
+        "differ in 1 of the 2 utterances: the pipeline makes fewer errors in 1, more in 0" in line
+    )
+    row["wer_pipeline"] = {"wer": 3 / n, "errors": 3, "words": n}
+    line = report.single_table({"librispeech": row | {"hypotheses": None}})[-1]
+    assert line == "Difference +0.00 points: within the 0.5 points the issue asks for."

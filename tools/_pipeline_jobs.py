@@ -249,6 +249,8 @@ def job_single(job: dict) -> dict:
         "rtf_pipeline": sum(rtf_pipe) / audio_s,
         "rtf_transcribe": sum(rtf_plain) / audio_s,
         "utterances": [str(p.name) for p, _ in utts],
+        # each utterance's two hypotheses, to see where the two differ
+        "hypotheses": [{"pipeline": a, "transcribe": b} for a, b in zip(hyp_pipe, hyp_plain)],
     }
 
 
