@@ -14,8 +14,8 @@ oracle in evaluation):
                       --max-speakers) -> that speaker's ASR stream
          2-3       -> MossFormer2 on the piece (+0.5 s context) -> per source: energy and VAD
                       check -> embedding -> tracker (sources of one window never share an id)
-                      -> ASR streams; without separation weights the piece goes to the
-                      dominant speaker and an overlap event says so
+                      -> ASR streams; without separation weights the piece stays whole,
+                      goes to the dominant speaker, and an overlap event marks the run
       -> ASR stream per speaker: Whisper re-decodes the speaker's growing buffer every
          `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on; the buffer
          is trimmed at committed segment ends (whisper_streaming's policy); a decode's last
