@@ -265,47 +265,86 @@ def test_a_pause_keeps_the_speakers_buffer_whole(weights, shared_data):
     assert len(finals) == 1, [e["text"] for e in finals]  # one buffer, committed once
 
 
+class KnownOverlap:
+    """Test double of the overlap detector that knows the answer: two speakers from 1.0 to
+    1.6 s, one elsewhere."""
+
+    name = "test double: two speakers in 1.0-1.6 s"
+
+    def __init__(self):
+        from mlx_audio_stack.pipeline.config import FRAME_S
+
+        self.frame_s = FRAME_S
+
+    def initial_state(self):
+        return 0
+
+    def step(self, state, samples):
+        from mlx_audio_stack.pipeline.config import VAD_FRAME
+
+        f0, f1 = state // VAD_FRAME, (state + samples.size) // VAD_FRAME
+        t = (np.arange(f0, f1) + 0.5) * self.frame_s
+        probs = np.eye(4, dtype=np.float32)[np.where((t > 1.0) & (t < 1.6), 2, 1)]
+        return state + samples.size, probs
+
+    def finish(self, state):
+        return state, np.zeros((0, 4), np.float32)
+
+
+def _known_overlap_run(weights, separator):
+    """The first 4 s of the demo clip, oracle VAD 0.2-3.8 s (pieces 0.2-2.2 and 2.2-3.8 s),
+    the KnownOverlap detector, no embedder (everything is S1)."""
+    import soundfile as sf
+
+    from mlx_audio_stack.paths import DEMO_CLIP
+    from mlx_audio_stack.pipeline import Pipeline
+
+    audio, sr = sf.read(str(DEMO_CLIP), dtype="float32")
+    p = Pipeline(
+        whisper=weights["whisper-tiny.en"],
+        oracle_vad=[(0.2, 3.8)],
+        embedder=False,
+        separator=separator,
+        overlap=KnownOverlap(),
+    )
+    events = p.push(audio[: 4 * sr]) + p.flush()
+    return events, p.result()
+
+
 def test_without_a_separator_overlap_events_mark_the_overlapped_run_only(weights):
     """No separation weights: a piece with an overlapped run inside stays whole and goes to one
     speaker, and the overlap event spans that run, not the whole piece (it claimed the whole
-    piece, up to 2 s, before). The detector is a test double that knows the answer: two
-    speakers from 1.0 to 1.6 s."""
-    from mlx_audio_stack.paths import DEMO_CLIP
-    from mlx_audio_stack.pipeline import Pipeline
-    from mlx_audio_stack.pipeline.config import FRAME_S, SAMPLE_RATE, VAD_FRAME
-
-    class KnownOverlap:
-        name = "test double: two speakers in 1.0-1.6 s"
-        frame_s = FRAME_S
-
-        def initial_state(self):
-            return 0
-
-        def step(self, state, samples):
-            f0, f1 = state // VAD_FRAME, (state + samples.size) // VAD_FRAME
-            t = (np.arange(f0, f1) + 0.5) * FRAME_S
-            probs = np.eye(4, dtype=np.float32)[np.where((t > 1.0) & (t < 1.6), 2, 1)]
-            return state + samples.size, probs
-
-        def finish(self, state):
-            return state, np.zeros((0, 4), np.float32)
-
-    import soundfile as sf
-
-    audio, sr = sf.read(str(DEMO_CLIP), dtype="float32")
-    assert sr == SAMPLE_RATE
-    p = Pipeline(
-        whisper=weights["whisper-tiny.en"],
-        oracle_vad=[(0.2, 3.8)],  # pieces 0.2-2.2 and 2.2-3.8 s
-        embedder=False,
-        separator=False,
-        overlap=KnownOverlap(),
-    )
-    events = p.push(audio[: 4 * SAMPLE_RATE]) + p.flush()
+    piece, up to 2 s, before)."""
+    events, res = _known_overlap_run(weights, separator=False)
     ov = [e for e in events if e["type"] == "overlap"]
     assert len(ov) == 1, ov
     assert ov[0]["start"] == pytest.approx(1.0, abs=0.05)
     assert ov[0]["end"] == pytest.approx(1.6, abs=0.05)
     assert ov[0]["speakers"] == ["S1"] and not ov[0]["separated"] and ov[0]["count"] == 2
     # the piece itself was not cut: its words all went to S1's stream
-    assert set(p.result().transcripts) == {"S1"}
+    assert set(res.transcripts) == {"S1"}
+
+
+def test_a_separator_that_hears_no_one_loses_no_words(weights):
+    """A separator whose sources hold no speech (silence here; noise from random weights)
+    where the VAD heard speech: the overlapped run goes to its speaker from the mixture, as
+    without a separator, instead of being dropped."""
+    from mlx_audio_stack.pipeline.config import SAMPLE_RATE
+
+    calls = []
+
+    class Silent:
+        name = "test double: silent sources"
+
+        def __call__(self, audio, start):
+            calls.append((start / SAMPLE_RATE, audio.size / SAMPLE_RATE))
+            return np.zeros((2, audio.size), np.float32)
+
+    events, res = _known_overlap_run(weights, separator=Silent())
+    assert len(calls) == 1 and calls[0][0] == pytest.approx(0.5, abs=0.05)  # the run - 0.5 s
+    ov = [e for e in events if e["type"] == "overlap"]
+    assert len(ov) == 1 and not ov[0]["separated"] and ov[0]["speakers"] == ["S1"]
+    assert ov[0]["start"] == pytest.approx(1.0, abs=0.05)
+    # every part of the first piece reached S1: the same words as without a separator
+    _, plain = _known_overlap_run(weights, separator=False)
+    assert res.transcripts["S1"] and wer(plain.transcripts["S1"], res.transcripts["S1"]) < 0.2

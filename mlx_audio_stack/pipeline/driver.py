@@ -288,9 +288,11 @@ class Pipeline:
         if self.oracle_speakers is None and hasattr(self, "vad_model") and keep:
             with self._timer("vad"):
                 keep = [i for i in keep if self._has_speech(sources[i])]
-        out: list[dict] = []
         if not keep:
-            return out
+            # the separator heard no one where the VAD heard speech: the piece is not lost but
+            # goes whole to its dominant speaker, as without a separator
+            return self._handle_part(piece, 1, [(piece, count)])
+        out: list[dict] = []
         with self._timer("embedding"):
             if self.oracle_speakers is not None:
                 labels = sorted({s for s, _, _ in self.oracle_speakers})
