@@ -13,7 +13,8 @@ oracle in evaluation):
                    -> online tracker (stable ids S1, S2 ...; new-speaker detection;
                       --max-speakers) -> that speaker's ASR stream
          2-3       -> MossFormer2 on the piece (+0.5 s context) -> per source: energy and VAD
-                      check -> embedding -> tracker (sources of one window never share an id)
+                      check (none left: the part goes on unseparated) -> embedding
+                      -> tracker (sources of one window never share an id)
                       -> ASR streams; without separation weights the piece stays whole,
                       goes to the dominant speaker, and an overlap event marks the run
       -> ASR stream per speaker: Whisper re-decodes the speaker's growing buffer every
