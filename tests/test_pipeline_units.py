@@ -264,6 +264,22 @@ def test_an_invented_tail_keeps_only_its_plausible_words():
     assert _drop_invented_tail([thanks, heard]) == [thanks, heard]  # only the tail is judged
 
 
+def test_a_tail_whisper_judged_silent_goes_when_it_has_an_anomaly():
+    """The demo's S3: "Thank you." in the 0.3 s window left after the last heard segment,
+    no_speech_prob 0.73, "Thank" at p 0.08 (half an anomaly per word: not `_hallucinated`)."""
+    heard = {"end": 3.4, "no_speech_prob": 0.001}
+    heard["words"] = _seg((" than", 2.56, 2.84, 0.92), (" suspected.", 3.0, 3.4, 0.98))
+    thanks = {"end": 3.7, "no_speech_prob": 0.729}
+    thanks["words"] = _seg((" Thank", 3.4, 3.52, 0.08), (" you.", 3.52, 3.62, 0.98))
+    assert _drop_invented_tail([heard, thanks]) == [heard]
+    # Whisper unsure of speech but every word plausible: kept; an anomaly where Whisper heard
+    # speech: kept (the per-word rule alone judges it)
+    sure = {**thanks, "words": _seg((" Thank", 3.4, 3.7, 0.9), (" you.", 3.7, 4.0, 0.9))}
+    assert _drop_invented_tail([heard, sure]) == [heard, sure]
+    spoken = {**thanks, "no_speech_prob": 0.3}
+    assert _drop_invented_tail([heard, spoken]) == [heard, spoken]
+
+
 def test_segmenter_cuts_at_pauses_and_at_the_length_limit():
     cfg = PipelineConfig(min_silence_s=0.25, max_piece_s=2.0, speech_pad_s=0.0)
     seg = Segmenter(cfg)

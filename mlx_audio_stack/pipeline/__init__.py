@@ -20,9 +20,10 @@ oracle in evaluation):
       -> ASR stream per speaker: Whisper re-decodes the speaker's growing buffer every
          `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on; the buffer
          is trimmed at committed segment ends (whisper_streaming's policy); a decode's last
-         segment that Whisper invented (openai-whisper's word anomaly score, see asr.py) is
-         dropped; a prompted decode that falls back past temperature 0.5 is redone without
-         the prompt (openai-whisper's rule); a speaker silent for 2 s gets their last words
+         segment that Whisper invented (openai-whisper's word anomaly score, or a window
+         it judged silent with an anomalous word: see asr.py) is dropped; a prompted
+         decode that falls back past temperature 0.5 is redone without the prompt
+         (openai-whisper's rule); a speaker silent for 2 s gets their last words
          made final (the last speaker heard only once no speech is open: their next piece
          keeps the buffer)
       -> events (JSON lines; `mas pipeline` spools them to the output folder as they are

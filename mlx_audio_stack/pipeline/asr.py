@@ -293,6 +293,9 @@ def _derailed(res: dict) -> bool:
     return any(s.get("temperature", 0.0) > PROMPT_RESET_TEMPERATURE for s in res["segments"])
 
 
+NO_SPEECH_THRESHOLD = 0.6  # openai-whisper's default
+
+
 def _hallucinated(words: list[dict], per_word: bool = False) -> bool:
     """Whether a decoded segment looks invented rather than heard, by openai-whisper's word
     anomaly score (whisper/transcribe.py, MIT, for its `hallucination_silence_threshold`):
@@ -317,11 +320,26 @@ def _hallucinated(words: list[dict], per_word: bool = False) -> bool:
 
 def _drop_invented_tail(segments: list[dict]) -> list[dict]:
     """A decode's segments without what Whisper invented at its end: when the last segment
-    looks invented (`_hallucinated`, per word), only its words with no anomaly stay."""
-    if not segments or not _hallucinated(segments[-1]["words"], per_word=True):
+    looks invented (`_hallucinated`, per word, or `_unheard`), only its words with no anomaly
+    stay."""
+    if not segments:
+        return segments
+    last = segments[-1]
+    if not (_hallucinated(last["words"], per_word=True) or _unheard(last)):
         return segments
     kept = [w for w in segments[-1]["words"] if _anomaly(w) == 0.0]
     return segments[:-1] + ([{**segments[-1], "words": kept}] if kept else [])
+
+
+def _unheard(segment: dict) -> bool:
+    """A segment whose own window Whisper judged more likely silence than speech
+    (no_speech_prob above openai-whisper's no_speech_threshold, 0.6) and with at least one
+    anomaly in its words. On the demo, S3's final decode ended "... than she suspected." and
+    then, in the 0.3 s window left after that segment, "Thank you." (no_speech_prob 0.73,
+    "Thank" at p 0.08): half an anomaly per word, under `_hallucinated`'s bar."""
+    if float(segment.get("no_speech_prob", 0.0)) <= NO_SPEECH_THRESHOLD:
+        return False
+    return sum(_anomaly(w) for w in segment["words"]) >= 1.0
 
 
 def _anomaly(w: dict) -> float:
