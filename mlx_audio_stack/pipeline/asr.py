@@ -327,8 +327,8 @@ def _drop_invented_tail(segments: list[dict]) -> list[dict]:
     last = segments[-1]
     if not (_hallucinated(last["words"], per_word=True) or _unheard(last)):
         return segments
-    kept = [w for w in segments[-1]["words"] if _anomaly(w) == 0.0]
-    return segments[:-1] + ([{**segments[-1], "words": kept}] if kept else [])
+    kept = [w for w in last["words"] if _anomaly(w) == 0.0]
+    return segments[:-1] + ([{**last, "words": kept}] if kept else [])
 
 
 def _unheard(segment: dict) -> bool:
