@@ -265,35 +265,20 @@ def test_a_pause_keeps_the_speakers_buffer_whole(weights, shared_data):
     assert len(finals) == 1, [e["text"] for e in finals]  # one buffer, committed once
 
 
-class KnownOverlap:
+def _known_overlap():
     """Test double of the overlap detector that knows the answer: two speakers from 1.0 to
-    1.6 s, one elsewhere."""
+    1.6 s, one elsewhere in the first 4 s."""
+    from mlx_audio_stack.pipeline.config import FRAME_S
+    from mlx_audio_stack.pipeline.stages import OracleOverlap
 
-    name = "test double: two speakers in 1.0-1.6 s"
-
-    def __init__(self):
-        from mlx_audio_stack.pipeline.config import FRAME_S
-
-        self.frame_s = FRAME_S
-
-    def initial_state(self):
-        return 0
-
-    def step(self, state, samples):
-        from mlx_audio_stack.pipeline.config import VAD_FRAME
-
-        f0, f1 = state // VAD_FRAME, (state + samples.size) // VAD_FRAME
-        t = (np.arange(f0, f1) + 0.5) * self.frame_s
-        probs = np.eye(4, dtype=np.float32)[np.where((t > 1.0) & (t < 1.6), 2, 1)]
-        return state + samples.size, probs
-
-    def finish(self, state):
-        return state, np.zeros((0, 4), np.float32)
+    t = (np.arange(int(4.0 / FRAME_S)) + 0.5) * FRAME_S
+    counts = np.where((t > 1.0) & (t < 1.6), 2, 1)
+    return OracleOverlap.from_counts(counts, name="test double: two speakers in 1.0-1.6 s")
 
 
 def _known_overlap_run(weights, separator):
     """The first 4 s of the demo clip, oracle VAD 0.2-3.8 s (pieces 0.2-2.2 and 2.2-3.8 s),
-    the KnownOverlap detector, no embedder (everything is S1)."""
+    the known-overlap detector, no embedder (everything is S1)."""
     import soundfile as sf
 
     from mlx_audio_stack.paths import DEMO_CLIP
@@ -305,7 +290,7 @@ def _known_overlap_run(weights, separator):
         oracle_vad=[(0.2, 3.8)],
         embedder=False,
         separator=separator,
-        overlap=KnownOverlap(),
+        overlap=_known_overlap(),
     )
     events = p.push(audio[: 4 * sr]) + p.flush()
     return events, p.result()
