@@ -19,6 +19,7 @@ from mlx_audio_stack.pipeline.asr import (
     _drop_repeated_tail,
     _hallucinated,
     to_meeting,
+    word_to_meeting,
 )
 from mlx_audio_stack.pipeline.config import FRAME_S, SAMPLE_RATE, VAD_FRAME, PipelineConfig
 from mlx_audio_stack.pipeline.driver import _merge_turns
@@ -59,6 +60,20 @@ def test_words_after_the_commit_point_are_found_by_text_first():
     other = [_w(" potatoes", 4.6, 5.0), _w(" fat", 5.1, 5.3)]
     assert [w.text for w in _after_commit(tail, other, 4.63)] == [" potatoes", " fat"]
     assert _after_commit((), other, 0.0) == other
+
+
+def test_a_word_across_the_gap_between_two_pieces_stays_in_one_piece():
+    """Whisper stretched a word over the 0.3 s gap between two of a speaker's pieces 14 s apart
+    in the meeting (the demo's S1 "fat" ran 4.5 -> 18.3 s, across the other speakers' turns)."""
+    spans = (Span(0.0, 4.0, 1.0, "direct"), Span(1.3, 18.0, 1.0, "separated"))
+    # mostly in the first piece: ends where that piece ends
+    assert word_to_meeting(spans, 0.7, 1.4) == pytest.approx((4.7, 5.0, "direct"))
+    # mostly in the second: starts where it starts
+    assert word_to_meeting(spans, 0.9, 1.8) == pytest.approx((18.0, 18.5, "separated"))
+    # inside one piece: unchanged
+    assert word_to_meeting(spans, 1.4, 1.6) == pytest.approx((18.1, 18.3, "separated"))
+    # wholly in the gap: a zero-length word where speech resumes
+    assert word_to_meeting(spans, 1.05, 1.25) == pytest.approx((18.0, 18.0, "separated"))
 
 
 def test_stream_time_maps_back_to_meeting_time():

@@ -90,6 +90,24 @@ def to_meeting(spans: tuple[Span, ...], t: float, side: str = "start") -> tuple[
     return prev.m0 + prev.dur, prev.source
 
 
+def word_to_meeting(spans: tuple[Span, ...], start: float, end: float) -> tuple[float, float, str]:
+    """A word's stream times -> (meeting start, meeting end, source). A word lies within one
+    piece: Whisper can stretch a word across the inserted gap between two pieces, which may
+    be seconds (another speaker's turn) apart in the meeting; the word is kept to the piece
+    that holds most of it."""
+    best, most = None, 0.0
+    for s in spans:
+        inside = min(end, s.t0 + s.dur) - max(start, s.t0)
+        if inside > most:
+            best, most = s, inside
+    if best is None:  # wholly in a gap or outside the spans
+        m0, source = to_meeting(spans, start, "start")
+        m1, _ = to_meeting(spans, end, "end")
+        return m0, max(m0, m1), source
+    a, b = max(start, best.t0), min(end, best.t0 + best.dur)
+    return best.m0 + (a - best.t0), best.m0 + (b - best.t0), best.source
+
+
 class ASRStream:
     """Decodes speaker streams with one Whisper model (shared by every speaker)."""
 
@@ -269,12 +287,11 @@ class ASRStream:
         )
 
     def _out(self, state: StreamState, w: Word) -> dict:
-        start, source = to_meeting(state.spans, w.start, "start")
-        end, _ = to_meeting(state.spans, w.end, "end")
+        start, end, source = word_to_meeting(state.spans, w.start, w.end)
         return {
             "word": w.text.strip(),
             "start": round(start, 3),
-            "end": round(max(end, start), 3),
+            "end": round(end, 3),
             "probability": round(w.probability, 4),
             "source": source,
         }
