@@ -20,7 +20,7 @@ endif
 
 # `mas setup` builds the CPU kernels (Linux) now rather than on their first use
 setup: $(BIN)/python blas
-	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[weights]"
+	$(BIN)/pip install -q -c requirements/constraints.txt -e ".[weights,plots]"
 	$(BIN)/mas setup || true
 
 setup-test: setup

@@ -87,3 +87,85 @@ def test_overlap_frames_from_an_offset_cut_a_piece_as_the_whole_stream_does():
         for first in (0, start - 200, start - 1, start):
             assert split_by_overlap(piece, ov[first:], FRAME_S, cfg, first) == whole
     assert cuts >= 5  # the comparison saw pieces with overlapped runs
+
+
+def _result(speakers: dict[str, str], events=None):
+    """A PipelineResult with known contents (no model run), for the output writer."""
+    from mlx_audio_stack.pipeline.driver import PipelineResult
+
+    words = [
+        {"word": t.split()[0], "start": 1.0 + i, "end": 1.4 + i, "speaker": s, "probability": 0.9}
+        for i, (s, t) in enumerate(speakers.items())
+    ]
+    return PipelineResult(
+        transcripts=dict(speakers),
+        words=words,
+        turns=[(w["speaker"], w["start"], w["end"]) for w in words],
+        events=events if events is not None else [{"type": "final", "speaker": "S1"}],
+        overlap_frames=np.zeros(10, np.int64),
+        frame_s=0.032,
+        stats={
+            "audio_s": 5.0,
+            "wall_s": 1.0,
+            "rtf": 0.2,
+            "peak_rss_mb": 100.0,
+            "decodes": 1,
+            "stage_s": {},
+        },
+        latency=[],
+    )
+
+
+def test_a_run_into_a_used_folder_leaves_only_its_own_outputs(tmp_path):
+    """A second run into the same folder: the first run's third speaker and its other-name
+    rttm/srt/vtt must not stay beside the new files; files that are not a run's stay."""
+    from mlx_audio_stack.pipeline.outputs import MANIFEST, write_outputs
+
+    out = tmp_path / "out"
+    write_outputs(_result({"S1": "one", "S2": "two", "S3": "three"}), out, "demo")
+    (out / "notes.txt").write_text("mine")
+    assert sorted(p.name for p in (out / "speakers").iterdir()) == ["S1.txt", "S2.txt", "S3.txt"]
+    write_outputs(_result({"S1": "alone"}), out, "silence")
+    assert sorted(p.name for p in (out / "speakers").iterdir()) == ["S1.txt"]
+    assert (out / "speakers" / "S1.txt").read_text() == "alone\n"
+    names = sorted(p.name for p in out.iterdir())
+    expected = ["events.jsonl", "notes.txt", "report.md", "silence.rttm", "silence.srt"]
+    expected += ["silence.vtt", "speakers"]
+    assert [n for n in names if n not in (MANIFEST, "timeline.png")] == expected, names
+    assert "SPEAKER silence 1" in (out / "silence.rttm").read_text()
+
+
+def test_outputs_without_matplotlib_say_so_and_drop_an_old_timeline(tmp_path, monkeypatch):
+    """timeline.png needs matplotlib: without it the run's report says so (no silent gap),
+    and an earlier run's timeline.png does not stay as if it were this run's."""
+    import builtins
+
+    from mlx_audio_stack.pipeline.outputs import NO_TIMELINE, write_outputs
+
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "timeline.png").write_bytes(b"old")
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *a, **k):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    res = _result({"S1": "one"})
+    write_outputs(res, out)
+    assert NO_TIMELINE in res.notes and NO_TIMELINE in (out / "report.md").read_text()
+    assert not (out / "timeline.png").exists()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_outputs_have_the_modes_of_plain_files(tmp_path):
+    """Every output, timeline.png too, gets the mode open() would give (it was 0600)."""
+    pytest.importorskip("matplotlib")
+    from mlx_audio_stack.atomic import umask_mode
+    from mlx_audio_stack.pipeline.outputs import write_outputs
+
+    out = write_outputs(_result({"S1": "one"}), tmp_path / "out")
+    for f in ("timeline.png", "report.md", "events.jsonl", "meeting.rttm", "speakers/S1.txt"):
+        assert (out / f).stat().st_mode & 0o777 == umask_mode(False), f

@@ -1,13 +1,15 @@
 """A run's files: events.jsonl, speakers/<id>.txt, <name>.rttm, <name>.srt, <name>.vtt,
-report.md and timeline.png (when matplotlib is installed). Each is written to a temporary file
-and renamed into place, so a kill leaves the old file or the complete new one."""
+report.md and timeline.png (when matplotlib is installed). They are written complete under
+temporary names and put in place as one group (`write_outputs`), so a kill leaves the old
+outputs or the complete new ones."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shutil
 from pathlib import Path
 
+from .. import atomic
+from ..errors import MasError
 from ..formats import timestamp, write_atomic
 from .record import EventRecord
 
@@ -91,7 +93,8 @@ def report(res, name: str) -> str:
 
 
 def timeline_png(res, path: Path) -> bool:
-    """Speaker turns and overlaps on one time axis; False when matplotlib is missing."""
+    """Speaker turns and overlaps on one time axis, written to `path`; False when matplotlib
+    is missing."""
     try:
         import matplotlib
 
@@ -101,42 +104,101 @@ def timeline_png(res, path: Path) -> bool:
         return False
     spk = list(res.transcripts) or sorted({s for s, _, _ in res.turns})
     fig, ax = plt.subplots(figsize=(10, 1 + 0.5 * max(1, len(spk))))
-    for i, s in enumerate(spk):
-        bars = [(a, b - a) for t, a, b in res.turns if t == s]
-        ax.broken_barh(bars, (i - 0.4, 0.8), color=f"C{i % 10}")
-    for e in res.events:
-        if e["type"] == "overlap":
-            ax.axvspan(e["start"], e["end"], color="k", alpha=0.15, lw=0)
-    ax.set_yticks(range(len(spk)), spk)
-    ax.set_xlabel("time (s)")
-    ax.set_xlim(0, max(res.stats["audio_s"], 1e-3))
-    ax.set_title("speaker turns (grey: overlap detected)")
-    fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        for i, s in enumerate(spk):
+            bars = [(a, b - a) for t, a, b in res.turns if t == s]
+            ax.broken_barh(bars, (i - 0.4, 0.8), color=f"C{i % 10}")
+        for e in res.events:
+            if e["type"] == "overlap":
+                ax.axvspan(e["start"], e["end"], color="k", alpha=0.15, lw=0)
+        ax.set_yticks(range(len(spk)), spk)
+        ax.set_xlabel("time (s)")
+        ax.set_xlim(0, max(res.stats["audio_s"], 1e-3))
+        ax.set_title("speaker turns (grey: overlap detected)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return True
 
 
+MANIFEST = ".mas-outputs"  # the files a run wrote, so the next run into the folder can
+# remove those it does not write again (another meeting's name.rttm, a timeline.png)
+NO_TIMELINE = "timeline.png not written: matplotlib is not installed (pip install matplotlib)"
+
+
+def _previous_outputs(out: Path) -> set[str]:
+    try:
+        names = (out / MANIFEST).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    # only plain names of the kinds a run writes, in this folder
+    kinds = (".rttm", ".srt", ".vtt", ".png", ".md", ".jsonl")
+    return {n for n in names if n and "/" not in n and not n.startswith(".") and n.endswith(kinds)}
+
+
 def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
-    """Write every output file of a run into `out_dir`; returns the folder."""
+    """Write every output file of a run into `out_dir` as one group; returns the folder.
+
+    Each file is written complete under a temporary name first; then speakers/ is swapped in
+    whole (a previous run's S3.txt does not stay beside this run's S1.txt) and the other files
+    are renamed into place together (`atomic.commit_group`: a kill midway is finished by the
+    next write there). Files an earlier run into the folder wrote and this one does not
+    (another name's .rttm/.srt/.vtt, a timeline.png) are removed, so the folder holds one
+    run."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MasError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     record = res.events
     if not isinstance(record, EventRecord):
         record = EventRecord()
         record.extend(res.events)
-    record.commit(out / "events.jsonl")  # a spool (events written as decided) is renamed
-    for s, text in res.transcripts.items():
-        write_atomic(out / "speakers" / f"{s}.txt", text + "\n")
-    write_atomic(out / f"{name}.rttm", rttm(res.turns, name))
-    write_atomic(out / f"{name}.srt", srt(res.words))
-    write_atomic(out / f"{name}.vtt", vtt(res.words))
-    write_atomic(out / "report.md", report(res, name))
-    timeline_png(res, out / "timeline.png")
+    temps: list[Path] = []
+    try:
+        png = atomic.temp_path(out / "timeline.png")
+        temps.append(png)
+        renames = []
+        if timeline_png(res, png):
+            renames.append((png, out / "timeline.png"))
+        elif NO_TIMELINE not in res.notes:
+            res.notes.append(NO_TIMELINE)
+        texts = {
+            f"{name}.rttm": rttm(res.turns, name),
+            f"{name}.srt": srt(res.words),
+            f"{name}.vtt": vtt(res.words),
+            "report.md": report(res, name),
+        }
+        for fname, text in texts.items():
+            tmp = atomic.temp_path(out / fname)
+            temps.append(tmp)
+            tmp.write_text(text, encoding="utf-8")
+            renames.append((tmp, out / fname))
+        events = record.stage(out / "events.jsonl")
+        temps.append(events)
+        renames.append((events, out / "events.jsonl"))
+        speakers = atomic.temp_path(out / "speakers", directory=True)
+        temps.append(speakers)
+        for s, text in res.transcripts.items():
+            (speakers / f"{s}.txt").write_text(text + "\n", encoding="utf-8")
+    except BaseException:
+        for t in temps:
+            if t.is_dir():
+                shutil.rmtree(t, ignore_errors=True)
+            elif t != record.path:  # a spool stays for the caller (discard / the next run)
+                t.unlink(missing_ok=True)
+        raise
+    with atomic.signals_deferred():
+        previous = _previous_outputs(out)
+        atomic.replace(speakers, out / "speakers")
+        atomic.commit_group(renames)
+        record.committed(out / "events.jsonl")
+        written = {f.name for _, f in renames}
+        for stale in sorted(previous - written):
+            (out / stale).unlink(missing_ok=True)
+        if "timeline.png" not in written:  # an earlier run's timeline is not this run's
+            (out / "timeline.png").unlink(missing_ok=True)
+            png.unlink(missing_ok=True)
+        write_atomic(out / MANIFEST, "".join(f"{n}\n" for n in sorted(written)))
     return out

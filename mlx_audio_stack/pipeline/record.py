@@ -77,27 +77,45 @@ class EventRecord:
             self._f.close()
             self._f = None
 
+    def stage(self, final: str | Path) -> Path:
+        """The complete record as a temporary sibling of `final` (events.jsonl), ready to be
+        renamed into place (alone by `commit`, or with a run's other outputs): the spool itself
+        when it is one, else a copy."""
+        final = Path(final)
+        self.close()
+        if (
+            self.path is not None
+            and self.path.parent.resolve() == final.parent.resolve()
+            and self.path.name.startswith(f".{final.name}.tmp-")
+        ):
+            return self.path
+        tmp = atomic.temp_path(final)
+        try:
+            if self.path is None:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.writelines(event_line(e) + "\n" for e in self._mem)
+            else:
+                shutil.copyfile(self.path, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def committed(self, final: str | Path) -> None:
+        """The staged record is now `final`: iterating reads it from there."""
+        if self.path is not None:
+            self.path = Path(final)
+
     def commit(self, final: str | Path) -> Path:
         """Put the complete record in place as `final` (events.jsonl): renamed when it is a
-        temporary sibling of `final`, else copied through a temporary file. The record then
-        reads from `final`."""
+        temporary sibling of `final`, else copied through a temporary file. A spooled record
+        then reads from `final`."""
         final = Path(final)
-        if self.path is None:
-            from ..formats import write_atomic
-
-            lines = (event_line(e) + "\n" for e in self)
-            return write_atomic(final, "".join(lines))
-        self.close()
-        if self.path.resolve() == final.resolve():
+        if self.path is not None and self.path.resolve() == final.resolve():
+            self.close()
             return final
-        if self.path.parent.resolve() == final.parent.resolve() and self.path.name.startswith(
-            f".{final.name}.tmp-"
-        ):
-            atomic.replace(self.path, final)
-        else:
-            with atomic.atomic_output(final) as tmp:
-                shutil.copyfile(self.path, tmp)
-        self.path = final
+        atomic.replace(self.stage(final), final)
+        self.committed(final)
         return final
 
     def discard(self) -> None:
