@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("input", nargs="?", help="audio file, or - for raw 16-bit PCM on stdin")
     p.add_argument("--demo", action="store_true", help="the built-in noisy 3-speaker meeting")
     p.add_argument("--mic", action="store_true", help="live from the default microphone")
-    p.add_argument("--rate", type=int, default=16000, help="sample rate of stdin PCM (16000)")
+    p.add_argument("--rate", type=int, help="sample rate of stdin PCM (16000)")
     p.add_argument(
         "--out",
         help="output folder (default: none for live input, pipeline-demo/ "
@@ -73,7 +73,7 @@ def _component(value):
 def run(args) -> int:
     from ..errors import MasError
     from ..pipeline import Pipeline, PipelineConfig, run_pipeline
-    from ..pipeline.live import mic_chunks, pcm_chunks, run_live
+    from ..pipeline.live import MIC_BEHIND_S, mic_chunks, pcm_chunks, run_live
     from ..pipeline.outputs import write_outputs
     from ..pipeline.record import event_line, spool_for
 
@@ -82,6 +82,17 @@ def run(args) -> int:
         raise MasError("give one input: an audio file, - (stdin PCM), --mic or --demo")
     if args.max_speakers < 1:
         raise MasError(f"--max-speakers must be at least 1, got {args.max_speakers}")
+    if not 0 < args.chunk <= 30:
+        raise MasError(f"--chunk must be more than 0 and at most 30 s, got {args.chunk}")
+    if not 0 < args.min_chunk <= 30:
+        raise MasError(f"--min-chunk must be more than 0 and at most 30 s, got {args.min_chunk}")
+    if args.rate is not None and args.input != "-":
+        raise MasError("--rate is the sample rate of raw PCM on stdin (-); a file has its own")
+    if args.vad is not None and args.vad.lower() == "none":
+        raise MasError(
+            "--vad none: the pipeline needs voice activity detection; give Silero VAD weights "
+            "or leave --vad out (weights/silero-vad)"
+        )
     cfg = PipelineConfig(
         max_speakers=args.max_speakers,
         min_chunk_s=args.min_chunk,
@@ -109,18 +120,35 @@ def run(args) -> int:
     if args.input == "-" or args.mic:
         # events go to stdout as decided; the record of them is spooled (to the output
         # folder, or a temporary one), so hours of input do not grow memory
+        name = "microphone" if args.mic else "stdin"
+        notes: list[str] = []
+        if args.mic:  # the device is opened before the models load: no microphone fails fast
+            chunks = mic_chunks(
+                args.chunk,
+                on_drop=lambda s: notes.append(
+                    f"the pipeline fell {MIC_BEHIND_S:.0f} s behind the microphone: "
+                    f"{s:.1f} s of audio dropped (silence in its place)"
+                ),
+            )
+        else:
+            chunks = pcm_chunks(sys.stdin.buffer, args.rate or 16000, args.chunk)
         with tempfile.TemporaryDirectory(prefix="mas-live-") as scratch:
             record = spool_for(args.out or scratch)
             try:
                 p = Pipeline(record=record, **kw)
-                chunks = (
-                    mic_chunks(args.chunk)
-                    if args.mic
-                    else pcm_chunks(sys.stdin.buffer, args.rate, args.chunk)
-                )
                 if args.mic:
                     log("listening on the default microphone; Ctrl-C ends")
-                run_live(p, chunks, print_event)
+
+                def on_event(ev: dict) -> None:
+                    while notes:
+                        p.note(notes.pop(0))
+                    print_event(ev)
+
+                run_live(p, chunks, on_event)
+                while notes:
+                    p.note(notes.pop(0))
+                if p.result().stats["audio_s"] == 0:
+                    raise MasError(f"{name}: no audio (the input was empty)")
                 if args.out:
                     write_outputs(p.result(), args.out, "mic" if args.mic else "stdin")
                     log(f"outputs in {args.out}/")

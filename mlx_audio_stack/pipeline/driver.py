@@ -49,6 +49,24 @@ class PipelineResult:
     components: dict = field(default_factory=dict)
 
 
+def _mono_float(chunk) -> np.ndarray:
+    """A pushed chunk as float32 samples; a chunk of several channels or of integer samples
+    is an error (interleaved channels would be read as twice the audio, int16 values as
+    samples 32768 times too loud)."""
+    a = np.asarray(chunk)
+    if a.ndim > 1 and a.size and sorted(a.shape)[-2] > 1:
+        raise AudioError(
+            f"audio chunk: {a.shape} looks like {min(a.shape)} channels; push() takes mono "
+            "samples (mix down first, e.g. chunk.mean(axis=1))"
+        )
+    if a.dtype.kind not in "f":
+        raise AudioError(
+            f"audio chunk: {a.dtype} samples; push() takes float samples in [-1, 1] "
+            "(int16 PCM: chunk / 32768)"
+        )
+    return a.astype(np.float32, copy=False).reshape(-1)
+
+
 class Pipeline:
     """Streaming multi-speaker transcription: `events = p.push(chunk)`, `p.flush()`,
     `p.result()`. Chunks are float32 mono at 16 kHz, any length.
@@ -129,7 +147,7 @@ class Pipeline:
         """Feed mono float32 samples at 16 kHz; return the events decided by them."""
         if self._closed:
             raise AudioError("push() after flush(): start a new Pipeline")
-        x = check_finite(np.asarray(chunk, dtype=np.float32).reshape(-1), "audio chunk")
+        x = check_finite(_mono_float(chunk), "audio chunk")
         w0 = time.perf_counter()
         out: list[dict] = []
         self._buf = np.concatenate([self._buf, x])
@@ -465,6 +483,10 @@ class Pipeline:
     def _note(self, msg: str) -> None:
         self.notes.append(msg)
         self.log(msg)
+
+    def note(self, msg: str) -> None:
+        """Add a note to the run (its report and log): what the caller knows of the input."""
+        self._note(msg)
 
     def _timer(self, stage: str):
         return _Timer(self.stage_s, stage)

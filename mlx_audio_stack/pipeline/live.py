@@ -7,6 +7,7 @@ input end it cleanly: the open piece is closed and every stream's text is made f
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import sys
@@ -36,6 +37,9 @@ class _Resampler:
         return self.stream.resample_chunk(x, last=last)
 
 
+FILE_MAGIC = ((b"RIFF", "WAV"), (b"fLaC", "FLAC"), (b"OggS", "Ogg"), (b"ID3", "MP3"))
+
+
 def pcm_chunks(
     stream: BinaryIO, rate: int = SAMPLE_RATE, chunk_s: float = 0.5, name: str = "stdin"
 ) -> Iterator[np.ndarray]:
@@ -46,10 +50,19 @@ def pcm_chunks(
     res = _Resampler(rate)
     nbytes = max(2, int(chunk_s * rate) * 2)
     left = b""
+    first = True
     while True:
         data = stream.read(nbytes)
         if not data:
             break
+        if first:
+            first = False
+            kind = next((k for m, k in FILE_MAGIC if data.startswith(m)), None)
+            if kind is not None:
+                raise AudioError(
+                    f"{name}: starts like a {kind} file, not raw 16-bit PCM: give the file's "
+                    "path instead (mas pipeline FILE)"
+                )
         data = left + data
         cut = len(data) - len(data) % 2
         data, left = data[:cut], data[cut:]
@@ -65,8 +78,23 @@ def pcm_chunks(
         yield tail
 
 
-def mic_chunks(chunk_s: float = 0.5, device=None) -> Iterator[np.ndarray]:
-    """Chunks from the default (or `device`) microphone at 16 kHz mono, until interrupted."""
+MIC_BEHIND_S = 30.0  # how far the pipeline may fall behind the microphone (then audio drops)
+
+
+def mic_chunks(
+    chunk_s: float = 0.5,
+    device=None,
+    on_drop: Callable[[float], None] | None = None,
+    behind_s: float = MIC_BEHIND_S,
+) -> Iterator[np.ndarray]:
+    """Chunks from the default (or `device`) microphone at 16 kHz mono, until interrupted.
+
+    The device is opened here, so a missing sounddevice/PortAudio or microphone is an error
+    before any model loads; recording starts with the first chunk asked for. The microphone
+    does not wait for the pipeline: when the pipeline falls more than `behind_s` behind (more
+    speakers than this CPU decodes in real time), the oldest audio not yet processed is
+    dropped and silence of its length takes its place, so memory and latency stay bounded and
+    event times stay on the microphone's clock; `on_drop(seconds)` is told each time."""
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:
@@ -74,12 +102,21 @@ def mic_chunks(chunk_s: float = 0.5, device=None) -> Iterator[np.ndarray]:
             f"microphone input needs the sounddevice package and PortAudio ({exc}): "
             "pip install sounddevice; on Debian/Ubuntu also apt-get install libportaudio2"
         ) from None
-    q: queue.Queue = queue.Queue()
+    block = max(1, int(chunk_s * SAMPLE_RATE))
+    q: queue.Queue = queue.Queue(maxsize=max(1, round(behind_s * SAMPLE_RATE / block)))
+    pos = [0]  # samples the microphone has delivered
 
-    def callback(indata, frames, t, status):  # runs on PortAudio's thread
-        q.put(indata[:, 0].copy())
+    def callback(indata, frames, t, status):  # runs on PortAudio's thread: never blocks
+        item = (pos[0], indata[:, 0].copy())
+        pos[0] += len(item[1])
+        try:
+            q.put_nowait(item)
+        except queue.Full:
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()  # the oldest unprocessed chunk goes
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(item)
 
-    block = int(chunk_s * SAMPLE_RATE)
     try:
         stream = sd.InputStream(
             samplerate=SAMPLE_RATE,
@@ -91,9 +128,20 @@ def mic_chunks(chunk_s: float = 0.5, device=None) -> Iterator[np.ndarray]:
         )
     except Exception as exc:  # PortAudio's own errors: no device, busy, bad rate
         raise MasError(f"microphone: {exc}") from None
-    with stream:
-        while True:
-            yield q.get()
+
+    def chunks() -> Iterator[np.ndarray]:
+        done = 0
+        with stream:
+            while True:
+                start, x = q.get()
+                if start > done:  # dropped while the pipeline was behind: silence instead
+                    if on_drop is not None:
+                        on_drop((start - done) / SAMPLE_RATE)
+                    yield np.zeros(start - done, np.float32)
+                done = start + x.size
+                yield x
+
+    return chunks()
 
 
 def run_live(pipeline, chunks: Iterable[np.ndarray], on_event: Callable[[dict], None]) -> bool:

@@ -107,6 +107,11 @@ def _load(path: Path, dtype: mx.Dtype | str | None) -> Whisper:
         dtype = getattr(mx, dtype)
     dtype = dtype or default_dtype()
     where = str(path / "config.json")
+    if config.get("model_type") != "whisper":  # before the args, which another model's fail
+        raise WeightsError(
+            f"{path}: holds {config.get('model_type')!r} weights, not Whisper "
+            "(model_type in config.json)"
+        )
     q = config.get("quantization")
     if q is not None and (not isinstance(q, dict) or q.get("bits") not in (4, 8)):
         raise WeightsError(f"{where}: quantization {q!r}: expected bits 4 or 8")
