@@ -277,9 +277,9 @@ def _known_overlap():
     return OracleOverlap.from_counts(counts, name="test double: two speakers in 1.0-1.6 s")
 
 
-def _known_overlap_run(weights, separator):
+def _known_overlap_run(weights, separator, embedder=False):
     """The first 4 s of the demo clip, oracle VAD 0.2-3.8 s (pieces 0.2-2.2 and 2.2-3.8 s),
-    the known-overlap detector, no embedder (everything is S1)."""
+    the known-overlap detector, no embedder (everything is S1) unless one is given."""
     import soundfile as sf
 
     from mlx_audio_stack.paths import DEMO_CLIP
@@ -289,7 +289,7 @@ def _known_overlap_run(weights, separator):
     p = Pipeline(
         whisper=weights["whisper-tiny.en"],
         oracle_vad=[(0.2, 3.8)],
-        embedder=False,
+        embedder=embedder,
         separator=separator,
         overlap=_known_overlap(),
     )
@@ -311,7 +311,70 @@ def test_without_a_separator_overlap_events_mark_the_overlapped_run_only(weights
     assert set(res.transcripts) == {"S1"}
 
 
-def test_a_separator_that_hears_no_one_loses_no_words(weights):
+class Copies:
+    """Test double of the separator: the mixture itself at the given gains, one per source
+    (each holds speech, so each passes the source checks)."""
+
+    name = "test double: scaled copies of the mixture"
+
+    def __init__(self, gains):
+        self.gains, self.calls = gains, 0
+
+    def __call__(self, audio, start):
+        self.calls += 1
+        return np.stack([g * audio for g in self.gains]).astype(np.float32)
+
+
+def test_without_a_second_id_the_separator_is_not_used(weights):
+    """No embedder (everything is S1): a separated window's second source had no id and its
+    words were dropped. Separation is off instead, said once, and the piece stays whole."""
+    sep = Copies([1.0, 0.7])
+    events, res = _known_overlap_run(weights, separator=sep)
+    assert sep.calls == 0
+    assert any("separation off: with no speaker embedder" in n for n in res.notes)
+    _, plain = _known_overlap_run(weights, separator=False)
+    assert res.transcripts == plain.transcripts and res.transcripts["S1"]
+
+
+def test_more_sources_than_max_speakers_allows_keep_the_loudest(weights, offline_weights):
+    """A 3-source separator with --max-speakers 2: two ids can take sources, so the two
+    loudest are kept (the order the separator gave them in decided it before)."""
+    from mlx_audio_stack.pipeline.config import PipelineConfig
+    from mlx_audio_stack.pipeline.driver import Pipeline
+
+    routed = []
+    real_route = Pipeline._route
+
+    def spy(self, sid, audio, t0, source):
+        if source == "separated":
+            routed.append((sid, round(float(np.abs(audio).max()), 3)))
+        return real_route(self, sid, audio, t0, source)
+
+    import soundfile as sf
+
+    from mlx_audio_stack.paths import DEMO_CLIP
+
+    audio, sr = sf.read(str(DEMO_CLIP), dtype="float32")
+    gains = [0.3, 1.0, 0.6]
+    p = Pipeline(
+        whisper=weights["whisper-tiny.en"],
+        oracle_vad=[(0.2, 3.8)],
+        embedder=offline_weights("voice-encoder"),
+        separator=Copies(gains),
+        overlap=_known_overlap(),
+        config=PipelineConfig(max_speakers=2),
+    )
+    p._route = spy.__get__(p)
+    p.push(audio[: 4 * sr])
+    p.flush()
+    run = audio[int(1.0 * sr) : int(1.6 * sr)]
+    peaks = sorted(peak for _, peak in routed)
+    assert len(routed) == 2 and len({sid for sid, _ in routed}) == 2
+    loud = float(np.abs(run).max())
+    assert peaks == pytest.approx([0.6 * loud, 1.0 * loud], rel=0.05)
+
+
+def test_a_separator_that_hears_no_one_loses_no_words(weights, offline_weights):
     """A separator whose sources hold no speech (silence here; noise from random weights)
     where the VAD heard speech: the overlapped run goes to its speaker from the mixture, as
     without a separator, instead of being dropped."""
@@ -326,11 +389,16 @@ def test_a_separator_that_hears_no_one_loses_no_words(weights):
             calls.append((start / SAMPLE_RATE, audio.size / SAMPLE_RATE))
             return np.zeros((2, audio.size), np.float32)
 
-    events, res = _known_overlap_run(weights, separator=Silent())
+    voice = offline_weights("voice-encoder")  # separation needs a second id to give
+    events, res = _known_overlap_run(weights, separator=Silent(), embedder=voice)
     assert len(calls) == 1 and calls[0][0] == pytest.approx(0.5, abs=0.05)  # the run - 0.5 s
     ov = [e for e in events if e["type"] == "overlap"]
     assert len(ov) == 1 and not ov[0]["separated"] and ov[0]["speakers"] == ["S1"]
     assert ov[0]["start"] == pytest.approx(1.0, abs=0.05)
     # every part of the first piece reached S1: the same words as without a separator
-    _, plain = _known_overlap_run(weights, separator=False)
-    assert res.transcripts["S1"] and wer(plain.transcripts["S1"], res.transcripts["S1"]) < 0.2
+    _, plain = _known_overlap_run(weights, separator=False, embedder=voice)
+    assert (
+        set(res.transcripts) == {"S1"}
+        and res.transcripts["S1"]
+        and wer(plain.transcripts["S1"], res.transcripts["S1"]) < 0.2
+    )

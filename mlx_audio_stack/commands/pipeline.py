@@ -36,8 +36,8 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--separator",
-        help="MossFormer2 weights (default weights/mossformer2-ss-16k "
-        "when present); 'none' turns separation off",
+        help="MossFormer2 weights (default: the first of weights/mossformer2-ss-16k, "
+        "-ss-16k-3spk, -whamr-16k that holds converted weights); 'none' turns separation off",
     )
     p.add_argument(
         "--overlap",

@@ -29,10 +29,14 @@ oracle in evaluation):
       -> events (JSON lines; `mas pipeline` spools them to the output folder as they are
          decided, record.py, so memory does not grow with the length of the input)
 
-Events: {"type": "partial" | "final" | "speaker" | "overlap", "speaker", "start", "end",
-"text", "words", "confidence", "source": "direct" | "separated", "emitted_at"}. Partial text may
-change until it is final; final text never changes. `emitted_at` is the audio time at which the
-event was decided (algorithmic latency = emitted_at - word end).
+Events (every one has "type", "start", "end" and "emitted_at"):
+- "partial" | "final": "speaker", "text", "words" ([{"word", "start", "end", "probability",
+  "source"}]), "confidence" (mean word probability), "source": "direct" | "separated";
+- "speaker": a piece of speech given to "speaker", with its "source";
+- "overlap": a run where the detector heard "count" (2-3) people: "speakers" (the ids its
+  audio went to) and "separated" (whether it was separated); no "speaker" key.
+Partial text may change until it is final; final text never changes. `emitted_at` is the audio
+time at which the event was decided (algorithmic latency = emitted_at - word end).
 
 Offline (a file) and live (stdin, microphone) run the same driver over 0.5 s chunks, so a
 file run and a live run of the same audio give the same finals.

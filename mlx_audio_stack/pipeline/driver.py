@@ -110,15 +110,6 @@ class Pipeline:
             self.vad_model = comp.load_vad(vad)
             self.vad_stage = VADStage(self.vad_model)
             self.components["vad"] = "silero-vad"
-        if oracle_sources is not None:
-            oracle_sources = np.asarray(oracle_sources, np.float32)
-            self.overlap = OracleOverlap(oracle_sources)
-            self.separator = OracleSeparator(oracle_sources)
-        else:
-            self.overlap = comp.load_overlap(overlap, self._note)
-            self.separator = comp.load_separator(separator, self._note)
-        self.components["overlap"] = self.overlap.name
-        self.components["separation"] = self.separator.name if self.separator else "none"
         self.oracle_speakers = oracle_speakers
         self.embedder = None
         if oracle_speakers is not None:
@@ -126,6 +117,26 @@ class Pipeline:
         else:
             self.embedder = comp.load_embedder(embedder, self._note)
             self.components["embedder"] = self.embedder.name if self.embedder else "none"
+        if oracle_sources is not None:
+            oracle_sources = np.asarray(oracle_sources, np.float32)
+            self.overlap = OracleOverlap(oracle_sources)
+            self.separator = OracleSeparator(oracle_sources)
+        else:
+            self.overlap = comp.load_overlap(overlap, self._note)
+            one_id = oracle_speakers is None and (
+                self.embedder is None or self.cfg.max_speakers < 2
+            )
+            if one_id and separator is not False:
+                # separated voices would have no second id to go to (a second source's words
+                # were dropped): overlapped speech stays whole, as without a separator
+                why = "no speaker embedder" if self.embedder is None else "--max-speakers 1"
+                self._note(f"separation off: with {why} every voice goes to one speaker")
+                separator = False
+                self.separator = None
+            else:
+                self.separator = comp.load_separator(separator, self._note)
+        self.components["overlap"] = self.overlap.name
+        self.components["separation"] = self.separator.name if self.separator else "none"
         threshold = self.cfg.tracker_threshold
         if threshold is None:
             threshold = comp.tracker_threshold(self.embedder)
@@ -310,6 +321,10 @@ class Pipeline:
             # the separator heard no one where the VAD heard speech: the piece is not lost but
             # goes whole to its dominant speaker, as without a separator
             return self._handle_part(piece, 1, [(piece, count)])
+        if self.oracle_speakers is None and self.embedder is not None:
+            room = len(self._ts.ids) + max(0, self.cfg.max_speakers - len(self._ts.ids))
+            if len(keep) > room:  # more voices than --max-speakers allows: the loudest stay
+                keep = sorted(sorted(keep, key=lambda i: -_db(sources[i]))[:room])
         out: list[dict] = []
         with self._timer("embedding"):
             if self.oracle_speakers is not None:
