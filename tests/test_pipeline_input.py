@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import sys
 import types
 
@@ -154,3 +155,69 @@ def test_other_weights_given_as_whisper_say_what_they_are(weights, capsys):
     assert main(["pipeline", "--demo", "--model", str(weights["silero-vad"])]) == 1
     err = _one_error(capsys)
     assert "holds 'silero_vad' weights, not Whisper" in err
+
+
+def test_ctrl_c_on_a_file_run_writes_the_outputs_of_what_was_heard(
+    weights, monkeypatch, capsys, tmp_path
+):
+    """Ctrl-C during a file run (here after 6 s of audio: push raises KeyboardInterrupt) is a
+    clean stop: the part heard is flushed and every output written, the report says where it
+    stopped, and the exit status still says it was interrupted."""
+    from mlx_audio_stack.paths import DEMO_CLIP
+    from mlx_audio_stack.pipeline.driver import Pipeline
+
+    real_push, pushed = Pipeline.push, []
+
+    def push(self, chunk):
+        if len(pushed) == 12:
+            raise KeyboardInterrupt
+        pushed.append(chunk.size)
+        return real_push(self, chunk)
+
+    monkeypatch.setattr(Pipeline, "push", push)
+    out = tmp_path / "out"
+    args = ["pipeline", str(DEMO_CLIP), "--out", str(out), "--quiet", "--embedder", "none"]
+    args += ["--model", str(weights["whisper-tiny.en"]), "--vad", str(weights["silero-vad"])]
+    assert main(args) == 130
+    printed = capsys.readouterr()
+    assert "interrupted (SIGINT)" in printed.err and "[S1] " in printed.out
+    report = (out / "report.md").read_text()
+    assert "interrupted after 6.0 s of" in report
+    words = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    finals = [e for e in words if e["type"] == "final"]
+    assert finals and max(e["end"] for e in finals) <= 6.0 + 0.1
+    assert (out / "speakers" / "S1.txt").read_text().strip()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_ctrl_c_on_live_stdin_makes_the_words_final_and_writes_every_output(weights, tmp_path):
+    """SIGINT to `mas pipeline -` while stdin is still open: exit 0, every output there."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import soundfile as sf
+
+    from mlx_audio_stack.paths import DEMO_CLIP
+
+    x, sr = sf.read(str(DEMO_CLIP), dtype="int16")
+    assert sr == 16000
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mlx_audio_stack", "pipeline", "-", "--quiet", "--out", str(out)]
+    cmd += ["--model", str(weights["whisper-tiny.en"]), "--vad", str(weights["silero-vad"])]
+    cmd += ["--embedder", "none", "--no-partials"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc.stdin.write(x[: 8 * sr].tobytes())  # 8 s now; stdin stays open
+    proc.stdin.flush()
+    first = proc.stdout.readline()  # an event: the pipeline is running on the input
+    assert json.loads(first)["type"] in ("speaker", "final")
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    finals = [json.loads(x) for x in rest.decode().splitlines()]
+    assert any(e["type"] == "final" for e in finals)
+    for f in ("events.jsonl", "speakers/S1.txt", "stdin.rttm", "stdin.srt", "report.md"):
+        assert (out / f).stat().st_size > 0, f
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]

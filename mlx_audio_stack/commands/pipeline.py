@@ -165,25 +165,38 @@ def run(args) -> int:
             f"demo meeting: {meeting.mix.size / 16000:.1f} s, 3 speakers, 2 overlaps, "
             "noise at 15 dB SNR (bundled LibriSpeech + VoiceBank-DEMAND audio)"
         )
-        res = run_pipeline(
-            meeting.mix, out, chunk_s=args.chunk, progress=show_progress, name="demo", **kw
-        )
     else:
         path = Path(args.input)
         out = args.out or f"{path.stem}.pipeline"
-        res = run_pipeline(path, out, chunk_s=args.chunk, progress=show_progress, **kw)
+    try:
+        if args.demo:
+            res = run_pipeline(
+                meeting.mix, out, chunk_s=args.chunk, progress=show_progress, name="demo", **kw
+            )
+        else:
+            res = run_pipeline(path, out, chunk_s=args.chunk, progress=show_progress, **kw)
+    except KeyboardInterrupt as exc:
+        res = getattr(exc, "partial_result", None)
+        if res is None:  # interrupted while loading or finishing: nothing was written
+            raise
+        _print_result(res, out)
+        raise
     if args.events:
         for ev in res.events:
             print_event(ev)
+    _print_result(res, out, meeting.texts if args.demo else None)
+    return 0
+
+
+def _print_result(res, out, references: dict | None = None) -> None:
     print(
         f"{len(res.transcripts)} speaker(s); {res.stats['audio_s']:.1f} s of audio in "
         f"{res.stats['wall_s']:.1f} s (RTF {res.stats['rtf']})"
     )
     for spk, text in res.transcripts.items():
         print(f"[{spk}] {text}")
-    if args.demo:
+    if references:
         print("\nwhat they said (reference, in order of first turn):")
-        for lab, text in meeting.texts.items():
+        for lab, text in references.items():
             print(f"[{lab}] {text.capitalize()}")
     print(f"outputs in {out}/")
-    return 0

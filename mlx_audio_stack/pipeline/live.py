@@ -100,7 +100,8 @@ def mic_chunks(
     except (ImportError, OSError) as exc:
         raise MasError(
             f"microphone input needs the sounddevice package and PortAudio ({exc}): "
-            "pip install sounddevice; on Debian/Ubuntu also apt-get install libportaudio2"
+            "pip install 'mlx-audio-stack[mic]'; on Debian/Ubuntu also "
+            "apt-get install libportaudio2"
         ) from None
     block = max(1, int(chunk_s * SAMPLE_RATE))
     q: queue.Queue = queue.Queue(maxsize=max(1, round(behind_s * SAMPLE_RATE / block)))

@@ -25,7 +25,11 @@ def run_pipeline(
     array, in `chunk_s` chunks as a live stream would arrive; write the outputs to `out_dir`.
     A file is read in blocks (`audio.stream_audio`) and, with `out_dir`, the events are spooled
     to `out_dir`/events.jsonl as they are decided: memory does not grow with its length.
-    Keyword arguments go to `Pipeline` (components, `config`, oracle switches)."""
+    Keyword arguments go to `Pipeline` (components, `config`, oracle switches).
+
+    Ctrl-C (or SIGTERM) stops the run cleanly: what was heard is flushed and its outputs are
+    written (with a note saying where it stopped), then the KeyboardInterrupt goes on with
+    that result as its `partial_result`."""
     from tqdm import tqdm
 
     from ..audio import as_audio, open_stream
@@ -41,15 +45,25 @@ def run_pipeline(
             raise AudioError("audio: no samples")
         total_s, blocks = x.size / SAMPLE_RATE, iter([x])
     record = spool_for(out_dir) if out_dir is not None else None
+    interrupted = None
     try:
         p = Pipeline(record=record, **kwargs)
         step = max(1, int(chunk_s * SAMPLE_RATE))
-        with tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar:
-            for block in blocks:
-                for i in range(0, block.size, step):
-                    p.push(block[i : i + step])
-                    bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
-            p.flush()
+        heard = 0
+        try:
+            with tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar:
+                for block in blocks:
+                    for i in range(0, block.size, step):
+                        p.push(block[i : i + step])
+                        heard += min(step, block.size - i)
+                        bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
+        except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: a clean stop, as live input has
+            interrupted = exc
+            p.note(
+                f"interrupted after {heard / SAMPLE_RATE:.1f} s of {total_s:.1f} s: "
+                "the outputs hold that part"
+            )
+        p.flush()  # a second interruption here ends the run without outputs
         res = p.result()
         if out_dir is not None:
             stem = name or (Path(audio).stem if isinstance(audio, (str, Path)) else "meeting")
@@ -58,4 +72,7 @@ def run_pipeline(
         if record is not None:
             record.discard()
         raise
+    if interrupted is not None:
+        interrupted.partial_result = res  # what was heard, its outputs written
+        raise interrupted
     return res
