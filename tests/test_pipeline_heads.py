@@ -90,6 +90,31 @@ def test_a_heads_folder_loads_with_its_encoder_and_bad_ones_are_refused(tiny, tm
     assert TASKS["speaker_count"].frame_level
 
 
+def test_count_heads_under_weights_are_the_default_detector(tiny, tiny_dir, tmp_path, monkeypatch):
+    """The issue: the heads' speaker-count head is the overlap detector when its weights are
+    there. weights/heads-* with a speaker_count task and its encoder present is picked
+    (noted); heads without that task or without their encoder are passed over; `counter`
+    keeps the shipped counter; with none there, the counter it is."""
+    from mlx_audio_stack.pipeline.components import count_heads_folders, load_overlap
+
+    root = tmp_path / "weights"
+    root.mkdir()
+    monkeypatch.setenv("MAS_WEIGHTS_DIR", str(root))
+    notes: list[str] = []
+    assert count_heads_folders() == []
+    assert type(load_overlap(None, notes.append)).__name__ == "CounterOverlap"
+    (root / "whisper-tiny.en").symlink_to(tiny_dir)
+    enc = {"encoder": {"model": "whisper-tiny.en"}}
+    save_heads(_heads(tiny, ("gender",)), root / "heads-a", enc)
+    save_heads(_heads(tiny), root / "heads-b", {"encoder": {"model": "whisper-nope"}})
+    save_heads(_heads(tiny), root / "heads-c", enc)
+    assert count_heads_folders() == [root / "heads-c"]
+    det = load_overlap(None, notes.append)
+    assert isinstance(det, HeadsOverlap) and det.encoder_name == "whisper-tiny.en"
+    assert any("heads-c" in n for n in notes)
+    assert type(load_overlap("counter", notes.append)).__name__ == "CounterOverlap"
+
+
 def test_memory_stays_one_window_over_a_long_input(tiny):
     det = HeadsOverlap(_heads(tiny), tiny, hop_s=10.0, lookahead_s=1.0)
     st, n = det.initial_state(), 0

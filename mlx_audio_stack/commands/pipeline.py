@@ -42,8 +42,9 @@ def register(sub) -> None:
     p.add_argument(
         "--overlap",
         help="overlap detector: trained Whisper heads with a speaker_count task (`mas train "
-        "heads --tasks speaker_count`; default: the shipped speaker counter); 'none' turns "
-        "overlap detection off",
+        "heads --tasks speaker_count`), 'counter' (the shipped speaker counter) or 'none' "
+        "(off); default: the first weights/heads-* with a speaker_count task whose encoder "
+        "is under weights/, else the counter",
     )
     p.add_argument("--max-speakers", type=int, default=3)
     p.add_argument("--chunk", type=float, default=0.5, help="seconds of audio per step (0.5)")

@@ -118,18 +118,44 @@ def load_separator(separator, note: Callable[[str], None]):
     return Separator(load_model(path))
 
 
+def count_heads_folders() -> list[Path]:
+    """weights/heads-* folders whose heads have a speaker_count task and whose Whisper encoder
+    is converted under weights/ (so they can run as the overlap detector), in name order."""
+    import json
+
+    found = []
+    for d in sorted(weights_dir().glob("heads-*")):
+        try:
+            cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
+            tasks = [t.get("name") for t in cfg["args"]["tasks"]]
+            encoder = cfg["encoder"]["model"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        ok = cfg.get("model_type") == "whisper_heads" and "speaker_count" in tasks
+        if ok and isinstance(encoder, str) and (weights_dir() / encoder / "config.json").exists():
+            found.append(d)
+    return found
+
+
 def load_overlap(overlap, note: Callable[[str], None]):
+    """The overlap stage: False = none; a heads folder; "counter" = the shipped speaker
+    counter; None = the speaker-count heads of the heads issue when weights/heads-* holds
+    them (with their encoder), else the shipped counter."""
     from .stages import NoOverlapDetector
 
     if overlap is False:
+        note("overlap detection off: every speech piece counts as one speaker")
         return NoOverlapDetector()
-    if isinstance(overlap, (str, Path)):
+    if overlap is None:
+        found = count_heads_folders()
+        overlap = found[0] if found else "counter"
+    if isinstance(overlap, (str, Path)) and str(overlap) != "counter":
         from .overlap import heads_overlap
 
         det = heads_overlap(overlap)
         note(f"overlap detector: speaker-count heads {overlap} (encoder {det.encoder_name})")
         return det
-    if overlap is not None:
+    if not isinstance(overlap, (str, Path)):
         return overlap
     try:
         from .overlap import default_overlap_detector
