@@ -402,3 +402,40 @@ def test_a_separator_that_hears_no_one_loses_no_words(weights, offline_weights):
         and res.transcripts["S1"]
         and wer(plain.transcripts["S1"], res.transcripts["S1"]) < 0.2
     )
+
+
+def test_the_pipeline_runs_with_ecapa_in_the_real_layout(weights, meeting):
+    """ECAPA is the default embedder whenever weights/ecapa-voxceleb exists (hub only, so not
+    here): the pipeline must run with it. Random weights in the real layout (SpeechBrain's
+    spkrec-ecapa-voxceleb sizes): plumbing and cost only, no speaker quality; the tracker
+    takes ECAPA's threshold and gives at most --max-speakers ids."""
+    import mlx.core as mx
+
+    from mlx_audio_stack.models.ecapa import EcapaArgs
+    from mlx_audio_stack.models.ecapa.embed import EmbedConfig, SpeakerEncoder
+    from mlx_audio_stack.models.ecapa.fbank import FbankArgs
+    from mlx_audio_stack.models.ecapa.model import ECAPA_TDNN
+    from mlx_audio_stack.pipeline import Pipeline, PipelineConfig
+    from mlx_audio_stack.pipeline.components import TRACKER_THRESHOLDS
+
+    mx.random.seed(0)
+    net = ECAPA_TDNN(EcapaArgs())
+    net.eval()
+    ecapa = SpeakerEncoder(net, FbankArgs(), EmbedConfig())
+    p = Pipeline(
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=ecapa,
+        separator=False,
+        config=PipelineConfig(max_speakers=3),
+    )
+    assert p.components["embedder"] == "ecapa"
+    assert p.tracker.threshold == TRACKER_THRESHOLDS["ecapa"]
+    x = meeting.mix[: 16000 * 12]
+    events = []
+    for i in range(0, x.size, 8000):
+        events += p.push(x[i : i + 8000])
+    events += p.flush()
+    res = p.result()
+    assert 1 <= len(res.transcripts) <= 3 and " ".join(res.transcripts.values()).strip()
+    assert {e["speaker"] for e in events if e["type"] == "speaker"} == set(res.transcripts)
