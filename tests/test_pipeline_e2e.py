@@ -485,3 +485,29 @@ def test_three_people_at_once_get_three_streams(weights, shared_data):
     assert sorted(res.transcripts) == list(labels)
     for lab, (_, ref) in zip(labels, voices):
         assert wer(ref, res.transcripts[lab]) < 0.35, (lab, ref, res.transcripts[lab])
+
+
+def test_live_stdin_equals_the_file_run_on_the_three_speaker_demo(
+    weights, offline_weights, meeting, tmp_path
+):
+    """The same with speakers: the demo meeting (3 voices, 2 overlaps) as raw PCM on stdin,
+    with the voice encoder tracking, gives the file run's finals, speaker by speaker."""
+    pcm = np.clip(np.round(meeting.mix * 32768.0), -32768, 32767).astype(np.int16)
+    voice = offline_weights("voice-encoder")
+    file_res = run_pipeline(
+        pcm.astype(np.float32) / 32768.0,
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=voice,
+        separator=False,
+    )
+    env = dict(os.environ, MAS_WEIGHTS_DIR=str(tmp_path))
+    cmd = [sys.executable, "-m", "mlx_audio_stack", "pipeline", "-", "--quiet"]
+    cmd += ["--model", str(weights["whisper-tiny.en"]), "--vad", str(weights["silero-vad"])]
+    cmd += ["--embedder", str(voice), "--separator", "none"]
+    proc = subprocess.run(cmd, input=pcm.tobytes(), capture_output=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode()
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    live = [(e["speaker"], e["text"]) for e in events if e["type"] == "final"]
+    ran = [(e["speaker"], e["text"]) for e in file_res.events if e["type"] == "final"]
+    assert live == ran and len({s for s, _ in live}) == 3
