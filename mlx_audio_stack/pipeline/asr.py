@@ -9,8 +9,12 @@ two consecutive decodes agree on it and on every word before it: final text neve
 The buffer is trimmed at the end of the last Whisper segment that is fully committed once it
 is longer than `buffer_trim_s`, so memory and decode cost stay bounded.
 
-Latency: a word becomes final one or two decodes after it was spoken (about 1-2 x
-`min_chunk_s`, plus the piece segmentation's delay): measured in reports/pipeline.md.
+Latency: a word is first shown by the decode after its piece reaches the stream (a piece is
+handed on once cut, at a 0.25 s pause or after 2 s) and becomes final when the next decode
+agrees, after `min_chunk_s` more of *that speaker's* audio. A speaker's stream grows only
+while they talk, so the last words of a turn wait for their next turn or for 2 s of silence
+(`driver.IDLE_FINAL_S`). Measured in audio time from a word's end (reports/pipeline.md, README):
+first shown after ~2 s, final after ~4-5 s (medians), longer when speakers alternate fast.
 """
 
 from __future__ import annotations
