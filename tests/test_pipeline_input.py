@@ -221,3 +221,35 @@ def test_ctrl_c_on_live_stdin_makes_the_words_final_and_writes_every_output(weig
     for f in ("events.jsonl", "speakers/S1.txt", "stdin.rttm", "stdin.srt", "report.md"):
         assert (out / f).stat().st_size > 0, f
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+def test_ctrl_c_inside_a_decode_loses_no_word_it_made_final(weights, monkeypatch, capsys, tmp_path):
+    """SIGINT arriving while a push is decoding (right after a decode that made words final,
+    before push() records them) stops the run after that push: those words are in the
+    outputs. Cutting push() in half lost them ("He hoped there would be stew for dinner")."""
+    import os
+    import signal
+
+    from mlx_audio_stack.paths import DEMO_CLIP
+    from mlx_audio_stack.pipeline.driver import Pipeline
+
+    real, sent = Pipeline._decode_streams, []
+
+    def decode(self, final):
+        out = real(self, final)
+        if not sent and any(e["type"] == "final" for e in out):
+            sent.extend(e["text"] for e in out if e["type"] == "final")
+            os.kill(os.getpid(), signal.SIGINT)  # handled before decode() returns
+        return out
+
+    monkeypatch.setattr(Pipeline, "_decode_streams", decode)
+    out = tmp_path / "out"
+    args = ["pipeline", str(DEMO_CLIP), "--out", str(out), "--quiet", "--embedder", "none"]
+    args += ["--model", str(weights["whisper-tiny.en"]), "--vad", str(weights["silero-vad"])]
+    assert main(args) == 130
+    assert sent and "interrupted" in capsys.readouterr().err
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    finals = [e["text"] for e in events if e["type"] == "final"]
+    assert finals[: len(sent)] == sent
+    assert (out / "speakers" / "S1.txt").read_text().startswith(sent[0])
+    assert "interrupted after" in (out / "report.md").read_text()

@@ -11,11 +11,13 @@ import contextlib
 import queue
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 import numpy as np
 
+from ..atomic import TERMINATING, Terminated
 from ..errors import AudioError, MasError
 from .config import SAMPLE_RATE
 
@@ -145,23 +147,70 @@ def mic_chunks(
     return chunks()
 
 
+class StopRequest:
+    """Ctrl-C, SIGTERM or SIGHUP during a run (main thread; `with StopRequest() as stop:`).
+
+    While a step is in progress (`with stop.step():` around `push` and the handling of its
+    events) the signal only asks for a stop, checked between steps, so no step is cut in half:
+    a decode that committed words whose events were not yet recorded would lose them. While the
+    run waits for input, or at a second signal, it raises at once (KeyboardInterrupt, or
+    `atomic.Terminated` for SIGTERM/SIGHUP)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._busy = False
+        self._old: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, *TERMINATING):
+                if signal.getsignal(s) is not signal.SIG_IGN:  # keep nohup's choice
+                    self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def _handler(self, signum, _frame) -> None:
+        if self._busy and self.signum is None:
+            self.signum = signum
+            return
+        raise self.exception(signum)
+
+    @staticmethod
+    def exception(signum: int) -> KeyboardInterrupt:
+        return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._busy = False
+
+
 def run_live(pipeline, chunks: Iterable[np.ndarray], on_event: Callable[[dict], None]) -> bool:
     """Feed `chunks` into `pipeline`, passing events on as they come; always flushes.
-    Returns True when the input ended, False when it was interrupted (Ctrl-C / SIGTERM)."""
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, on_term)
+    Returns True when the input ended, False when it was interrupted (Ctrl-C / SIGTERM): a
+    signal while a chunk is being processed stops the run after that chunk (`StopRequest`)."""
     ended = True
-    try:
-        for chunk in chunks:
-            for ev in pipeline.push(chunk):
-                on_event(ev)
-    except KeyboardInterrupt:
-        ended = False
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    with StopRequest() as stop:
+        try:
+            for chunk in chunks:
+                with stop.step():
+                    for ev in pipeline.push(chunk):
+                        on_event(ev)
+                if stop.requested:
+                    ended = False
+                    break
+        except KeyboardInterrupt:  # while waiting for input: nothing was cut in half
+            ended = False
     for ev in pipeline.flush():
         on_event(ev)
     return ended

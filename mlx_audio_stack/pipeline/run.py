@@ -33,6 +33,7 @@ def run_pipeline(
     from tqdm import tqdm
 
     from ..audio import as_audio, open_stream
+    from .live import StopRequest
     from .outputs import write_outputs
     from .record import spool_for
 
@@ -51,12 +52,18 @@ def run_pipeline(
         step = max(1, int(chunk_s * SAMPLE_RATE))
         heard = 0
         try:
-            with tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar:
+            with (
+                StopRequest() as stop,
+                tqdm(total=round(total_s, 1), unit="s", disable=not progress) as bar,
+            ):
                 for block in blocks:
                     for i in range(0, block.size, step):
-                        p.push(block[i : i + step])
-                        heard += min(step, block.size - i)
+                        with stop.step():  # a signal now stops the run after this chunk
+                            p.push(block[i : i + step])
+                            heard += min(step, block.size - i)
                         bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
+                        if stop.requested:
+                            raise stop.exception(stop.signum)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: a clean stop, as live input has
             interrupted = exc
             p.note(
