@@ -124,27 +124,31 @@ def test_a_run_into_a_used_folder_leaves_only_its_own_outputs(tmp_path):
     out = tmp_path / "out"
     write_outputs(_result({"S1": "one", "S2": "two", "S3": "three"}), out, "demo")
     (out / "notes.txt").write_text("mine")
+    (out / "notes.md").write_text("mine")  # of a kind a run writes, but not this run's
+    (out / "talk.srt").write_text("mine")
     assert sorted(p.name for p in (out / "speakers").iterdir()) == ["S1.txt", "S2.txt", "S3.txt"]
     write_outputs(_result({"S1": "alone"}), out, "silence")
     assert sorted(p.name for p in (out / "speakers").iterdir()) == ["S1.txt"]
     assert (out / "speakers" / "S1.txt").read_text() == "alone\n"
     names = sorted(p.name for p in out.iterdir())
-    expected = ["events.jsonl", "notes.txt", "report.md", "silence.rttm", "silence.srt"]
-    expected += ["silence.vtt", "speakers"]
+    expected = ["events.jsonl", "notes.md", "notes.txt", "report.md", "silence.rttm"]
+    expected += ["silence.srt", "silence.vtt", "speakers", "talk.srt"]
     assert [n for n in names if n not in (MANIFEST, "timeline.png")] == expected, names
     assert "SPEAKER silence 1" in (out / "silence.rttm").read_text()
 
 
-def test_outputs_without_matplotlib_say_so_and_drop_an_old_timeline(tmp_path, monkeypatch):
+def test_outputs_without_matplotlib_say_so_and_drop_the_last_runs_timeline(tmp_path, monkeypatch):
     """timeline.png needs matplotlib: without it the run's report says so (no silent gap),
-    and an earlier run's timeline.png does not stay as if it were this run's."""
+    and the timeline an earlier run wrote there does not stay as if it were this run's; a
+    timeline.png no run wrote (no manifest names it) stays."""
+    pytest.importorskip("matplotlib")
     import builtins
 
     from mlx_audio_stack.pipeline.outputs import NO_TIMELINE, write_outputs
 
     out = tmp_path / "out"
-    (out).mkdir()
-    (out / "timeline.png").write_bytes(b"old")
+    write_outputs(_result({"S1": "one"}), out)
+    assert (out / "timeline.png").stat().st_size > 0
     real_import = builtins.__import__
 
     def no_matplotlib(name, *a, **k):
@@ -157,6 +161,43 @@ def test_outputs_without_matplotlib_say_so_and_drop_an_old_timeline(tmp_path, mo
     write_outputs(res, out)
     assert NO_TIMELINE in res.notes and NO_TIMELINE in (out / "report.md").read_text()
     assert not (out / "timeline.png").exists()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "timeline.png").write_bytes(b"mine")
+    write_outputs(_result({"S1": "one"}), mine)
+    assert (mine / "timeline.png").read_bytes() == b"mine"
+
+
+def test_a_planted_manifest_removes_only_a_runs_own_kinds_of_file(tmp_path):
+    """.mas-outputs is read from the folder, so it may be copied or planted: it can only name
+    timeline.png and whole NAME.rttm/.srt/.vtt trios for removal, nothing else."""
+    from mlx_audio_stack.pipeline.outputs import MANIFEST, write_outputs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = ["README.md", "thesis.png", "data.jsonl", "a.srt", "../x.rttm"]
+    trio = ["b.rttm", "b.srt", "b.vtt"]
+    for n in mine[:4] + trio:
+        (out / n).write_text("x")
+    (tmp_path / "x.rttm").write_text("x")
+    (out / MANIFEST).write_text("\n".join(mine + trio + ["speakers/S1.txt"]))
+    write_outputs(_result({"S1": "one"}), out)
+    assert all((out / n).exists() for n in mine[:4]) and (tmp_path / "x.rttm").exists()
+    assert not any((out / n).exists() for n in trio)
+
+
+def test_a_timeline_that_fails_to_draw_costs_only_itself(tmp_path, monkeypatch):
+    from mlx_audio_stack.pipeline import outputs
+
+    def broken(res, path):
+        raise RuntimeError("no backend")
+
+    monkeypatch.setattr(outputs, "timeline_png", broken)
+    res = _result({"S1": "one"})
+    out = outputs.write_outputs(res, tmp_path / "out")
+    assert (out / "report.md").exists() and not (out / "timeline.png").exists()
+    assert any("no backend" in n for n in res.notes)
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
 
 

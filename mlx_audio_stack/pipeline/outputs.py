@@ -125,27 +125,36 @@ def timeline_png(res, path: Path) -> bool:
 MANIFEST = ".mas-outputs"  # the files a run wrote, so the next run into the folder can
 # remove those it does not write again (another meeting's name.rttm, a timeline.png)
 NO_TIMELINE = "timeline.png not written: matplotlib is not installed (pip install matplotlib)"
+NAMED = (".rttm", ".srt", ".vtt")  # the outputs named after the meeting
 
 
 def _previous_outputs(out: Path) -> set[str]:
+    """What the folder's manifest says an earlier run wrote that a run may have to remove:
+    only timeline.png and whole NAME.rttm/.srt/.vtt trios (report.md and events.jsonl are
+    always written again), so a planted or copied manifest cannot remove anything else."""
     try:
-        names = (out / MANIFEST).read_text(encoding="utf-8").split("\n")
+        names = set((out / MANIFEST).read_text(encoding="utf-8").split("\n"))
     except (OSError, UnicodeDecodeError):
         return set()
-    # only plain names of the kinds a run writes, in this folder
-    kinds = (".rttm", ".srt", ".vtt", ".png", ".md", ".jsonl")
-    return {n for n in names if n and "/" not in n and not n.startswith(".") and n.endswith(kinds)}
+    names = {n for n in names if n and "/" not in n and "\\" not in n and n not in (".", "..")}
+    keep = {"timeline.png"} & names
+    stems = {n[: -len(k)] for n in names for k in NAMED if n.endswith(k)}
+    for stem in stems:
+        trio = {stem + k for k in NAMED}
+        if stem and trio <= names:
+            keep |= trio
+    return keep
 
 
 def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
-    """Write every output file of a run into `out_dir` as one group; returns the folder.
+    """Write every output file of a run into `out_dir`; returns the folder.
 
-    Each file is written complete under a temporary name first; then speakers/ is swapped in
-    whole (a previous run's S3.txt does not stay beside this run's S1.txt) and the other files
-    are renamed into place together (`atomic.commit_group`: a kill midway is finished by the
-    next write there). Files an earlier run into the folder wrote and this one does not
-    (another name's .rttm/.srt/.vtt, a timeline.png) are removed, so the folder holds one
-    run."""
+    Each file is written complete under a temporary name first, with signals held while they
+    are put in place: the files are renamed together (`atomic.commit_group`: a kill midway is
+    finished by the next write there), then speakers/ is swapped in whole (so it holds this
+    run's speakers only: a previous run's S3.txt, or anything else in it, goes). The files an
+    earlier run into the folder wrote and this one does not (another name's .rttm/.srt/.vtt, a
+    timeline.png) are removed, as `.mas-outputs` lists them, so the folder holds one run."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -156,13 +165,28 @@ def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
         record = EventRecord()
         record.extend(res.events)
     temps: list[Path] = []
+
+    def clean_up() -> None:
+        for t in temps:
+            if not t.name.startswith(".") or ".tmp-" not in t.name:
+                continue
+            if t.is_dir():
+                shutil.rmtree(t, ignore_errors=True)
+            elif t != record.path:  # a spool stays for the caller (discard / the next run)
+                t.unlink(missing_ok=True)
+
     try:
         png = atomic.temp_path(out / "timeline.png")
         temps.append(png)
         renames = []
-        if timeline_png(res, png):
+        try:
+            drawn = timeline_png(res, png)
+        except Exception as exc:  # a plot is not worth the run's other outputs
+            drawn = False
+            res.notes.append(f"timeline.png not written: {type(exc).__name__}: {exc}")
+        if drawn:
             renames.append((png, out / "timeline.png"))
-        elif NO_TIMELINE not in res.notes:
+        elif NO_TIMELINE not in res.notes and not any("timeline.png" in n for n in res.notes):
             res.notes.append(NO_TIMELINE)
         texts = {
             f"{name}.rttm": rttm(res.turns, name),
@@ -182,23 +206,20 @@ def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
         temps.append(speakers)
         for s, text in res.transcripts.items():
             (speakers / f"{s}.txt").write_text(text + "\n", encoding="utf-8")
-    except BaseException:
-        for t in temps:
-            if t.is_dir():
-                shutil.rmtree(t, ignore_errors=True)
-            elif t != record.path:  # a spool stays for the caller (discard / the next run)
-                t.unlink(missing_ok=True)
-        raise
-    with atomic.signals_deferred():
-        previous = _previous_outputs(out)
-        atomic.replace(speakers, out / "speakers")
-        atomic.commit_group(renames)
-        record.committed(out / "events.jsonl")
         written = {f.name for _, f in renames}
-        for stale in sorted(previous - written):
-            (out / stale).unlink(missing_ok=True)
-        if "timeline.png" not in written:  # an earlier run's timeline is not this run's
-            (out / "timeline.png").unlink(missing_ok=True)
-            png.unlink(missing_ok=True)
-        write_atomic(out / MANIFEST, "".join(f"{n}\n" for n in sorted(written)))
+        previous = _previous_outputs(out)
+        with atomic.signals_deferred():
+            # the manifest names both sets until the old ones are gone: a process killed in
+            # between leaves them to the next run into the folder
+            write_atomic(out / MANIFEST, "".join(f"{n}\n" for n in sorted(previous | written)))
+            atomic.commit_group(renames)
+            record.committed(out / "events.jsonl")
+            atomic.replace(speakers, out / "speakers")
+            for stale in sorted(previous - written):
+                (out / stale).unlink(missing_ok=True)
+            write_atomic(out / MANIFEST, "".join(f"{n}\n" for n in sorted(written)))
+    except BaseException:
+        clean_up()
+        raise
+    clean_up()  # the timeline's temp when none was drawn
     return out
