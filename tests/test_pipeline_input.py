@@ -120,22 +120,23 @@ class FakeSoundDevice(types.ModuleType):
         self.InputStream = InputStream
 
 
-def test_the_microphone_drops_the_oldest_audio_when_the_pipeline_falls_behind(monkeypatch):
+def test_the_microphone_drops_what_waits_when_the_pipeline_falls_behind(monkeypatch):
     """20 blocks of 0.5 s arrive while nothing is processed and the queue holds 4 s (8
-    blocks): the 12 oldest go, 6 s of silence stands in their place (event times stay on the
-    microphone's clock), and the newest 8 blocks follow in order."""
+    blocks): when the 9th comes the 8 waiting go at once, again at the 17th, so 16 go in two
+    gaps, 8 s of silence stands in their place (event times stay on the microphone's clock),
+    and the newest 4 blocks follow in order."""
     from mlx_audio_stack.pipeline.live import mic_chunks
 
     sd = FakeSoundDevice(blocks=20)
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
     dropped = []
     gen = mic_chunks(0.5, on_drop=dropped.append, behind_s=4.0)
-    got = list(itertools.islice(gen, 9))
+    got = list(itertools.islice(gen, 5))
     gen.close()
     assert sd.stream.closed
-    assert dropped == [6.0]
-    assert got[0].size == 12 * 8000 and not got[0].any()
-    assert [float(c[0]) for c in got[1:]] == list(range(12, 20))
+    assert dropped == [8.0]
+    assert got[0].size == 16 * 8000 and not got[0].any()
+    assert [float(c[0]) for c in got[1:]] == list(range(16, 20))
     assert all(c.size == 8000 for c in got[1:])
 
 

@@ -123,14 +123,18 @@ def run(args) -> int:
         # folder, or a temporary one), so hours of input do not grow memory
         name = "microphone" if args.mic else "stdin"
         notes: list[str] = []
+        dropped: list[float] = []
+
+        def on_drop(seconds: float) -> None:
+            if not dropped:  # said once as it happens; the total at the end
+                notes.append(
+                    f"the pipeline fell {MIC_BEHIND_S:.0f} s behind the microphone: the audio "
+                    "not yet processed is dropped when that happens (silence in its place)"
+                )
+            dropped.append(seconds)
+
         if args.mic:  # the device is opened before the models load: no microphone fails fast
-            chunks = mic_chunks(
-                args.chunk,
-                on_drop=lambda s: notes.append(
-                    f"the pipeline fell {MIC_BEHIND_S:.0f} s behind the microphone: "
-                    f"{s:.1f} s of audio dropped (silence in its place)"
-                ),
-            )
+            chunks = mic_chunks(args.chunk, on_drop=on_drop)
         else:
             chunks = pcm_chunks(sys.stdin.buffer, args.rate or 16000, args.chunk)
         with tempfile.TemporaryDirectory(prefix="mas-live-") as scratch:
@@ -146,12 +150,18 @@ def run(args) -> int:
                     print_event(ev)
 
                 run_live(p, chunks, on_event)
+                if dropped:
+                    notes.append(
+                        f"microphone audio dropped {len(dropped)} time(s), "
+                        f"{sum(dropped):.1f} s in all"
+                    )
                 while notes:
                     p.note(notes.pop(0))
-                if p.result().stats["audio_s"] == 0:
+                res = p.result()
+                if res.stats["audio_s"] == 0:
                     raise MasError(f"{name}: no audio (the input was empty)")
                 if args.out:
-                    write_outputs(p.result(), args.out, "mic" if args.mic else "stdin")
+                    write_outputs(res, args.out, "mic" if args.mic else "stdin")
                     log(f"outputs in {args.out}/")
             finally:
                 record.discard()  # removes only an uncommitted spool

@@ -94,9 +94,10 @@ def mic_chunks(
     The device is opened here, so a missing sounddevice/PortAudio or microphone is an error
     before any model loads; recording starts with the first chunk asked for. The microphone
     does not wait for the pipeline: when the pipeline falls more than `behind_s` behind (more
-    speakers than this CPU decodes in real time), the oldest audio not yet processed is
-    dropped and silence of its length takes its place, so memory and latency stay bounded and
-    event times stay on the microphone's clock; `on_drop(seconds)` is told each time."""
+    speakers than this CPU decodes in real time), all the audio not yet processed is dropped
+    and silence of its length takes its place (cheap: the VAD skips it), so memory and latency
+    stay bounded and event times stay on the microphone's clock; `on_drop(seconds)` is told
+    each time."""
     try:
         import sounddevice as sd
     except (ImportError, OSError) as exc:
@@ -115,8 +116,11 @@ def mic_chunks(
         try:
             q.put_nowait(item)
         except queue.Full:
+            # everything not yet processed goes at once (one gap, not one per chunk), so the
+            # pipeline starts again from live audio instead of staying `behind_s` behind
             with contextlib.suppress(queue.Empty):
-                q.get_nowait()  # the oldest unprocessed chunk goes
+                while True:
+                    q.get_nowait()
             with contextlib.suppress(queue.Full):
                 q.put_nowait(item)
 
