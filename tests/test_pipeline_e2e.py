@@ -334,6 +334,16 @@ def test_without_a_second_id_the_separator_is_not_used(weights):
     assert any("separation off: with no speaker embedder" in n for n in res.notes)
     _, plain = _known_overlap_run(weights, separator=False)
     assert res.transcripts == plain.transcripts and res.transcripts["S1"]
+    # true sources without true ids or an embedder: the same (the other sources were dropped)
+    from mlx_audio_stack.pipeline import Pipeline
+
+    p = Pipeline(
+        whisper=weights["whisper-tiny.en"],
+        vad=weights["silero-vad"],
+        embedder=False,
+        oracle_sources=np.zeros((2, 16000), np.float32),
+    )
+    assert p.separator is None and p.components["separation"] == "none"
 
 
 def test_more_sources_than_max_speakers_allows_keep_the_loudest(weights, offline_weights):

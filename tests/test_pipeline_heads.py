@@ -113,6 +113,11 @@ def test_count_heads_under_weights_are_the_default_detector(tiny, tiny_dir, tmp_
     assert isinstance(det, HeadsOverlap) and det.encoder_name == "whisper-tiny.en"
     assert any("heads-c" in n for n in notes)
     assert type(load_overlap("counter", notes.append)).__name__ == "CounterOverlap"
+    # a broken default (weights cut short) is passed over with a note, not a failed run
+    (root / "heads-c" / "model.safetensors").write_bytes(b"broken")
+    notes.clear()
+    assert type(load_overlap(None, notes.append)).__name__ == "CounterOverlap"
+    assert any("heads-c not used" in n for n in notes), notes
 
 
 def test_memory_stays_one_window_over_a_long_input(tiny):

@@ -147,8 +147,17 @@ def load_overlap(overlap, note: Callable[[str], None]):
         note("overlap detection off: every speech piece counts as one speaker")
         return NoOverlapDetector()
     if overlap is None:
-        found = count_heads_folders()
-        overlap = found[0] if found else "counter"
+        for folder in count_heads_folders():
+            from .overlap import heads_overlap
+
+            try:
+                det = heads_overlap(folder)
+            except WeightsError as exc:  # a broken default does not stop the run
+                note(f"overlap detector: {folder} not used ({exc})")
+                continue
+            note(f"overlap detector: speaker-count heads {folder} (encoder {det.encoder_name})")
+            return det
+        overlap = "counter"
     if isinstance(overlap, (str, Path)) and str(overlap) != "counter":
         from .overlap import heads_overlap
 

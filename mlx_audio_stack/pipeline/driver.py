@@ -117,18 +117,16 @@ class Pipeline:
         else:
             self.embedder = comp.load_embedder(embedder, self._note)
             self.components["embedder"] = self.embedder.name if self.embedder else "none"
+        # with one id only (no embedder, or --max-speakers 1) separated voices would have no
+        # second id to go to (a second source's words were dropped): nothing is separated
+        one_id = oracle_speakers is None and (self.embedder is None or self.cfg.max_speakers < 2)
         if oracle_sources is not None:
             oracle_sources = np.asarray(oracle_sources, np.float32)
             self.overlap = OracleOverlap(oracle_sources)
-            self.separator = OracleSeparator(oracle_sources)
+            self.separator = None if one_id else OracleSeparator(oracle_sources)
         else:
             self.overlap = comp.load_overlap(overlap, self._note)
-            one_id = oracle_speakers is None and (
-                self.embedder is None or self.cfg.max_speakers < 2
-            )
             if one_id and separator is not False:
-                # separated voices would have no second id to go to (a second source's words
-                # were dropped): overlapped speech stays whole, as without a separator
                 why = "no speaker embedder" if self.embedder is None else "--max-speakers 1"
                 self._note(f"separation off: with {why} every voice goes to one speaker")
                 separator = False
@@ -321,8 +319,8 @@ class Pipeline:
             # the separator heard no one where the VAD heard speech: the piece is not lost but
             # goes whole to its dominant speaker, as without a separator
             return self._handle_part(piece, 1, [(piece, count)])
-        if self.oracle_speakers is None and self.embedder is not None:
-            room = len(self._ts.ids) + max(0, self.cfg.max_speakers - len(self._ts.ids))
+        if self.oracle_speakers is None:
+            room = max(len(self._ts.ids), self.cfg.max_speakers)
             if len(keep) > room:  # more voices than --max-speakers allows: the loudest stay
                 keep = sorted(sorted(keep, key=lambda i: -_db(sources[i]))[:room])
         out: list[dict] = []
@@ -331,16 +329,13 @@ class Pipeline:
                 labels = sorted({s for s, _, _ in self.oracle_speakers})
                 ids = [labels[i] if i < len(labels) else None for i in keep]
                 news = [s is not None and s not in self._streams for s in ids]
-            elif self.embedder is not None:
+            else:  # an embedder: without one (one id) nothing is separated
                 emb = self.embedder.embed([sources[i] for i in keep], input_sr=SAMPLE_RATE)
                 self._ts, ids, news = self.tracker.assign(
                     self._ts, emb, [t1 - t0] * len(keep), distinct=True
                 )
-            else:
-                ids = ["S1"] + [None] * (len(keep) - 1)
-                news = [not self._streams] + [False] * (len(keep) - 1)
         for sid, new, i in zip(ids, news, keep):
-            if sid is None:
+            if sid is None:  # a true source without a true speaker id
                 continue
             if new:
                 out.append(self._event("speaker", sid, t0, t1, source="separated"))

@@ -50,7 +50,7 @@ def pcm_chunks(
     if rate <= 0:
         raise AudioError(f"{name}: --rate must be positive, got {rate}")
     res = _Resampler(rate)
-    nbytes = max(2, int(chunk_s * rate) * 2)
+    nbytes = max(4, int(chunk_s * rate) * 2)  # 4: a file's magic is read whole
     left = b""
     first = True
     while True:

@@ -23,9 +23,9 @@ def default_dtype() -> mx.Dtype:
 def build_model(
     config: dict[str, Any], dtype: mx.Dtype = mx.float32, where: str = "whisper config"
 ) -> Whisper:
-    if config.get("model_type") != "whisper":
+    if config.get("model_type") != "whisper":  # before the args, which another model's fail
         raise WeightsError(
-            f"{where}: expected model_type 'whisper', got {config.get('model_type')!r}"
+            f"{where}: holds {config.get('model_type')!r} weights, not Whisper (model_type)"
         )
     dims = ModelDimensions.from_dict(config.get("args"), f"{where}: args")
     heads = check_alignment_heads(config.get("alignment_heads", []), dims, where)
@@ -107,11 +107,6 @@ def _load(path: Path, dtype: mx.Dtype | str | None) -> Whisper:
         dtype = getattr(mx, dtype)
     dtype = dtype or default_dtype()
     where = str(path / "config.json")
-    if config.get("model_type") != "whisper":  # before the args, which another model's fail
-        raise WeightsError(
-            f"{path}: holds {config.get('model_type')!r} weights, not Whisper "
-            "(model_type in config.json)"
-        )
     q = config.get("quantization")
     if q is not None and (not isinstance(q, dict) or q.get("bits") not in (4, 8)):
         raise WeightsError(f"{where}: quantization {q!r}: expected bits 4 or 8")
@@ -121,9 +116,8 @@ def _load(path: Path, dtype: mx.Dtype | str | None) -> Whisper:
     if not isinstance(tok, str) or not tok:
         raise WeightsError(f"{where}: tokenizer must be a file name, got {tok!r}")
     tokenizer_path = inside(tok, path, "config.json's tokenizer path")
-    dims = ModelDimensions.from_dict(config.get("args"), f"{where}: args")
-    check_alignment_heads(config.get("alignment_heads", []), dims, where)
-    model = build_model(config, dtype, where)
+    model = build_model(config, dtype, where)  # checks model_type, args and alignment heads
+    dims = model.dims
     weights = model.sanitize(weights)
     check_dims_against(dims, weights, str(path), quantized=bool(q))
     if q:
