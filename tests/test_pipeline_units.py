@@ -175,6 +175,37 @@ def test_a_final_decode_decodes_a_long_unheard_end_alone():
     assert dec.starts == [0.0] and [w["word"] for w in committed] == ["and", "heard", "him."]
 
 
+def test_speech_whisper_skipped_is_decoded_alone_before_the_words_after_it_are_committed():
+    """Whisper jumped its timestamps over 6 s of a buffer ("... that the" at 1 s, then "the"
+    at 7.5 s): the words after the jump are committed and the buffer trimmed past the skipped
+    speech, which was lost. The stretch without words is decoded alone, its words committed
+    in their place (words repeating the last committed one dropped); a short pause is not."""
+
+    class Skipping(_FixedDecoder):
+        def _transcribe(self, state):
+            self.ranges = getattr(self, "ranges", []) + [
+                (round(state.buf_start, 3), round(state.buf_start + state.audio.size / 16000, 3))
+            ]
+            if state.buf_start == 0.0:  # the whole buffer: a jump from 1.0 to 7.5 s
+                return [_w(" that", 0.5, 0.8), _w(" the", 0.8, 1.0), _w(" the", 7.5, 7.7)], (7.7,)
+            # the skipped stretch alone (stream time): it starts by repeating "the"
+            return [_w(" the", 1.0, 1.2), _w(" old", 1.3, 1.6), _w(" temptation", 1.7, 2.4)], (2.4,)
+
+    for hole_s, ranges, words in (
+        (1.5, [(0.0, 8.0), (0.0, 8.0), (1.0, 7.5)], ["that", "the", "old", "temptation", "the"]),
+        (6.6, [(0.0, 8.0), (0.0, 8.0)], ["that", "the", "the"]),  # a pause below the bar
+    ):
+        dec = Skipping([])
+        dec.cfg = replace(dec.cfg, hole_redecode_s=hole_s)
+        st = dec.push(StreamState("S1"), np.zeros(8 * SAMPLE_RATE, np.float32), 20.0, "direct")
+        st, committed, _ = dec.decode(st)  # LocalAgreement: the second decode commits
+        assert committed == []
+        st, committed, _ = dec.decode(replace(st, pending_s=1.0))
+        assert dec.ranges == ranges and [w["word"] for w in committed] == words
+        starts = [20.5, 20.8, 21.3, 21.7, 27.5] if len(words) == 5 else [20.5, 20.8, 27.5]
+        assert [w["start"] for w in committed] == starts  # meeting time
+
+
 def test_a_final_decode_with_too_few_words_for_its_audio_decodes_it_again_alone():
     """One word placed at the end of 2.3 s of uncommitted speech (what tiny.en made of the
     fourth voice's sentence): fewer than min_words_per_s, so the stretch is decoded alone and

@@ -173,6 +173,7 @@ class ASRStream:
             commit = self._complete_final(state, commit)
         else:
             commit, rest = _agree(state.hypothesis, new)
+        commit = self._fill_holes(state, commit)
         state = self._commit(state, commit)
         state = replace(state, hypothesis=tuple(rest), segment_ends=seg_ends, pending_s=0.0)
         # words map to meeting time through the spans before the trim drops the old ones
@@ -202,6 +203,49 @@ class ASRStream:
         if state.stream_end - end < self.cfg.tail_redecode_s:
             return commit
         return commit + self._decode_from(state, end, commit)
+
+    def _fill_holes(self, state: StreamState, commit: list[Word]) -> list[Word]:
+        """Speech Whisper skipped, decoded alone before the words after it are committed.
+
+        Whisper can jump its timestamps over part of a buffer: on LibriSpeech 3331-159605-0008
+        the decodes of a 9-15 s buffer went from "... confess that the" at 5.8 s straight to
+        "the" at 13.9 s, the buffer was then trimmed at that segment's end, and the 8 s
+        between ("old temptation has saved him more than once ...") were lost. Everything in
+        a stream is speech (VAD pieces, 0.3 s gaps), so a stretch of `hole_redecode_s` or more
+        without a word, between the last committed word and the words now committed or
+        between two of them, is decoded alone and its words are committed in their place."""
+        if not commit:
+            return commit
+        out: list[Word] = []
+        prev = max(state.committed_end, state.buf_start)
+        heard: list[Word] = []
+        for w in commit:
+            if w.start - prev >= self.cfg.hole_redecode_s:
+                found = self._decode_range(state, prev, w.start, heard)
+                out += found
+                heard += found
+            out.append(w)
+            heard.append(w)
+            prev = max(prev, w.end)
+        return out
+
+    def _decode_range(
+        self, state: StreamState, a: float, b: float, heard: list[Word]
+    ) -> list[Word]:
+        """Stream time [a, b) of the buffer decoded alone, prompted with everything committed
+        and `heard` before it; the words inside it that repeat nothing already heard."""
+        n0 = int(round((a - state.buf_start) * SAMPLE_RATE))
+        n1 = int(round((b - state.buf_start) * SAMPLE_RATE))
+        text = state.scrolled_text + state.in_buffer_text + "".join(w.text for w in heard)
+        part = replace(
+            state,
+            audio=state.audio[n0:n1],
+            buf_start=a,
+            scrolled_text=text[-4 * self.cfg.prompt_chars :],
+        )
+        words, _ = self._transcribe(part)
+        words = [w for w in words if w.start < b]
+        return _after_commit((state.committed_tail + tuple(heard))[-5:], words, a)
 
     def _decode_from(self, state: StreamState, t: float, heard: list[Word]) -> list[Word]:
         """The buffer from stream time `t` on, decoded alone (prompted with everything

@@ -53,6 +53,9 @@ class PipelineConfig:
     # again alone (speech runs at 2-3 words a second)
     tail_redecode_s: float = 1.0
     min_words_per_s: float = 1.0
+    # a stretch this long between two words about to be committed (or after the last committed
+    # word) that holds no word is speech Whisper skipped: decoded alone before it is committed
+    hole_redecode_s: float = 1.5
     prompt_chars: int = 200  # committed text scrolled out of the buffer, given as prompt
     gap_s: float = 0.3  # silence inserted between a speaker's non-adjacent pieces
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
