@@ -126,3 +126,18 @@ def test_whole_model_kernels_equal_twin_and_float64(monkeypatch):
     n = len(ARGS.channels) - 2  # SE-Res2Net blocks
     assert sorted(set(calls)) == ["attentive_pool", "res2net", "se_residual", "tdnn"]
     assert calls.count("tdnn") == 2 + 2 * n and calls.count("res2net") == n
+
+
+def test_an_input_of_the_wrong_width_is_an_error_not_a_read_past_its_end(monkeypatch):
+    """Features of half the width the model was built for (40 mel bands into an 80-band
+    model: a SpeakerEncoder built with the default FbankArgs around real-size ECAPA). MLX's
+    matmul refuses it; the C passes indexed by the weights' shapes and read past the input."""
+    _kernels_or_skip()
+    m = _model(True)
+    x = mx.array(np.zeros((1, 50, ARGS.input_size // 2), np.float32))
+    with pytest.raises(ValueError, match="width"):
+        m.blocks[0](x, Lengths(50))
+    with monkeypatch.context() as mp:  # the twin (what a Mac runs) refuses it too
+        mp.setattr(kconv, "applies", lambda x: False)
+        with pytest.raises(ValueError):
+            mx.eval(m.blocks[0](x, Lengths(50)))

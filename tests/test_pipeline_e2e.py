@@ -420,6 +420,7 @@ def test_the_pipeline_runs_with_ecapa_in_the_real_layout(weights, meeting):
     spkrec-ecapa-voxceleb sizes): plumbing and cost only, no speaker quality; the tracker
     takes ECAPA's threshold and gives at most --max-speakers ids."""
     import mlx.core as mx
+    from mlx.utils import tree_flatten
 
     from mlx_audio_stack.models.ecapa import EcapaArgs
     from mlx_audio_stack.models.ecapa.embed import EmbedConfig, SpeakerEncoder
@@ -428,10 +429,17 @@ def test_the_pipeline_runs_with_ecapa_in_the_real_layout(weights, meeting):
     from mlx_audio_stack.pipeline import Pipeline, PipelineConfig
     from mlx_audio_stack.pipeline.components import TRACKER_THRESHOLDS
 
-    mx.random.seed(0)
     net = ECAPA_TDNN(EcapaArgs())
+    rng = np.random.default_rng(0)
+    weights_in = []
+    for k, v in tree_flatten(net.parameters()):  # what a converted folder gives load_weights
+        a = rng.standard_normal(v.shape).astype(np.float32) * 0.05
+        if k.endswith("running_var"):
+            a = rng.uniform(0.5, 2.0, v.shape).astype(np.float32)
+        weights_in.append((k, mx.array(a)))
+    net.load_weights(weights_in)  # as the loader does: prepares the inference layouts
     net.eval()
-    ecapa = SpeakerEncoder(net, FbankArgs(), EmbedConfig())
+    ecapa = SpeakerEncoder(net, FbankArgs(n_mels=80), EmbedConfig())  # as the loader pairs them
     p = Pipeline(
         whisper=weights["whisper-tiny.en"],
         vad=weights["silero-vad"],

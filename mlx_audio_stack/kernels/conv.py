@@ -50,9 +50,17 @@ def _frames(frames: np.ndarray | None) -> np.ndarray | None:
     return None if frames is None else np.ascontiguousarray(frames, np.int64)
 
 
+def _width(got: int, want: int, what: str) -> None:
+    """The C passes index by the weights' shapes: an input of another width would be read
+    past its end. Raise as MLX's own matmul does."""
+    if got != want:
+        raise ValueError(f"{what}: the input has width {got}, the weights expect {want}")
+
+
 def _conv(x: np.ndarray, w: np.ndarray, k: int, d: int, frames: np.ndarray | None) -> np.ndarray:
     """conv (no bias) of x (B, T, cin) with w (k * cin, cout) -> (B * T, cout)."""
     b, t, cin = x.shape
+    _width(k * cin, w.shape[0], f"conv (kernel {k} x {cin} channels)")
     rows = b * t
     if k > 1:
         col = np.empty((rows, k * cin), np.float32)
@@ -87,6 +95,9 @@ def res2net(x: mx.array, blocks: list[tuple[mx.array, ...]], scale: int, k: int,
     """A Res2Net block over x (B, T, scale * c): `blocks` holds each chunk's (w (k * c, c),
     bias, BatchNorm scale, shift). Returns a new (B, T, scale * c) array."""
     b, t, ch = x.shape
+    _width(ch, scale * blocks[0][0].shape[1] if blocks else ch, "Res2Net block")
+    for blk in blocks:
+        _width(k * (ch // scale), blk[0].shape[0], "Res2Net block's conv")
     h = np.array(_np(x))  # the kernel works in place: a copy of its own
     keep = [[_np(a) for a in blk] for blk in blocks]
     ptrs = [(ctypes.c_void_p * len(keep))(*(blk[i].ctypes.data for blk in keep)) for i in range(4)]
@@ -118,6 +129,11 @@ def se_residual(x: mx.array, w: mx.array | None, w1: mx.array, b1: mx.array, w2:
     b, t, c = xa.shape
     s, _ = _time_stats(xa, _weights(w), 0.0, std=False)
     w1a, w2a = _np(w1), _np(w2)
+    _width(c, w1a.shape[0], "SE block")
+    _width(w1a.shape[1], w2a.shape[0], "SE block's second conv")
+    _width(c, w2a.shape[1], "SE block's output")
+    if tuple(residual.shape) != (b, t, c):
+        raise ValueError(f"SE block: residual {tuple(residual.shape)} is not {(b, t, c)}")
     z = np.empty((b, w1a.shape[1]), np.float32)
     _gemm(s, c, c, w1a, z, z.shape[1], b)
     z = np.maximum(z + _np(b1), 0.0)
@@ -142,6 +158,7 @@ def attentive_pool(x: mx.array, w: mx.array | None, att: tuple[mx.array, ...],
     b, t, c = xa.shape
     rows = b * t
     wa, bias, scale, shift = (_np(a) for a in att)
+    _width((3 if global_context else 1) * c, wa.shape[0], "attentive pooling")
     na = wa.shape[1]
     sw = _weights(w)
     if global_context:  # cat([x, mean, std]) @ W == x @ Wx + (mean @ Wm + std @ Ws)
