@@ -198,8 +198,9 @@ def commit_group(renames: list[tuple[Path, Path]], remove: list[Path] = ()) -> N
     if not renames:
         return
     folder = Path(renames[0][1]).parent
-    if any(Path(p).parent != folder for pair in renames for p in pair) or any(
-        Path(p).parent != folder for p in remove
+    here = folder.resolve()  # "out" and "/cwd/out" are one folder
+    if any(Path(p).parent.resolve() != here for pair in renames for p in pair) or any(
+        Path(p).parent.resolve() != here for p in remove
     ):
         raise ValueError("commit_group: every file must be in one folder")
     journal = {

@@ -210,3 +210,21 @@ def test_outputs_have_the_modes_of_plain_files(tmp_path):
     out = write_outputs(_result({"S1": "one"}), tmp_path / "out")
     for f in ("timeline.png", "report.md", "events.jsonl", "meeting.rttm", "speakers/S1.txt"):
         assert (out / f).stat().st_mode & 0o777 == umask_mode(False), f
+
+
+def test_outputs_into_a_relative_folder_with_a_spooled_record(tmp_path, monkeypatch):
+    """`mas pipeline meeting.wav --out out/` (the README's first pipeline command): the spool
+    and the temporaries named the folder "out" and "/cwd/out"; the group commit took them for
+    two folders and the run failed at its very end."""
+    from mlx_audio_stack.pipeline.outputs import write_outputs
+
+    monkeypatch.chdir(tmp_path)
+    record = spool_for("out/")
+    record.extend(EVENTS)
+    res = _result({"S1": "one"}, events=record)
+    write_outputs(res, "out/", "meeting")
+    assert [
+        json.loads(x) for x in (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    ] == EVENTS
+    assert (tmp_path / "out" / "speakers" / "S1.txt").read_text() == "one\n"
+    assert not [p for p in (tmp_path / "out").iterdir() if ".tmp-" in p.name]

@@ -162,7 +162,7 @@ def run(args) -> int:
                     raise MasError(f"{name}: no audio (the input was empty)")
                 if args.out:
                     write_outputs(res, args.out, "mic" if args.mic else "stdin")
-                    log(f"outputs in {args.out}/")
+                    log(f"outputs in {Path(args.out)}/")
             finally:
                 record.discard()  # removes only an uncommitted spool
         return 0
@@ -210,4 +210,4 @@ def _print_result(res, out, references: dict | None = None) -> None:
         print("\nwhat they said (reference, in order of first turn):")
         for lab, text in references.items():
             print(f"[{lab}] {text.capitalize()}")
-    print(f"outputs in {out}/")
+    print(f"outputs in {Path(out)}/")
