@@ -144,9 +144,12 @@ def run(args) -> int:
                 if args.mic:
                     log("listening on the default microphone; Ctrl-C ends")
 
-                def on_event(ev: dict) -> None:
+                def pass_notes() -> None:  # the microphone's, into the run's notes
                     while notes:
                         p.note(notes.pop(0))
+
+                def on_event(ev: dict) -> None:
+                    pass_notes()
                     print_event(ev)
 
                 run_live(p, chunks, on_event)
@@ -155,8 +158,7 @@ def run(args) -> int:
                         f"microphone audio dropped {len(dropped)} time(s), "
                         f"{sum(dropped):.1f} s in all"
                     )
-                while notes:
-                    p.note(notes.pop(0))
+                pass_notes()
                 res = p.result()
                 if res.stats["audio_s"] == 0:
                     raise MasError(f"{name}: no audio (the input was empty)")

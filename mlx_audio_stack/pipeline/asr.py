@@ -197,12 +197,12 @@ class ASRStream:
         if span < self.cfg.tail_redecode_s:
             return commit
         if len(commit) < self.cfg.min_words_per_s * span:
-            words = self._decode_from(state, start, [])
+            words = self._decode_range(state, start, None, [])
             return words if len(words) > len(commit) else commit
         end = max(commit[-1].end, start) if commit else start
         if state.stream_end - end < self.cfg.tail_redecode_s:
             return commit
-        return commit + self._decode_from(state, end, commit)
+        return commit + self._decode_range(state, end, None, commit)
 
     def _fill_holes(self, state: StreamState, commit: list[Word]) -> list[Word]:
         """Speech Whisper skipped, decoded alone before the words after it are committed.
@@ -230,12 +230,13 @@ class ASRStream:
         return out
 
     def _decode_range(
-        self, state: StreamState, a: float, b: float, heard: list[Word]
+        self, state: StreamState, a: float, b: float | None, heard: list[Word]
     ) -> list[Word]:
-        """Stream time [a, b) of the buffer decoded alone, prompted with everything committed
-        and `heard` before it; the words inside it that repeat nothing already heard."""
+        """Stream time [a, b) of the buffer (b None: to its end) decoded alone, prompted with
+        everything committed and `heard` before it; the words inside it that repeat nothing
+        already heard."""
         n0 = int(round((a - state.buf_start) * SAMPLE_RATE))
-        n1 = int(round((b - state.buf_start) * SAMPLE_RATE))
+        n1 = None if b is None else int(round((b - state.buf_start) * SAMPLE_RATE))
         text = state.scrolled_text + state.in_buffer_text + "".join(w.text for w in heard)
         part = replace(
             state,
@@ -244,22 +245,9 @@ class ASRStream:
             scrolled_text=text[-4 * self.cfg.prompt_chars :],
         )
         words, _ = self._transcribe(part)
-        words = [w for w in words if w.start < b]
+        if b is not None:
+            words = [w for w in words if w.start < b]
         return _after_commit((state.committed_tail + tuple(heard))[-5:], words, a)
-
-    def _decode_from(self, state: StreamState, t: float, heard: list[Word]) -> list[Word]:
-        """The buffer from stream time `t` on, decoded alone (prompted with everything
-        committed or `heard` before it); words after what was heard."""
-        n = int(round((t - state.buf_start) * SAMPLE_RATE))
-        text = state.scrolled_text + state.in_buffer_text + "".join(w.text for w in heard)
-        tail = replace(
-            state,
-            audio=state.audio[n:],
-            buf_start=t,
-            scrolled_text=text[-4 * self.cfg.prompt_chars :],
-        )
-        words, _ = self._transcribe(tail)
-        return _after_commit((state.committed_tail + tuple(heard))[-5:], words, t)
 
     def _transcribe(self, state: StreamState) -> tuple[list[Word], tuple[float, ...]]:
         from ..models.whisper.transcribe import transcribe

@@ -123,6 +123,8 @@ def count_heads_folders() -> list[Path]:
     is converted under weights/ (so they can run as the overlap detector), in name order."""
     import json
 
+    from ..heads.model import MODEL_TYPE as HEADS_TYPE
+
     found = []
     for d in sorted(weights_dir().glob("heads-*")):
         try:
@@ -131,10 +133,18 @@ def count_heads_folders() -> list[Path]:
             encoder = cfg["encoder"]["model"]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        ok = cfg.get("model_type") == "whisper_heads" and "speaker_count" in tasks
+        ok = cfg.get("model_type") == HEADS_TYPE and "speaker_count" in tasks
         if ok and isinstance(encoder, str) and (weights_dir() / encoder / "config.json").exists():
             found.append(d)
     return found
+
+
+def _heads_detector(folder, note: Callable[[str], None]):
+    from .overlap import heads_overlap
+
+    det = heads_overlap(folder)
+    note(f"overlap detector: speaker-count heads {folder} (encoder {det.encoder_name})")
+    return det
 
 
 def load_overlap(overlap, note: Callable[[str], None]):
@@ -148,22 +158,13 @@ def load_overlap(overlap, note: Callable[[str], None]):
         return NoOverlapDetector()
     if overlap is None:
         for folder in count_heads_folders():
-            from .overlap import heads_overlap
-
             try:
-                det = heads_overlap(folder)
+                return _heads_detector(folder, note)
             except WeightsError as exc:  # a broken default does not stop the run
                 note(f"overlap detector: {folder} not used ({exc})")
-                continue
-            note(f"overlap detector: speaker-count heads {folder} (encoder {det.encoder_name})")
-            return det
         overlap = "counter"
     if isinstance(overlap, (str, Path)) and str(overlap) != "counter":
-        from .overlap import heads_overlap
-
-        det = heads_overlap(overlap)
-        note(f"overlap detector: speaker-count heads {overlap} (encoder {det.encoder_name})")
-        return det
+        return _heads_detector(overlap, note)
     if not isinstance(overlap, (str, Path)):
         return overlap
     try:

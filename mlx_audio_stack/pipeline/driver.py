@@ -129,7 +129,6 @@ class Pipeline:
             if one_id and separator is not False:
                 why = "no speaker embedder" if self.embedder is None else "--max-speakers 1"
                 self._note(f"separation off: with {why} every voice goes to one speaker")
-                separator = False
                 self.separator = None
             else:
                 self.separator = comp.load_separator(separator, self._note)

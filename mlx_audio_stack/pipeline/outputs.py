@@ -146,6 +146,10 @@ def _previous_outputs(out: Path) -> set[str]:
     return keep
 
 
+def _manifest(names: set[str]) -> str:
+    return "".join(f"{n}\n" for n in sorted(names))
+
+
 def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
     """Write every output file of a run into `out_dir`; returns the folder.
 
@@ -166,10 +170,8 @@ def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
         record.extend(res.events)
     temps: list[Path] = []
 
-    def clean_up() -> None:
+    def clean_up() -> None:  # every entry is a temporary name; those renamed are gone
         for t in temps:
-            if not t.name.startswith(".") or ".tmp-" not in t.name:
-                continue
             if t.is_dir():
                 shutil.rmtree(t, ignore_errors=True)
             elif t != record.path:  # a spool stays for the caller (discard / the next run)
@@ -186,7 +188,7 @@ def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
             res.notes.append(f"timeline.png not written: {type(exc).__name__}: {exc}")
         if drawn:
             renames.append((png, out / "timeline.png"))
-        elif NO_TIMELINE not in res.notes and not any("timeline.png" in n for n in res.notes):
+        elif not any("timeline.png" in n for n in res.notes):  # not said yet (why it failed)
             res.notes.append(NO_TIMELINE)
         texts = {
             f"{name}.rttm": rttm(res.turns, name),
@@ -211,13 +213,13 @@ def write_outputs(res, out_dir: str | Path, name: str = "meeting") -> Path:
         with atomic.signals_deferred():
             # the manifest names both sets until the old ones are gone: a process killed in
             # between leaves them to the next run into the folder
-            write_atomic(out / MANIFEST, "".join(f"{n}\n" for n in sorted(previous | written)))
+            write_atomic(out / MANIFEST, _manifest(previous | written))
             atomic.commit_group(renames)
             record.committed(out / "events.jsonl")
             atomic.replace(speakers, out / "speakers")
             for stale in sorted(previous - written):
                 (out / stale).unlink(missing_ok=True)
-            write_atomic(out / MANIFEST, "".join(f"{n}\n" for n in sorted(written)))
+            write_atomic(out / MANIFEST, _manifest(written))
     except BaseException:
         clean_up()
         raise

@@ -58,10 +58,11 @@ def run_pipeline(
             ):
                 for block in blocks:
                     for i in range(0, block.size, step):
+                        n = min(step, block.size - i)
                         with stop.step():  # a signal now stops the run after this chunk
-                            p.push(block[i : i + step])
-                            heard += min(step, block.size - i)
-                        bar.update(round(min(step, block.size - i) / SAMPLE_RATE, 1))
+                            p.push(block[i : i + n])
+                            heard += n
+                        bar.update(round(n / SAMPLE_RATE, 1))
                         if stop.requested:
                             raise stop.exception(stop.signum)
         except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: a clean stop, as live input has
