@@ -318,10 +318,11 @@ class Copies:
     name = "test double: scaled copies of the mixture"
 
     def __init__(self, gains):
-        self.gains, self.calls = gains, 0
+        self.gains, self.calls, self.counts = gains, 0, []
 
-    def __call__(self, audio, start):
+    def __call__(self, audio, start, count):
         self.calls += 1
+        self.counts.append(count)
         return np.stack([g * audio for g in self.gains]).astype(np.float32)
 
 
@@ -370,7 +371,7 @@ def test_more_sources_than_max_speakers_allows_keep_the_loudest(weights, offline
         whisper=weights["whisper-tiny.en"],
         oracle_vad=[(0.2, 3.8)],
         embedder=offline_weights("voice-encoder"),
-        separator=Copies(gains),
+        separator=(sep := Copies(gains)),
         overlap=_known_overlap(),
         config=PipelineConfig(max_speakers=2),
     )
@@ -380,6 +381,7 @@ def test_more_sources_than_max_speakers_allows_keep_the_loudest(weights, offline
     run = audio[int(1.0 * sr) : int(1.6 * sr)]
     peaks = sorted(peak for _, peak in routed)
     assert len(routed) == 2 and len({sid for sid, _ in routed}) == 2
+    assert sep.counts == [2]  # the separator is told how many voices the detector counted
     loud = float(np.abs(run).max())
     assert peaks == pytest.approx([0.6 * loud, 1.0 * loud], rel=0.05)
 
@@ -395,7 +397,7 @@ def test_a_separator_that_hears_no_one_loses_no_words(weights, offline_weights):
     class Silent:
         name = "test double: silent sources"
 
-        def __call__(self, audio, start):
+        def __call__(self, audio, start, count):
             calls.append((start / SAMPLE_RATE, audio.size / SAMPLE_RATE))
             return np.zeros((2, audio.size), np.float32)
 

@@ -521,6 +521,56 @@ def test_a_piece_is_cut_at_its_overlapped_run():
     ]
 
 
+def _tiny_separator(num_spks):
+    import mlx.core as mx
+
+    from mlx_audio_stack.models.mossformer2.model import ModelArgs, MossFormer2
+
+    mx.random.seed(0)
+    return MossFormer2(
+        ModelArgs(
+            num_spks=num_spks,
+            encoder_embedding_dim=32,
+            mossformer_sequence_dim=32,
+            num_mossformer_layer=1,
+        )
+    )
+
+
+def test_the_separator_is_chosen_by_how_many_voices_were_counted(tmp_path, monkeypatch):
+    """With a 2- and a 3-source MossFormer2 converted (random weights, tiny), the default
+    loads both and a piece goes to the one that separates as many voices as were counted;
+    with the 2-source one only, three voices go to it, noted once. The WHAMR! 2-source model
+    after the plain one in SEPARATOR_DEFAULTS is not loaded beside it."""
+    from mlx.utils import tree_flatten
+
+    from mlx_audio_stack.pipeline.components import load_separator
+    from mlx_audio_stack.weights_io import save_model_dir
+
+    def convert(name, n, scale=1.0):
+        m = _tiny_separator(n)
+        w = {k: v * scale for k, v in tree_flatten(m.parameters())}
+        save_model_dir(tmp_path / name, w, {"model_type": "mossformer2", "args": m.args.to_dict()})
+
+    monkeypatch.setenv("MAS_WEIGHTS_DIR", str(tmp_path))
+    convert("mossformer2-ss-16k", 2)
+    convert("mossformer2-whamr-16k", 2, scale=2.0)
+    audio = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    notes = []
+    stage = load_separator(None, notes.append)
+    assert sorted(stage.models) == [2]
+    assert stage(audio, 0, 3).shape == (2, 8000) and stage(audio, 0, 3).shape == (2, 8000)
+    assert len(notes) == 1 and "3 voices at once" in notes[0]
+    convert("mossformer2-ss-16k-3spk", 3)
+    stage = load_separator(None, notes.append)
+    assert sorted(stage.models) == [2, 3]
+    assert stage(audio, 0, 2).shape == (2, 8000) and stage(audio, 0, 3).shape == (3, 8000)
+    # the plain 2-source model, not the WHAMR! one (its weights are doubled here)
+    w = dict(tree_flatten(stage.models[2].parameters()))["enc.conv1d.weight"]
+    assert np.array_equal(np.array(w), np.array(_tiny_separator(2).enc.conv1d.weight))
+    assert len(notes) == 1  # nothing more to say
+
+
 def test_a_loaded_separation_model_is_wrapped_as_the_stage():
     from mlx_audio_stack.models.mossformer2.model import ModelArgs, MossFormer2
     from mlx_audio_stack.pipeline.components import load_separator
@@ -530,6 +580,6 @@ def test_a_loaded_separation_model_is_wrapped_as_the_stage():
         ModelArgs(encoder_embedding_dim=32, mossformer_sequence_dim=32, num_mossformer_layer=1)
     )
     stage = load_separator(tiny, print)
-    assert isinstance(stage, Separator) and stage.model is tiny
+    assert isinstance(stage, Separator) and stage.models == {2: tiny}
     oracle = OracleSeparator(np.zeros((2, 10), np.float32))
     assert load_separator(oracle, print) is oracle  # a stage object is used as it is

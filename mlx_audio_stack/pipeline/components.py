@@ -95,27 +95,49 @@ def tracker_threshold(embedder) -> float:
 
 
 def load_separator(separator, note: Callable[[str], None]):
+    """The separation stage, or None (noted). By default every source count found under
+    weights/ (SEPARATOR_DEFAULTS order, the first of each count): a piece goes to the model
+    that separates as many voices as the overlap detector counted (`stages.Separator`).
+    A folder, a loaded model or a tuple of loaded models is used as given."""
     from .stages import Separator
 
     if separator is False:
         note("separation off: overlapped speech goes to the dominant speaker")
         return None
+    if isinstance(separator, (tuple, list)):
+        return Separator(*separator, note=note)
     if separator is not None and not isinstance(separator, (str, Path)):
         import mlx.nn as nn
 
         # a loaded MossFormer2 is callable too: it is wrapped; any other object is the stage
-        return Separator(separator) if isinstance(separator, nn.Module) else separator
+        return Separator(separator, note=note) if isinstance(separator, nn.Module) else separator
     from ..models.mossformer2.load import load_model
 
-    path = _folder(separator) or _first_converted(SEPARATOR_DEFAULTS)
-    if path is None:
+    paths = [_folder(separator)] if separator is not None else _by_count(SEPARATOR_DEFAULTS)
+    if not paths:
         note(
             "no separation weights (weights/mossformer2-ss-16k; `mas weights get "
             "mossformer2-ss-16k` on a connected machine): overlapped speech goes to the "
             "dominant speaker"
         )
         return None
-    return Separator(load_model(path))
+    return Separator(*(load_model(p) for p in paths), note=note)
+
+
+def _by_count(names) -> list[Path]:
+    """The first converted weights/<name> (in `names` order) of each source count."""
+    import json
+
+    found: dict[int, Path] = {}
+    for name in names:
+        cfg = weights_dir() / name / "config.json"
+        if cfg.exists():
+            try:
+                n = int(json.loads(cfg.read_text()).get("args", {}).get("num_spks", 2))
+            except (ValueError, TypeError, AttributeError):
+                n = 2  # a broken config: load_model says what is wrong with it
+            found.setdefault(n, cfg.parent)
+    return [found[n] for n in sorted(found)]
 
 
 def count_heads_folders() -> list[Path]:

@@ -307,7 +307,8 @@ class Pipeline:
         a = max(piece.start - ctx, self._buf_start)
         b = min(piece.end + ctx, self._t)
         with self._timer("separation"):
-            sources = self.separator(self._audio(a, b), a)[:, piece.start - a : piece.end - a]
+            sources = self.separator(self._audio(a, b), a, count)
+            sources = sources[:, piece.start - a : piece.end - a]
         t0, t1 = piece.start / SAMPLE_RATE, piece.end / SAMPLE_RATE
         mix_db = _db(audio)
         keep = [i for i, s in enumerate(sources) if _db(s) > mix_db + self.cfg.source_min_rms_db]

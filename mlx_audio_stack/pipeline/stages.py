@@ -206,17 +206,34 @@ class OracleOverlap:
 
 
 class Separator:
-    """MossFormer2 on one piece (with context either side): (S, n) sources."""
+    """MossFormer2 on one piece (with context either side): (S, n) sources.
 
-    def __init__(self, model):
-        self.model = model
-        self.num_spks = model.num_spks
+    Holds one model per source count (2 and 3 when both are converted); a piece goes to the
+    model whose count equals the overlap detector's (two or three voices at once), else to
+    the nearest larger one, else to the largest: a 3-source model on two voices gives one
+    near-empty source (dropped by its energy and VAD checks), a 2-source model on three voices
+    gives two."""
+
+    def __init__(self, *models, note=None):
+        self.models = {m.num_spks: m for m in models}
+        self.num_spks = max(self.models)
         self.name = "mossformer2"
+        self._note, self._short = note, False
 
-    def __call__(self, audio: np.ndarray, start: int) -> np.ndarray:
+    def model_for(self, count: int):
+        bigger = [n for n in self.models if n >= count]
+        if not bigger and not self._short and self._note is not None:
+            self._short = True
+            self._note(
+                f"{count} voices at once, but the separator separates {self.num_spks} "
+                f"(a {count}-source MossFormer2 under weights/ separates them all)"
+            )
+        return self.models[min(bigger) if bigger else self.num_spks]
+
+    def __call__(self, audio: np.ndarray, start: int, count: int = 2) -> np.ndarray:
         import mlx.core as mx
 
-        out = self.model(mx.array(audio[None].astype(np.float32)))  # (1, n, S)
+        out = self.model_for(count)(mx.array(audio[None].astype(np.float32)))  # (1, n, S)
         return np.array(out[0]).T
 
 
@@ -229,7 +246,7 @@ class OracleSeparator:
         self.sources = np.asarray(sources, np.float32)
         self.num_spks = self.sources.shape[0]
 
-    def __call__(self, audio: np.ndarray, start: int) -> np.ndarray:
+    def __call__(self, audio: np.ndarray, start: int, count: int = 2) -> np.ndarray:
         out = np.zeros((self.num_spks, audio.size), np.float32)
         have = self.sources[:, start : start + audio.size]
         out[:, : have.shape[1]] = have
