@@ -206,6 +206,91 @@ def test_speech_whisper_skipped_is_decoded_alone_before_the_words_after_it_are_c
         assert [w["start"] for w in committed] == starts  # meeting time
 
 
+def test_skipped_speech_after_a_stretched_word_is_decoded_from_that_words_start():
+    """3331-159605-0008 again: "the" was committed stretched over 5.8-8.0 s (the skipped
+    speech inside it), so the stretch from its end to the next word was short and began
+    mid-sentence ("monster weak" for "... assailed her more than once that week"). A word
+    longer than max_word_s counts as ending max_word_s after its start, and the stretch is
+    decoded from the word's start; the decode's repeat of the word is dropped."""
+
+    class Stretching(_FixedDecoder):
+        def _transcribe(self, state):
+            self.ranges = getattr(self, "ranges", []) + [round(state.buf_start, 3)]
+            if state.buf_start == 0.0:  # the whole buffer: "the" stretched, a jump to 7.5 s
+                return [
+                    _w(" that", 0.5, 0.8),
+                    _w(" the", 0.8, 3.0),
+                    _w(" week", 3.6, 3.9),
+                    _w(" she", 7.5, 7.7),
+                ], (7.7,)
+            return [
+                _w(" the", 0.8, 1.0),
+                _w(" old", 1.0, 1.3),
+                _w(" temptation", 1.3, 2.0),
+                _w(" that", 3.3, 3.5),
+                _w(" week", 3.6, 3.9),
+            ], (3.9,)
+
+    dec = Stretching([])
+    st = dec.push(StreamState("S1"), np.zeros(8 * SAMPLE_RATE, np.float32), 0.0, "direct")
+    st, committed, _ = dec.decode(st)
+    st, committed, _ = dec.decode(replace(st, pending_s=1.0))
+    # "the" ends (for the stretch) at 1.8 s, "week" starts 1.8 s later: decoded from 0.8 s
+    # (and the stretch after "week" to "she" at 7.5 s, whose decode hears nothing new)
+    assert dec.ranges == [0.0, 0.0, 0.8, 3.9]
+    words = [w["word"] for w in committed]
+    assert words == ["that", "the", "old", "temptation", "that", "week", "she"]
+
+
+def test_decodes_that_read_the_committed_words_otherwise_do_not_commit_what_follows():
+    """LibriSpeech 2609-156975-0007: the decodes flipped between two readings, "they
+    traditionally found" was committed from one and then "that from and" from two decodes of
+    the other, a mix neither heard. A decode whose words do not include the last committed
+    words (up to 3) still in the buffer is another reading: what follows them is partial
+    only, and agreement needs two consecutive decodes that reread them."""
+    a = [_w(" they", 0.0, 0.3), _w(" traditionally", 0.3, 0.9), _w(" found", 0.9, 1.2)]
+    b = [_w(" they're", 0.0, 0.3), _w(" traditional", 0.3, 0.8), _w(" founder,", 0.8, 1.3)]
+    rest_a = [_w(" their", 1.3, 1.5), _w(" epromes", 1.5, 2.0), _w(" and", 2.1, 2.3)]
+    rest_b = [_w(" that", 1.4, 1.6), _w(" from", 1.6, 1.9), _w(" and", 2.1, 2.3)]
+    more = [_w(" these", 2.4, 2.7), _w(" tribes", 2.8, 3.2)]
+
+    class Flipping(_FixedDecoder):
+        def _transcribe(self, state):
+            self.calls = getattr(self, "calls", 0) + 1
+            words = self.script[self.calls - 1]
+            return list(words), (words[-1].end,)
+
+    dec = Flipping([])
+    dec.script = [a + rest_a, a + rest_a, b + rest_b, b + rest_b + more, b + rest_b + more]
+    st = dec.push(StreamState("S1"), np.zeros(4 * SAMPLE_RATE, np.float32), 0.0, "direct")
+    st, committed, _ = dec.decode(st)
+    st, committed, _ = dec.decode(replace(st, pending_s=1.0))
+    assert [w["word"] for w in committed] == "they traditionally found their epromes and".split()
+    # the other reading: "and" is read there too, but not "found their epromes" before it
+    st, committed, partial = dec.decode(replace(st, pending_s=1.0))
+    assert committed == [] and [w["word"] for w in partial] == []
+    st, committed, partial = dec.decode(replace(st, pending_s=1.0))
+    assert committed == [] and [w["word"] for w in partial] == ["these", "tribes"]
+    assert st.hypothesis_reread is False
+    # before: the two decodes of the other reading agreed on "that from and" after "found"
+    dec = Flipping([])
+    dec.script = [a, a, b + rest_b, b + rest_b]
+    st = dec.push(StreamState("S1"), np.zeros(4 * SAMPLE_RATE, np.float32), 0.0, "direct")
+    for _ in range(4):
+        st, committed, partial = dec.decode(replace(st, pending_s=1.0))
+        assert [w["word"] for w in committed] in (
+            [],
+            ["they", "traditionally", "found"],
+        )
+    assert [w["word"] for w in partial] == ["that", "from", "and"]
+    # a decode that rereads them again (after one that did not) commits at the next agreement
+    dec.script += [a + rest_a, a + rest_a]
+    st, committed, _ = dec.decode(replace(st, pending_s=1.0))
+    assert committed == []
+    st, committed, _ = dec.decode(replace(st, pending_s=1.0))
+    assert [w["word"] for w in committed] == ["their", "epromes", "and"]
+
+
 def test_a_final_decode_with_too_few_words_for_its_audio_decodes_it_again_alone():
     """One word placed at the end of 2.3 s of uncommitted speech (what tiny.en made of the
     fourth voice's sentence): fewer than min_words_per_s, so the stretch is decoded alone and

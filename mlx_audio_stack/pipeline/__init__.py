@@ -12,13 +12,15 @@ oracle in evaluation):
          1 speaker -> speaker embedding (ECAPA or the GE2E voice encoder)
                    -> online tracker (stable ids S1, S2 ...; new-speaker detection;
                       --max-speakers) -> that speaker's ASR stream
-         2-3       -> MossFormer2 on the piece (+0.5 s context) -> per source: energy and VAD
+         2-3       -> MossFormer2 on the piece (+0.5 s context; the 2- or 3-source model
+                      by the count, when both are converted) -> per source: energy and VAD
                       check (none left: the part goes on unseparated) -> embedding
                       -> tracker (sources of one window never share an id)
                       -> ASR streams; without separation weights the piece stays whole,
                       goes to the dominant speaker, and an overlap event marks the run
       -> ASR stream per speaker: Whisper re-decodes the speaker's growing buffer every
-         `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on; the buffer
+         `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on (both
+         reading the last committed words as committed); the buffer
          is trimmed at committed segment ends (whisper_streaming's policy); a decode's last
          segment that Whisper invented (openai-whisper's word anomaly score, or a window
          it judged silent with an anomalous word: see asr.py) is dropped; a prompted

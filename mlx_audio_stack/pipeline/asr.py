@@ -69,6 +69,7 @@ class StreamState:
     scrolled_text: str = ""  # committed text before buf_start (the prompt), last chars
     in_buffer_text: str = ""  # committed text inside the buffer (moves to scrolled on trim)
     hypothesis: tuple[Word, ...] = ()  # last decode's uncommitted words
+    hypothesis_reread: bool = True  # the last decode read the committed words as committed
     segment_ends: tuple[float, ...] = ()  # last decode's segment ends (stream time)
     pending_s: float = 0.0  # audio appended since the last decode
 
@@ -164,6 +165,7 @@ class ASRStream:
         else:
             words, seg_ends = self._transcribe(state)
             new = _after_commit(state.committed_tail, words, state.committed_end)
+        reread = final or _rereads_committed(state.committed_tail, words, state.buf_start)
         if final:
             commit, rest = new, []
             if not new and state.hypothesis:
@@ -171,11 +173,19 @@ class ASRStream:
                 # nothing): they are what the speaker said, as far as anyone will know
                 commit = list(state.hypothesis)
             commit = self._complete_final(state, commit)
-        else:
+        elif reread and state.hypothesis_reread:
             commit, rest = _agree(state.hypothesis, new)
+        else:  # another reading of the committed words: what follows them is not agreed on
+            commit, rest = [], new
         commit = self._fill_holes(state, commit)
         state = self._commit(state, commit)
-        state = replace(state, hypothesis=tuple(rest), segment_ends=seg_ends, pending_s=0.0)
+        state = replace(
+            state,
+            hypothesis=tuple(rest),
+            hypothesis_reread=reread,
+            segment_ends=seg_ends,
+            pending_s=0.0,
+        )
         # words map to meeting time through the spans before the trim drops the old ones
         out = [self._out(state, w) for w in commit], [self._out(state, w) for w in rest]
         return self._trim(state, final), *out
@@ -213,21 +223,39 @@ class ASRStream:
         between ("old temptation has saved him more than once ...") were lost. Everything in
         a stream is speech (VAD pieces, 0.3 s gaps), so a stretch of `hole_redecode_s` or more
         without a word, between the last committed word and the words now committed or
-        between two of them, is decoded alone and its words are committed in their place."""
+        between two of them, is decoded alone and its words are committed in their place
+        (after a stretched word, from that word's start: `_after_word`)."""
         if not commit:
             return commit
         out: list[Word] = []
-        prev = max(state.committed_end, state.buf_start)
+        last = state.committed_tail[-1] if state.committed_tail else None
+        if last is not None and last.end > state.buf_start:
+            a, prev = self._after_word(last)
+            a = max(a, state.buf_start)
+        else:
+            a = prev = max(state.committed_end, state.buf_start)
         heard: list[Word] = []
         for w in commit:
             if w.start - prev >= self.cfg.hole_redecode_s:
-                found = self._decode_range(state, prev, w.start, heard)
+                found = self._decode_range(state, a, w.start, heard)
                 out += found
                 heard += found
             out.append(w)
             heard.append(w)
-            prev = max(prev, w.end)
+            after = self._after_word(w)
+            if after[1] > prev:
+                a, prev = after
         return out
+
+    def _after_word(self, w: Word) -> tuple[float, float]:
+        """Where a stretch of speech after word `w` is decoded from, and where it counts from.
+        Whisper can stretch a word over speech it skipped ("the" over 5.8-8.0 s, then "weak"
+        at 8.6 s, on 3331-159605-0008): a word longer than `max_word_s` is taken to end
+        `max_word_s` after its start, and the stretch is decoded from the word's start (the
+        repeated word is dropped by `_after_commit`)."""
+        if w.end - w.start > self.cfg.max_word_s:
+            return w.start, w.start + self.cfg.max_word_s
+        return w.end, w.end
 
     def _decode_range(
         self, state: StreamState, a: float, b: float | None, heard: list[Word]
@@ -409,6 +437,24 @@ def _agree(previous: tuple[Word, ...], new: list[Word]) -> tuple[list[Word], lis
     while n < min(len(previous), len(new)) and _norm(previous[n].text) == _norm(new[n].text):
         n += 1
     return new[:n], new[n:]
+
+
+def _rereads_committed(tail: tuple[Word, ...], words: list[Word], buf_start: float) -> bool:
+    """Whether a decode reads the last committed words still in the buffer (up to 3) as they
+    were committed. Whisper can flip between two readings of a stretch: on LibriSpeech
+    2609-156975-0007 the decodes alternated between "they traditionally found their
+    epromes" and "they're traditional founder, that from", "they traditionally found" was
+    committed from the first and "that from and" from two decodes of the second, a mix
+    neither decode heard. What a decode puts after words it reads otherwise is a
+    continuation of its own reading, so LocalAgreement only counts decodes that reread the
+    committed words. A buffer that grows past `max_buffer_s` without agreement is cut at the
+    last committed word (`_trim`), and the rule holds again from there."""
+    inside = [_norm(w.text) for w in tail if w.start >= buf_start - 1e-3][-3:]
+    if not inside:
+        return True
+    norm = [_norm(w.text) for w in words]
+    n = len(inside)
+    return any(norm[i : i + n] == inside for i in range(len(norm) - n + 1))
 
 
 def _after_commit(tail: tuple[Word, ...], words: list[Word], committed_end: float) -> list[Word]:

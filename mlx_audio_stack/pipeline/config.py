@@ -56,6 +56,9 @@ class PipelineConfig:
     # a stretch this long between two words about to be committed (or after the last committed
     # word) that holds no word is speech Whisper skipped: decoded alone before it is committed
     hole_redecode_s: float = 1.5
+    # a word longer than this was stretched over the skipped speech ("the" over 5.8-8.0 s):
+    # the stretch then counts from its start + this, and is decoded from the word's start
+    max_word_s: float = 1.0
     prompt_chars: int = 200  # committed text scrolled out of the buffer, given as prompt
     gap_s: float = 0.3  # silence inserted between a speaker's non-adjacent pieces
     temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
