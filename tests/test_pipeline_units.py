@@ -242,53 +242,64 @@ def test_skipped_speech_after_a_stretched_word_is_decoded_from_that_words_start(
     assert words == ["that", "the", "old", "temptation", "that", "week", "she"]
 
 
-def test_decodes_that_read_the_committed_words_otherwise_do_not_commit_what_follows():
+class _Scripted(_FixedDecoder):
+    """Test double: each decode returns the next word list of a script."""
+
+    def _transcribe(self, state):
+        self.calls = getattr(self, "calls", 0) + 1
+        words = self.script[min(self.calls, len(self.script)) - 1]
+        return list(words), (words[-1].end,)
+
+
+def test_decodes_that_read_the_committed_words_differently_agree_on_nothing_after_them():
     """LibriSpeech 2609-156975-0007: the decodes flipped between two readings, "they
     traditionally found" was committed from one and then "that from and" from two decodes of
-    the other, a mix neither heard. A decode whose words do not include the last committed
-    words (up to 3) still in the buffer is another reading: what follows them is partial
-    only, and agreement needs two consecutive decodes that reread them."""
+    the other, a mix neither heard. Two consecutive decodes agree on words after the
+    committed ones only if they read the last committed words (up to 3) alike."""
     a = [_w(" they", 0.0, 0.3), _w(" traditionally", 0.3, 0.9), _w(" found", 0.9, 1.2)]
     b = [_w(" they're", 0.0, 0.3), _w(" traditional", 0.3, 0.8), _w(" founder,", 0.8, 1.3)]
+    b2 = b[:2] + [_w(" father,", 0.8, 1.3)]
     rest_a = [_w(" their", 1.3, 1.5), _w(" epromes", 1.5, 2.0), _w(" and", 2.1, 2.3)]
     rest_b = [_w(" that", 1.4, 1.6), _w(" from", 1.6, 1.9), _w(" and", 2.1, 2.3)]
-    more = [_w(" these", 2.4, 2.7), _w(" tribes", 2.8, 3.2)]
 
-    class Flipping(_FixedDecoder):
-        def _transcribe(self, state):
-            self.calls = getattr(self, "calls", 0) + 1
-            words = self.script[self.calls - 1]
-            return list(words), (words[-1].end,)
+    def run(script, steps):
+        dec = _Scripted([])
+        dec.script = script
+        st = dec.push(StreamState("S1"), np.zeros(4 * SAMPLE_RATE, np.float32), 0.0, "direct")
+        got = []
+        for _ in range(steps):
+            st, committed, partial = dec.decode(replace(st, pending_s=1.0))
+            got.append([w["word"] for w in committed])
+        return got, [w["word"] for w in partial]
 
-    dec = Flipping([])
-    dec.script = [a + rest_a, a + rest_a, b + rest_b, b + rest_b + more, b + rest_b + more]
-    st = dec.push(StreamState("S1"), np.zeros(4 * SAMPLE_RATE, np.float32), 0.0, "direct")
-    st, committed, _ = dec.decode(st)
-    st, committed, _ = dec.decode(replace(st, pending_s=1.0))
-    assert [w["word"] for w in committed] == "they traditionally found their epromes and".split()
-    # the other reading: "and" is read there too, but not "found their epromes" before it
-    st, committed, partial = dec.decode(replace(st, pending_s=1.0))
-    assert committed == [] and [w["word"] for w in partial] == []
-    st, committed, partial = dec.decode(replace(st, pending_s=1.0))
-    assert committed == [] and [w["word"] for w in partial] == ["these", "tribes"]
-    assert st.hypothesis_reread is False
-    # before: the two decodes of the other reading agreed on "that from and" after "found"
-    dec = Flipping([])
-    dec.script = [a, a, b + rest_b, b + rest_b]
-    st = dec.push(StreamState("S1"), np.zeros(4 * SAMPLE_RATE, np.float32), 0.0, "direct")
-    for _ in range(4):
-        st, committed, partial = dec.decode(replace(st, pending_s=1.0))
-        assert [w["word"] for w in committed] in (
-            [],
-            ["they", "traditionally", "found"],
-        )
-    assert [w["word"] for w in partial] == ["that", "from", "and"]
-    # a decode that rereads them again (after one that did not) commits at the next agreement
-    dec.script += [a + rest_a, a + rest_a]
-    st, committed, _ = dec.decode(replace(st, pending_s=1.0))
-    assert committed == []
-    st, committed, _ = dec.decode(replace(st, pending_s=1.0))
-    assert [w["word"] for w in committed] == ["their", "epromes", "and"]
+    # "they traditionally found" agreed, then two decodes of other readings of it (the last
+    # one differs in its last word too): "that from and" stays partial
+    got, partial = run([a, a, b + rest_b, b2 + rest_b], 4)
+    assert got == [[], ["they", "traditionally", "found"], [], []]
+    assert partial == ["that", "from", "and"]
+    # after one other reading, the committed reading again: agreement needs two of them
+    got, _ = run([a, a, b + rest_b, a + rest_a, a + rest_a], 5)
+    assert got[2:] == [[], [], ["their", "epromes", "and"]]
+    # two decodes that read the committed words the same other way still agree
+    got, _ = run([a, a, b + rest_b, b + rest_b], 4)
+    assert got[3] == ["that", "from", "and"]
+
+
+def test_a_buffer_without_agreement_past_max_buffer_s_commits_its_old_words():
+    """A meeting's first 14 s were lost: the decodes never agreed, and a buffer past
+    max_buffer_s dropped its oldest audio with the words in it. The words the decode heard
+    more than buffer_trim_s before the buffer's end are committed instead, then trimmed."""
+    words = [_w(f" w{i}", float(i), i + 0.5) for i in range(29)]
+    dec = _FixedDecoder(words)  # its first decode: nothing to agree with yet
+    st = dec.push(StreamState("S1"), np.zeros(29 * SAMPLE_RATE, np.float32), 0.0, "direct")
+    st, committed, partial = dec.decode(st)
+    # 29 s > max_buffer_s: the words ending by 29 - 15 = 14 s are committed, then trimmed
+    assert [w["word"] for w in committed] == [f"w{i}" for i in range(14)]
+    assert [w["word"] for w in partial] == [f"w{i}" for i in range(14, 29)]
+    assert st.buf_start == pytest.approx(13.5) and st.audio.size == int(15.5 * SAMPLE_RATE)
+    # below max_buffer_s a first decode commits nothing
+    st = dec.push(StreamState("S1"), np.zeros(28 * SAMPLE_RATE, np.float32), 0.0, "direct")
+    assert dec.decode(st)[1] == []
 
 
 def test_a_final_decode_with_too_few_words_for_its_audio_decodes_it_again_alone():

@@ -5,9 +5,11 @@ Each speaker's speech pieces are appended to that speaker's own *stream* (its au
 order it was spoken, the pauses between pieces shortened to `gap_s`); a time map turns stream
 times back into meeting times. Every `min_chunk_s` of new audio the whole buffer is decoded
 (the committed text that has scrolled out of the buffer is the prompt). A word is final once
-two consecutive decodes agree on it and on every word before it: final text never changes.
-The buffer is trimmed at the end of the last Whisper segment that is fully committed once it
-is longer than `buffer_trim_s`, so memory and decode cost stay bounded.
+two consecutive decodes agree on it and on every word before it, including how they read the
+last committed words (`_same_context`): final text never changes. The buffer is trimmed at
+the end of the last Whisper segment that is fully committed once it is longer than
+`buffer_trim_s`, so memory and decode cost stay bounded; a buffer that reaches
+`max_buffer_s` without agreement commits the words heard in its oldest part (`_commit_old`).
 
 Latency: a word is first shown by the decode after its piece reaches the stream (a piece is
 handed on once cut, at a 0.25 s pause or after 2 s) and becomes final when the next decode
@@ -69,7 +71,8 @@ class StreamState:
     scrolled_text: str = ""  # committed text before buf_start (the prompt), last chars
     in_buffer_text: str = ""  # committed text inside the buffer (moves to scrolled on trim)
     hypothesis: tuple[Word, ...] = ()  # last decode's uncommitted words
-    hypothesis_reread: bool = True  # the last decode read the committed words as committed
+    # how the last decode read the last committed words in the buffer (normalized, up to 3)
+    hypothesis_context: tuple[str, ...] = ()
     segment_ends: tuple[float, ...] = ()  # last decode's segment ends (stream time)
     pending_s: float = 0.0  # audio appended since the last decode
 
@@ -165,7 +168,7 @@ class ASRStream:
         else:
             words, seg_ends = self._transcribe(state)
             new = _after_commit(state.committed_tail, words, state.committed_end)
-        reread = final or _rereads_committed(state.committed_tail, words, state.buf_start)
+        context = () if final else _context(words, new, len(_tail_key(state)))
         if final:
             commit, rest = new, []
             if not new and state.hypothesis:
@@ -173,16 +176,18 @@ class ASRStream:
                 # nothing): they are what the speaker said, as far as anyone will know
                 commit = list(state.hypothesis)
             commit = self._complete_final(state, commit)
-        elif reread and state.hypothesis_reread:
+        elif _same_context(context, state.hypothesis_context, _tail_key(state)):
             commit, rest = _agree(state.hypothesis, new)
-        else:  # another reading of the committed words: what follows them is not agreed on
+        else:  # the two decodes read the committed words differently: nothing is agreed on
             commit, rest = [], new
+        commit, rest = self._commit_old(state, commit, rest, final)
         commit = self._fill_holes(state, commit)
         state = self._commit(state, commit)
         state = replace(
             state,
             hypothesis=tuple(rest),
-            hypothesis_reread=reread,
+            # a decode that committed words read them as committed (they are the new tail)
+            hypothesis_context=_tail_key(state) if commit else context,
             segment_ends=seg_ends,
             pending_s=0.0,
         )
@@ -213,6 +218,21 @@ class ASRStream:
         if state.stream_end - end < self.cfg.tail_redecode_s:
             return commit
         return commit + self._decode_range(state, end, None, commit)
+
+    def _commit_old(
+        self, state: StreamState, commit: list[Word], rest: list[Word], final: bool
+    ) -> tuple[list[Word], list[Word]]:
+        """A buffer past `max_buffer_s` (Whisper sees 30 s) without agreement: the words this
+        decode heard more than `buffer_trim_s` before the buffer's end are committed, so the
+        trim keeps them. Before, the oldest audio was dropped with its words: a meeting's
+        first 14 s were lost while the decodes read the first committed words two ways."""
+        if final or state.audio.size / SAMPLE_RATE <= self.cfg.max_buffer_s:
+            return commit, rest
+        limit = state.stream_end - self.cfg.buffer_trim_s
+        n = 0
+        while n < len(rest) and rest[n].end <= limit:
+            n += 1
+        return commit + rest[:n], rest[n:]
 
     def _fill_holes(self, state: StreamState, commit: list[Word]) -> list[Word]:
         """Speech Whisper skipped, decoded alone before the words after it are committed.
@@ -439,22 +459,32 @@ def _agree(previous: tuple[Word, ...], new: list[Word]) -> tuple[list[Word], lis
     return new[:n], new[n:]
 
 
-def _rereads_committed(tail: tuple[Word, ...], words: list[Word], buf_start: float) -> bool:
-    """Whether a decode reads the last committed words still in the buffer (up to 3) as they
-    were committed. Whisper can flip between two readings of a stretch: on LibriSpeech
-    2609-156975-0007 the decodes alternated between "they traditionally found their
-    epromes" and "they're traditional founder, that from", "they traditionally found" was
-    committed from the first and "that from and" from two decodes of the second, a mix
-    neither decode heard. What a decode puts after words it reads otherwise is a
-    continuation of its own reading, so LocalAgreement only counts decodes that reread the
-    committed words. A buffer that grows past `max_buffer_s` without agreement is cut at the
-    last committed word (`_trim`), and the rule holds again from there."""
-    inside = [_norm(w.text) for w in tail if w.start >= buf_start - 1e-3][-3:]
-    if not inside:
-        return True
-    norm = [_norm(w.text) for w in words]
-    n = len(inside)
-    return any(norm[i : i + n] == inside for i in range(len(norm) - n + 1))
+def _tail_key(state: StreamState) -> tuple[str, ...]:
+    """The last committed words still in the buffer (up to 3), normalized."""
+    inside = [w for w in state.committed_tail if w.start >= state.buf_start - 1e-3]
+    return tuple(_norm(w.text) for w in inside[-3:])
+
+
+def _context(words: list[Word], new: list[Word], k: int) -> tuple[str, ...]:
+    """How a decode read the committed words: its `k` words before `new` (those after the
+    commit point), normalized."""
+    if k == 0:
+        return ()
+    i = next((j for j, w in enumerate(words) if w is new[0]), len(words)) if new else len(words)
+    return tuple(_norm(w.text) for w in words[max(0, i - k) : i])
+
+
+def _same_context(context: tuple[str, ...], previous: tuple[str, ...], tail: tuple[str, ...]):
+    """Whether two consecutive decodes read the committed words alike, so that their words
+    after them can agree (LocalAgreement). Whisper can flip between two readings of a
+    stretch: on LibriSpeech 2609-156975-0007 the decodes alternated between "they
+    traditionally found their epromes" and "they're traditional founder, that from", and
+    "they traditionally found" was committed from the first, then "that from and" from two
+    decodes of the second: a mix that neither heard. What a decode puts after words it
+    reads otherwise continues its own reading; two decodes that read them the same other
+    way (a consistent rereading) still agree, or commits would stall."""
+    k = len(tail)
+    return k == 0 or context[-k:] == previous[-k:]
 
 
 def _after_commit(tail: tuple[Word, ...], words: list[Word], committed_end: float) -> list[Word]:
