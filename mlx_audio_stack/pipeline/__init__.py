@@ -20,7 +20,7 @@ oracle in evaluation):
                       goes to the dominant speaker, and an overlap event marks the run
       -> ASR stream per speaker: Whisper re-decodes the speaker's growing buffer every
          `min_chunk_s`; LocalAgreement-2 commits the prefix two decodes agree on (both
-         reading the last committed words as committed); the buffer
+         reading the last committed words alike); the buffer
          is trimmed at committed segment ends (whisper_streaming's policy); a decode's last
          segment that Whisper invented (openai-whisper's word anomaly score, or a window
          it judged silent with an anomalous word: see asr.py) is dropped; a prompted

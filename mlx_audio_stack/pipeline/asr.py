@@ -168,7 +168,8 @@ class ASRStream:
         else:
             words, seg_ends = self._transcribe(state)
             new = _after_commit(state.committed_tail, words, state.committed_end)
-        context = () if final else _context(words, new, len(_tail_key(state)))
+        tail = _tail_key(state)
+        context = () if final else _context(words, new, len(tail))
         if final:
             commit, rest = new, []
             if not new and state.hypothesis:
@@ -176,7 +177,7 @@ class ASRStream:
                 # nothing): they are what the speaker said, as far as anyone will know
                 commit = list(state.hypothesis)
             commit = self._complete_final(state, commit)
-        elif _same_context(context, state.hypothesis_context, _tail_key(state)):
+        elif _same_context(context, state.hypothesis_context, tail):
             commit, rest = _agree(state.hypothesis, new)
         else:  # the two decodes read the committed words differently: nothing is agreed on
             commit, rest = [], new
